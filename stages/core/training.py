@@ -1,0 +1,78 @@
+"""One training function for every Keras model on any (X, y)."""
+
+from __future__ import annotations
+
+import sys
+
+import keras
+import numpy as np
+import pandas as pd
+
+from stages.core.params import FitParams
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and TensorFlow, and make TensorFlow's ops deterministic."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+class StopAtTarget(keras.callbacks.Callback):
+    """Stop once the validation loss reaches a target: the task is solved."""
+
+    def __init__(self, target: float) -> None:
+        super().__init__()
+        self.target = target
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs and logs.get("val_loss", np.inf) <= self.target:
+            self.model.stop_training = True
+
+
+def step_decay(base: float, every: int, factor: float):
+    """Learning rate divided by 1/factor every ``every`` epochs (the article's schedule)."""
+    return lambda epoch: base * factor ** (epoch // every)
+
+
+def callbacks_for(fit: FitParams, has_val: bool) -> list[keras.callbacks.Callback]:
+    callbacks: list[keras.callbacks.Callback] = []
+    if has_val:
+        # Always keep the best validation checkpoint (the article's recipe);
+        # without a patience this only restores the best weights at the end.
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=fit.patience or fit.max_epochs + 1, restore_best_weights=True,
+        ))
+        if fit.target_val_loss is not None:
+            callbacks.append(StopAtTarget(fit.target_val_loss))
+    if fit.lr_decay_every is not None:
+        schedule = step_decay(fit.learning_rate, fit.lr_decay_every, fit.lr_decay_factor)
+        callbacks.append(keras.callbacks.LearningRateScheduler(schedule))
+    return callbacks
+
+
+def train(model: keras.Model, X: np.ndarray, y: np.ndarray, fit: FitParams,
+          val: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+    """Compile with MSE and Adam, train, and return the per-epoch history.
+
+    Progress: Keras' bar on a terminal, one line per epoch otherwise (DVC logs).
+    """
+    optimizer = keras.optimizers.Adam(learning_rate=fit.learning_rate, clipnorm=fit.clipnorm)
+    model.compile(loss="mse", optimizer=optimizer)
+    history = model.fit(
+        X, y, batch_size=fit.batch_size, epochs=fit.max_epochs, validation_data=val, shuffle=True,
+        callbacks=callbacks_for(fit, has_val=val is not None), verbose=1 if sys.stdout.isatty() else 2,
+    )
+    frame = pd.DataFrame(history.history).drop(columns=["learning_rate"], errors="ignore")
+    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    return frame
+
+
+def predictor(model: keras.Model, batch_size: int = 1024):
+    """A plain numpy function of the model, for the probes."""
+
+    def predict(X: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict(X, batch_size=batch_size, verbose=0)).reshape(-1)
+
+    return predict

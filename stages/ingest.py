@@ -1,0 +1,27 @@
+"""Stage ingest@<dataset>: read a raw CSV, validate it, write a clean time/value CSV."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stages.core import cli
+from stages.core.io import write_csv
+from stages.core.params import load_params
+from stages.core.series import load_series
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", required=True, help="a key under datasets: in params.yaml")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    ds = load_params().dataset(args.dataset)
+    series = load_series(Path(ds.file), ds.time_col, ds.value_col)
+    write_csv(args.out, series)
+    print(f"ingest@{args.dataset}: {len(series)} points from {ds.file}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
