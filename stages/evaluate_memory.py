@@ -95,13 +95,13 @@ def main(argv: list[str] | None = None) -> None:
         write_json(args.metrics, report)
         write_csv(args.probes, probes_frame)
         write_csv(args.blinding, blinding_frame)
-        plots.loss_curves(histories, args.figures / "loss.png", f"memory task, seq={seq}")
-        plots.memory_probes(probes_frame, blinding_frame, p.ideal_change_pct, args.figures / "probes.png",
+        plots.loss_curves(histories, args.figures / "memory_loss.png", f"memory task, seq={seq}")
+        plots.memory_probes(probes_frame, blinding_frame, p.ideal_change_pct, args.figures / "memory_probes.png",
                             f"memory probes, seq={seq}")
 
         for name, values in results.items():
             run.log_metrics(values, prefix=f"{name}.")
-        for path in (args.metrics, args.probes, args.blinding, args.figures / "loss.png", args.figures / "probes.png"):
+        for path in (args.metrics, args.probes, args.blinding, args.figures / "memory_loss.png", args.figures / "memory_probes.png"):
             run.log_artifact(path)
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 from stages.core import cli
 from stages.core.io import read_arrays, save_with, write_csv
 from stages.core.params import load_params
-from stages.core.series import test_levels_from_diffs
+from stages.core.series import levels_from_diffs
 from stages.core.tracking import stage_run
 
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         run.log_metrics(spec.describe(steps))
         print(f"train_forecast@{args.dataset}-{args.model}: {len(w['y_train'])} windows, params={model.count_params()}")
         history = train(model, w["X_train"], w["y_train"], fit)
-        levels = test_levels_from_diffs(predictor(model)(w["X_test"]), series["value"].to_numpy(), n_train,
+        levels = levels_from_diffs(predictor(model)(w["X_test"]), series["value"].to_numpy(), n_train,
                                         scale=float(w["scale"]), diff_order=diff_order)
         predictions = pd.DataFrame({"time": series["time"].iloc[n_train:].to_numpy(),
                                     "actual": series["value"].iloc[n_train:].to_numpy(), "predicted": levels})

@@ -60,7 +60,9 @@ def change_probe(predict: Predict, X: np.ndarray, idx: int, factor: float, min_a
     keep = np.abs(base) > min_abs_pred
     if not keep.any():
         return float("nan"), 0
-    rel = (moved[keep] - base[keep]) / np.abs(base[keep])
+    # Divide by the signed prediction: for y = x0 + x1 the change 0.5 * x0 over
+    # x0 + x1 has median +25%; dividing by |prediction| would centre it on 0.
+    rel = (moved[keep] - base[keep]) / base[keep]
     return float(100.0 * np.median(rel)), int(keep.sum())
 
 

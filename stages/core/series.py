@@ -152,7 +152,7 @@ def prepare(y: np.ndarray, num_steps: int, test_len: int, diff_order: int) -> Pr
     )
 
 
-def test_levels_from_diffs(pred_scaled: np.ndarray, y: np.ndarray, n_train: int, scale: float, diff_order: int) -> np.ndarray:
+def levels_from_diffs(pred_scaled: np.ndarray, y: np.ndarray, n_train: int, scale: float, diff_order: int) -> np.ndarray:
     """Turn scaled one-step predictions of the differenced test points into levels.
 
     Undo the scaling, then undo the differencing from the true levels before

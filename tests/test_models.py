@@ -1,0 +1,86 @@
+"""Contract tests run over every registered model, and the training function."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stages.core.models import REGISTRY, auto_dilations, receptive_field
+from stages.core.params import FitParams
+from stages.core.tasks import make_splits
+
+keras = pytest.importorskip("keras")
+from stages.core.training import predictor, seed_everything, train  # noqa: E402
+
+STEPS = 12
+FIT = FitParams(seed=3, max_epochs=3, batch_size=32, patience=None)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_splits("first_last", STEPS, seed=0, sizes={"train": 128, "val": 32})
+
+
+def trained(name: str, data):
+    seed_everything(FIT.seed)
+    model = REGISTRY[name]().build(STEPS, 1)
+    history = train(model, data["train"].X, data["train"].y, FIT, val=(data["val"].X, data["val"].y))
+    return model, history
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_output_shape(name, data):
+    model = REGISTRY[name]().build(STEPS, 1)
+    assert predictor(model)(data["val"].X).shape == (32,)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_seeded_training_is_deterministic_and_saves(name, data, tmp_path):
+    first, history = trained(name, data)
+    second, _ = trained(name, data)
+    X = data["val"].X
+    np.testing.assert_array_equal(predictor(first)(X), predictor(second)(X))
+    assert list(history.columns) == ["epoch", "loss", "val_loss"]
+    path = tmp_path / f"{name}.keras"
+    first.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(predictor(loaded)(X), predictor(first)(X), rtol=1e-6)
+
+
+def test_training_lowers_the_loss(data):
+    seed_everything(0)
+    model = REGISTRY["fullconv"]().build(STEPS, 1)
+    fit = FitParams(max_epochs=60, batch_size=16, learning_rate=0.01)
+    history = train(model, data["train"].X, data["train"].y, fit, val=(data["val"].X, data["val"].y))
+    assert history["val_loss"].min() < 0.5 * history["val_loss"].iloc[0]
+
+
+def test_early_stopping_keeps_the_best_weights(data):
+    seed_everything(0)
+    model = REGISTRY["fullconv"]().build(STEPS, 1)
+    fit = FitParams(max_epochs=40, batch_size=16, learning_rate=0.05, patience=2)
+    history = train(model, data["train"].X, data["train"].y, fit, val=(data["val"].X, data["val"].y))
+    val_mse = float(np.mean((predictor(model)(data["val"].X) - data["val"].y) ** 2))
+    assert val_mse == pytest.approx(history["val_loss"].min(), rel=1e-4)
+
+
+@pytest.mark.parametrize("kernel, dilations, expected", [
+    (2, [1], 3),
+    (3, [1, 2, 4], 29),            # 1 + 2 * 2 * 7
+    (8, [2 ** i for i in range(8)], 3571),  # Bai et al.'s adding-problem TCN
+])
+def test_receptive_field_by_hand(kernel, dilations, expected):
+    assert receptive_field(kernel, dilations) == expected
+
+
+@pytest.mark.parametrize("steps", [2, 3, 10, 69, 70, 200, 1000])
+@pytest.mark.parametrize("kernel", [2, 4, 8])
+def test_auto_dilations_cover_the_input_minimally(steps, kernel):
+    dilations = auto_dilations(kernel, steps)
+    assert receptive_field(kernel, dilations) >= steps
+    assert len(dilations) == 1 or receptive_field(kernel, dilations[:-1]) < steps
+
+
+def test_tcn_reports_a_shortfall_when_fixed_dilations_are_too_short():
+    spec = REGISTRY["tcn"](kernel_size=2, dilations=[1, 2])
+    assert spec.describe(70) == {"receptive_field": 7.0, "receptive_field_shortfall": 63.0}

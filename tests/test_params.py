@@ -1,0 +1,45 @@
+"""params.yaml is validated once, with one line naming the bad key."""
+
+from __future__ import annotations
+
+import pytest
+
+from stages.core.models import LSTMSpec, TCNSpec
+from stages.core.params import ParamsError, load_params, parse_params
+
+
+def test_shipped_params_are_valid():
+    params = load_params()
+    assert params.seq == 70 and params.num_steps == 3
+    assert isinstance(params.train_memory.spec("lstm"), LSTMSpec)
+    assert isinstance(params.train_forecast.spec("tcn"), TCNSpec)
+    assert params.train_memory.spec("lstm").units == [8, 6]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p.update(seq="abc"), r"seq: Input should be a valid integer.*got 'abc'"),
+    (lambda p: p.update(seq=1), r"seq: Input should be greater than or equal to 2 \(got 1\)"),
+    (lambda p: p.update(num_steps=0), r"num_steps: Input should be greater than 0"),
+    (lambda p: p.update(sequence=70), r"sequence: unknown key"),
+    (lambda p: p["train_memory"]["fit"].update(learning_rate=-0.1), r"train_memory\.fit\.learning_rate: Input should be greater than 0"),
+    (lambda p: p["train_memory"]["fit"].update(epochs=3), r"train_memory\.fit\.epochs: unknown key"),
+    (lambda p: p["train_memory"].update(models=["lstm", "transformer"]), r"train_memory\.models\.1: Input should be 'lstm', 'gru', 'fullconv' or 'tcn'"),
+    (lambda p: p["train_memory"]["arch"]["tcn"].update(kernel_size=1), r"train_memory\.arch\.tcn\.kernel_size"),
+    (lambda p: p["train_memory"]["arch"].update(rnn={}), r"train_memory\.arch\.rnn: unknown key"),
+    (lambda p: p["train_memory"].update(models=["gru"]), r"train_memory: Value error, model 'gru' is listed but has no entry under arch"),
+    (lambda p: p["generate"].update(task="copy"), r"generate\.task: Input should be 'first_last'"),
+    (lambda p: p["preprocess"].update(diff_order=3), r"preprocess\.diff_order"),
+    (lambda p: p.pop("arima"), r"arima: required key is missing"),
+])
+def test_bad_params_name_the_key(raw_params, edit, message):
+    edit(raw_params)
+    with pytest.raises(ParamsError, match=message) as info:
+        parse_params(raw_params)
+    assert "\n" not in str(info.value)
+
+
+def test_unparseable_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("seq: [1\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(path)

@@ -1,0 +1,111 @@
+"""Differencing, its inverse, windows and the train-only scaler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stages.core.series import (
+    DataError,
+    difference,
+    load_series,
+    make_windows,
+    min_length,
+    prepare,
+    levels_from_diffs,
+    undifference_next,
+)
+
+
+def test_difference_by_hand():
+    y = np.array([1.0, 4.0, 9.0, 16.0])
+    np.testing.assert_array_equal(difference(y, 1), [3, 5, 7])
+    np.testing.assert_array_equal(difference(y, 2), [2, 2])
+    np.testing.assert_array_equal(difference(y, 0), y)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_undifference_inverts_difference(order):
+    y = np.random.default_rng(0).normal(size=30).cumsum()
+    d = difference(y, order)
+    for t in range(order, len(y)):
+        assert undifference_next(d[t - order], y[:t], order) == pytest.approx(y[t])
+
+
+def test_make_windows_by_hand():
+    X, y = make_windows(np.arange(6.0), 3)
+    assert X.shape == (3, 3, 1)
+    np.testing.assert_array_equal(X[:, :, 0], [[0, 1, 2], [1, 2, 3], [2, 3, 4]])
+    np.testing.assert_array_equal(y, [3, 4, 5])
+
+
+def test_scaler_is_fitted_on_train_only():
+    # A huge jump inside the test part must not change the scale.
+    y = np.concatenate([np.arange(20.0), [1000.0, 1001.0, 1002.0]])
+    prepared = prepare(y, num_steps=3, test_len=3, diff_order=1)
+    assert prepared.scale == pytest.approx(1.0)  # max |diff| over the training part
+    assert prepared.n_train == 20
+    assert np.abs(prepared.X_train).max() <= 1.0
+    assert prepared.y_test.max() == pytest.approx(981.0)  # the jump 1000 - 19, scaled by the train scale
+
+
+def test_prepare_split_sizes_and_targets():
+    y = np.arange(45.0) ** 1.5
+    p = prepare(y, num_steps=3, test_len=10, diff_order=1)
+    assert len(p.y_test) == 10
+    assert len(p.y_train) == 45 - 10 - 1 - 3
+    # Every training target is a difference of training levels only.
+    z = difference(y, 1) / p.scale
+    np.testing.assert_allclose(p.y_train, z[3:3 + len(p.y_train)], rtol=1e-6)
+    assert 3 + len(p.y_train) + 1 == p.n_train
+
+
+@pytest.mark.parametrize("order", [0, 1, 2])
+def test_perfect_diff_predictions_give_exact_levels(order):
+    y = np.random.default_rng(1).normal(size=40).cumsum() + 50
+    p = prepare(y, num_steps=4, test_len=6, diff_order=order)
+    levels = levels_from_diffs(p.y_test, y, p.n_train, p.scale, order)
+    np.testing.assert_allclose(levels, y[-6:], rtol=1e-5)
+
+
+def test_min_length_matches_prepare():
+    need = min_length(num_steps=3, test_len=10, diff_order=1)
+    p = prepare(np.arange(float(need)), num_steps=3, test_len=10, diff_order=1)
+    assert len(p.y_train) >= 2
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "s.csv"
+    path.write_text(text)
+    return path
+
+
+def test_load_series_accepts_a_good_file(tmp_path):
+    frame = load_series(write(tmp_path, "t,v\n1,10\n2,11.5\n3,9\n"), "t", "v")
+    assert frame["value"].tolist() == [10, 11.5, 9]
+    assert frame["time"].tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "file is empty"),
+    ("t,v\n", "no data rows"),
+    ("t,x\n1,2\n", "column 'v' not found"),
+    ("t,v\n1,2\n2,abc\n", "line 3: value 'abc' in column 'v' is not a number"),
+    ("t,v\n1,2\n2,\n", "line 3: blank value in column 'v'"),
+    ("t,v\n1,2\n1,3\n", "line 3: duplicate time 1"),
+    ("t,v\n2,2\n1,3\n", "line 3: time 1 is before"),
+    ("t,v\n1,2\n3,3\n", "line 3: gap in column 't'"),
+    ("t,v\n1,2\n2,nan\n", "not a finite number"),
+    ("t,v\n1,2\n2,3,4\n", "line 3: expected 2 fields"),
+])
+def test_load_series_rejects_bad_files(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(DataError, match=message) as info:
+        load_series(path, "t", "v")
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_load_series_missing_file(tmp_path):
+    with pytest.raises(DataError, match="file not found"):
+        load_series(tmp_path / "nope.csv", "t", "v")
