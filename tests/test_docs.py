@@ -28,3 +28,17 @@ def test_readme_lists_every_registered_model():
 
     documented = set(re.findall(r"^\| `(\w+)` \| (?!what)", README, flags=re.M))
     assert set(REGISTRY) <= documented
+
+
+def test_every_committed_report_is_a_declared_output():
+    """A stale file under reports/ would show in `dvc plots show` and PR diffs."""
+    import subprocess
+
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        declared = [Path(out.fs_path).relative_to(ROOT) for out in repo.index.outs]
+    tracked = subprocess.run(["git", "ls-files", "reports"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    undeclared = [f for f in tracked if not any(Path(f) == d or d in Path(f).parents for d in declared)]
+    assert undeclared == []
