@@ -7,19 +7,16 @@ from pathlib import Path
 
 from stages.core import cli
 from stages.core.params import load_params
-from stages.core.series import DataError, load_series, min_length
+from stages.core.series import check_length, load_series
 
 
 def main(argv: list[str] | None = None) -> None:
     argparse.ArgumentParser(description=__doc__).parse_args(argv)
     params = load_params()
     p = params.preprocess
-    need = min_length(params.num_steps, p.test_len, p.diff_order)
     for name, ds in params.datasets.items():
         series = load_series(Path(ds.file), ds.time_col, ds.value_col)
-        if len(series) < need:
-            raise DataError(f"{ds.file}: {len(series)} points is too short for num_steps={params.num_steps}, "
-                            f"preprocess.test_len={p.test_len}, preprocess.diff_order={p.diff_order} (needs at least {need})")
+        check_length(len(series), ds.file, params.num_steps, p.test_len, p.diff_order)
         print(f"check: dataset {name}: {len(series)} points, ok")
     print(f"check: params.yaml ok (seq={params.seq}, num_steps={params.num_steps}, "
           f"memory models: {', '.join(params.train_memory.models)}, forecast models: {', '.join(params.train_forecast.models)})")

@@ -95,13 +95,13 @@ def main(argv: list[str] | None = None) -> None:
         write_json(args.metrics, report)
         write_csv(args.probes, probes_frame)
         write_csv(args.blinding, blinding_frame)
-        plots.loss_curves(histories, args.figures / "memory_loss.png", f"memory task, seq={seq}")
-        plots.memory_probes(probes_frame, blinding_frame, p.ideal_change_pct, args.figures / "memory_probes.png",
-                            f"memory probes, seq={seq}")
+        loss_png, probes_png = args.figures / "memory_loss.png", args.figures / "memory_probes.png"
+        plots.loss_curves(histories, loss_png, f"memory task, seq={seq}")
+        plots.memory_probes(probes_frame, blinding_frame, p.ideal_change_pct, probes_png, f"memory probes, seq={seq}")
 
         for name, values in results.items():
             run.log_metrics(values, prefix=f"{name}.")
-        for path in (args.metrics, args.probes, args.blinding, args.figures / "memory_loss.png", args.figures / "memory_probes.png"):
+        for path in (args.metrics, args.probes, args.blinding, loss_png, probes_png):
             run.log_artifact(path)
 
 

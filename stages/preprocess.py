@@ -12,7 +12,7 @@ import pandas as pd
 from stages.core import cli
 from stages.core.io import write_arrays, write_json
 from stages.core.params import load_params
-from stages.core.series import DataError, min_length, prepare
+from stages.core.series import check_length, prepare
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,12 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params()
     p, num_steps = params.preprocess, params.num_steps
     series = pd.read_csv(args.series)
-    need = min_length(num_steps, p.test_len, p.diff_order)
-    if len(series) < need:
-        raise DataError(
-            f"{params.dataset(args.dataset).file}: {len(series)} points is too short for num_steps={num_steps}, "
-            f"preprocess.test_len={p.test_len}, preprocess.diff_order={p.diff_order} (needs at least {need})"
-        )
+    check_length(len(series), params.dataset(args.dataset).file, num_steps, p.test_len, p.diff_order)
     prepared = prepare(series["value"].to_numpy(), num_steps=num_steps, test_len=p.test_len, diff_order=p.diff_order)
     # The scale travels as .npy, exact; the JSON copy is rounded for people to read.
     write_arrays(args.out, {k: np.asarray(v) for k, v in asdict(prepared).items()})

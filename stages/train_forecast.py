@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"train_forecast@{args.dataset}-{args.model}: {len(w['y_train'])} windows, params={model.count_params()}")
         history = train(model, w["X_train"], w["y_train"], fit)
         levels = levels_from_diffs(predictor(model)(w["X_test"]), series["value"].to_numpy(), n_train,
-                                        scale=float(w["scale"]), diff_order=diff_order)
+                                   scale=float(w["scale"]), diff_order=diff_order)
         predictions = pd.DataFrame({"time": series["time"].iloc[n_train:].to_numpy(),
                                     "actual": series["value"].iloc[n_train:].to_numpy(), "predicted": levels})
         save_with(args.model_out, model.save)

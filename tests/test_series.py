@@ -109,3 +109,13 @@ def test_load_series_rejects_bad_files(tmp_path, text, message):
 def test_load_series_missing_file(tmp_path):
     with pytest.raises(DataError, match="file not found"):
         load_series(tmp_path / "nope.csv", "t", "v")
+
+
+def test_check_length_names_the_source_and_the_params():
+    from stages.core.series import check_length
+
+    need = min_length(num_steps=3, test_len=10, diff_order=1)
+    check_length(need, "s.csv", num_steps=3, test_len=10, diff_order=1)  # just long enough
+    with pytest.raises(DataError, match=rf"^s\.csv: {need - 1} points is too short for num_steps=3, "
+                                        rf"preprocess\.test_len=10, preprocess\.diff_order=1 \(needs at least {need}\)$"):
+        check_length(need - 1, "s.csv", num_steps=3, test_len=10, diff_order=1)

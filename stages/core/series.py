@@ -130,6 +130,14 @@ def min_length(num_steps: int, test_len: int, diff_order: int, min_train_windows
     return test_len + diff_order + num_steps + min_train_windows
 
 
+def check_length(n_points: int, source: str, num_steps: int, test_len: int, diff_order: int) -> None:
+    """Raise a one-line DataError if a series is too short for the windows and the test part."""
+    need = min_length(num_steps, test_len, diff_order)
+    if n_points < need:
+        raise DataError(f"{source}: {n_points} points is too short for num_steps={num_steps}, "
+                        f"preprocess.test_len={test_len}, preprocess.diff_order={diff_order} (needs at least {need})")
+
+
 def prepare(y: np.ndarray, num_steps: int, test_len: int, diff_order: int) -> Prepared:
     """Difference, scale on the training part only, window, and hold out the tail.
 

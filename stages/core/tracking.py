@@ -91,7 +91,7 @@ class StageRun:
 
     def log_metrics(self, metrics: Mapping[str, Any], prefix: str = "") -> None:
         numeric = {k: float(v) for k, v in flatten(metrics, prefix).items()
-                   if isinstance(v, (int, float)) and v is not None}
+                   if isinstance(v, (int, float))}
         self._mlflow.log_metrics(numeric)
 
     def log_history(self, history: pd.DataFrame, prefix: str = "") -> None:
