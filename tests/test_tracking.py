@@ -72,3 +72,109 @@ def test_params_hash_changes_with_params_and_input_content(tmp_path):
     assert base != tracking.params_hash({"a": 2}, [f])
     f.write_text("2")
     assert base != tracking.params_hash({"a": 1}, [f])
+
+
+def test_unreachable_server_fails_fast_naming_the_uri(store, monkeypatch):
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    started = time.perf_counter()
+    with pytest.raises(tracking.TrackingError) as info, tracking.stage_run("memory", "s", {}, inputs=[]):
+        raise AssertionError("the body must not run")
+    assert time.perf_counter() - started < 10
+    message = str(info.value)
+    assert message.startswith(f"MLflow tracking URI {uri}: cannot reach the server")
+    assert "PIPELINE_TRACKING=off" in message and "\n" not in message
+
+
+def test_unusable_store_fails_naming_the_uri(store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://x")
+    with pytest.raises(tracking.TrackingError, match=r"^MLflow tracking URI nosuchscheme://x: cannot open the store"):
+        with tracking.stage_run("memory", "s", {}, inputs=[]):
+            pass
+
+
+def test_tracking_off_runs_the_stage_and_logs_nothing(store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # would fail if it were used
+    monkeypatch.setenv("PIPELINE_TRACKING", "off")
+    ran = []
+    with tracking.stage_run("memory", "s", {"a": 1}, inputs=[]) as run:
+        run.log_metrics({"x": 1.0})
+        run.log_history(pd.DataFrame({"epoch": [1], "loss": [1.0]}))
+        ran.append(True)
+    assert ran == [True]
+    assert not (store / "mlflow.db").exists()
+
+
+def test_bad_off_switch_value_is_named(monkeypatch):
+    monkeypatch.setenv("PIPELINE_TRACKING", "maybe")
+    with pytest.raises(tracking.TrackingError, match=r"PIPELINE_TRACKING='maybe': expected 'on' or 'off'"):
+        tracking.tracking_enabled()
+
+
+def test_locked_database_is_retried_then_succeeds(monkeypatch):
+    monkeypatch.setattr(tracking, "RETRY_DELAYS_S", (0.0, 0.0, 0.0))
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return "ok"
+
+    assert tracking.with_retry(flaky) == "ok" and len(calls) == 3
+
+
+def test_locked_database_gives_up_after_the_last_retry(monkeypatch):
+    monkeypatch.setattr(tracking, "RETRY_DELAYS_S", (0.0, 0.0))
+    calls = []
+
+    def locked():
+        calls.append(1)
+        raise RuntimeError("database is locked")
+
+    with pytest.raises(RuntimeError, match="database is locked"):
+        tracking.with_retry(locked)
+    assert len(calls) == 3
+
+
+def test_other_errors_are_not_retried():
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise ValueError("no such table")
+
+    with pytest.raises(ValueError):
+        tracking.with_retry(broken)
+    assert calls == [1]
+
+
+def _log_two_runs(root: str) -> None:
+    import os
+
+    os.environ["DVC_ROOT"] = root
+    for i in range(2):
+        with tracking.stage_run("memory", f"worker@{i}", {"i": i}, inputs=[]) as run:
+            run.log_metrics({"x": float(i)})
+
+
+def test_workers_starting_together_on_a_fresh_store_all_land(store):
+    # Plain MLflow loses every run here: each process finds no tables and runs
+    # the schema migrations at once (benchmarks/sqlite_concurrency.py).
+    import multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    procs = [context.Process(target=_log_two_runs, args=(str(store),)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    _, found = runs(store)
+    assert sorted(r.info.status for r in found) == ["FINISHED"] * 6

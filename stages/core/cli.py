@@ -9,10 +9,11 @@ from collections.abc import Callable
 
 from stages.core.params import ParamsError
 from stages.core.series import DataError
+from stages.core.tracking import TrackingError
 
-__all__ = ["DataError", "ParamsError", "run"]
+__all__ = ["DataError", "ParamsError", "TrackingError", "run"]
 
-USER_ERRORS = (ParamsError, DataError)
+USER_ERRORS = (ParamsError, DataError, TrackingError)
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -8,16 +8,27 @@ FAILED when the stage raises (KILLED when it is interrupted).
 The store: ``MLFLOW_TRACKING_URI`` when set; otherwise ``mlflow.db`` (SQLite) and
 ``mlartifacts/`` in the user's repository, found from ``DVC_ROOT`` so that
 queued experiments running in temporary copies land in the same store.
+
+Before any work the store is checked: one that cannot be reached stops the stage
+with a line naming the URI, unless ``PIPELINE_TRACKING=off`` opts out of
+tracking. The embedded SQLite store is shared by parallel queue workers, so it
+is created once under a file lock, in WAL mode, and writes that still meet
+"database is locked" are retried with backoff (measured in
+benchmarks/sqlite_concurrency.py).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,8 +38,101 @@ import pandas as pd
 from stages.core import paths
 
 
+OFF_SWITCH = "PIPELINE_TRACKING"
+
+
+class TrackingError(RuntimeError):
+    """The MLflow store cannot be used; one line naming the URI."""
+
+
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{paths.store_root() / 'mlflow.db'}"
+
+
+def tracking_enabled() -> bool:
+    value = os.environ.get(OFF_SWITCH, "on").strip().lower()
+    if value not in ("on", "off"):
+        raise TrackingError(f"{OFF_SWITCH}={value!r}: expected 'on' or 'off'")
+    return value == "on"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, or None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+
+
+# How long a write waits for another process's lock, in total, before it fails.
+RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
+
+
+def is_locked_error(exc: BaseException) -> bool:
+    return "database is locked" in str(exc)
+
+
+def with_retry(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn``; on SQLite's "database is locked", back off and try again."""
+    for delay in (*RETRY_DELAYS_S, None):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if delay is None or not is_locked_error(exc):
+                raise
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock between processes (released if one dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def prepare_sqlite(db: Path, uri: str) -> None:
+    """Create the SQLite store once, in WAL mode, even when workers start together.
+
+    Without the lock, two processes that find no tables both run MLflow's
+    schema migrations and one fails with "table already exists". WAL lets
+    readers work beside the single writer; it is a property of the file, so it
+    is set once here.
+    """
+    import mlflow
+
+    with file_lock(db.with_name(db.name + "-lock")):
+        with sqlite3.connect(db, timeout=30) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+        with_retry(mlflow.MlflowClient(tracking_uri=uri).search_experiments, max_results=1)
+
+
+def check_store(uri: str) -> None:
+    """Fail fast, before any training, when the store cannot be used."""
+    import mlflow
+
+    hint = f"set {OFF_SWITCH}=off to run without tracking"
+    if uri.startswith(("http://", "https://")):
+        # MLflow's own client retries for minutes; one short request answers sooner.
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5).close()
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TrackingError(f"MLflow tracking URI {uri}: cannot reach the server ({reason}); {hint}") from None
+        return
+    try:
+        db = sqlite_path(uri)
+        if db is not None:
+            prepare_sqlite(db, uri)
+        else:
+            with_retry(mlflow.MlflowClient(tracking_uri=uri).search_experiments, max_results=1)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrackingError(f"MLflow tracking URI {uri}: cannot open the store ({first}); {hint}") from None
 
 
 def artifact_root() -> str:
@@ -72,14 +176,14 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _experiment_id(mlflow, name: str) -> str:
-    experiment = mlflow.get_experiment_by_name(name)
+    experiment = with_retry(mlflow.get_experiment_by_name, name)
     if experiment is not None:
         return experiment.experiment_id
     try:
-        return mlflow.create_experiment(name, artifact_location=f"{artifact_root()}/{name}")
+        return with_retry(mlflow.create_experiment, name, artifact_location=f"{artifact_root()}/{name}")
     except mlflow.exceptions.MlflowException:
         # Another stage running in parallel created it first.
-        return mlflow.get_experiment_by_name(name).experiment_id
+        return with_retry(mlflow.get_experiment_by_name, name).experiment_id
 
 
 class StageRun:
@@ -92,7 +196,7 @@ class StageRun:
     def log_metrics(self, metrics: Mapping[str, Any], prefix: str = "") -> None:
         numeric = {k: float(v) for k, v in flatten(metrics, prefix).items()
                    if isinstance(v, (int, float))}
-        self._mlflow.log_metrics(numeric)
+        with_retry(self._mlflow.log_metrics, numeric)
 
     def log_history(self, history: pd.DataFrame, prefix: str = "") -> None:
         """Per-epoch losses as metric history, one step per epoch."""
@@ -104,22 +208,46 @@ class StageRun:
             for column in history.columns if column != "epoch"
             for epoch, value in zip(history["epoch"], history[column], strict=True)
         ]
-        self._mlflow.MlflowClient().log_batch(self.run_id, metrics=metrics)
+        with_retry(self._mlflow.MlflowClient().log_batch, self.run_id, metrics=metrics)
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
-        self._mlflow.log_artifact(str(path), artifact_path=folder)
+        with_retry(self._mlflow.log_artifact, str(path), artifact_path=folder)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
+        with_retry(self._mlflow.set_tags, {k: str(v) for k, v in tags.items()})
+
+
+class UntrackedRun:
+    """Stands in for StageRun when tracking is off: logs nothing."""
+
+    run_id = None
+
+    def log_metrics(self, metrics: Mapping[str, Any], prefix: str = "") -> None:
+        pass
+
+    def log_history(self, history: pd.DataFrame, prefix: str = "") -> None:
+        pass
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        pass
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        pass
 
 
 @contextmanager
 def stage_run(experiment: str, stage: str, params: Mapping[str, Any], inputs: list[Path],
-              tags: Mapping[str, str] | None = None) -> Iterator[StageRun]:
+              tags: Mapping[str, str] | None = None) -> Iterator[StageRun | UntrackedRun]:
     """Open an MLflow run for one execution of a DVC stage."""
+    if not tracking_enabled():
+        print(f"{stage}: {OFF_SWITCH}=off, nothing is logged to MLflow")
+        yield UntrackedRun()
+        return
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    check_store(uri)
+    mlflow.set_tracking_uri(uri)
     run_tags = {
         "dvc.stage": os.environ.get("DVC_STAGE", stage),
         "dvc.exp": os.environ.get("DVC_EXP_NAME", "workspace"),
@@ -128,10 +256,11 @@ def stage_run(experiment: str, stage: str, params: Mapping[str, Any], inputs: li
         **(tags or {}),
     }
     started = time.perf_counter()
-    run = mlflow.start_run(experiment_id=_experiment_id(mlflow, experiment), run_name=run_tags["dvc.stage"], tags=run_tags)
+    run = with_retry(mlflow.start_run, experiment_id=_experiment_id(mlflow, experiment),
+                     run_name=run_tags["dvc.stage"], tags=run_tags)
     status = "FAILED"
     try:
-        mlflow.log_params(flatten(params))
+        with_retry(mlflow.log_params, flatten(params))
         yield StageRun(mlflow, run.info.run_id)
         status = "FINISHED"
     except KeyboardInterrupt:
@@ -139,5 +268,5 @@ def stage_run(experiment: str, stage: str, params: Mapping[str, Any], inputs: li
         raise
     finally:
         # Wall time lives in MLflow only: committed files stay byte-identical.
-        mlflow.log_metric("wall_time_s", time.perf_counter() - started)
-        mlflow.end_run(status=status)
+        with_retry(mlflow.log_metric, "wall_time_s", time.perf_counter() - started)
+        with_retry(mlflow.end_run, status=status)
