@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
                    tags={"dataset": args.dataset}) as run:
         fitted, predicted = one_step_forecasts(y, n_train, order)
         write_csv(args.predictions, pd.DataFrame({"time": series["time"].iloc[n_train:].to_numpy(),
-                                                  "actual": y[n_train:], "predicted": predicted}))
+                                                  "actual": y[n_train:], "predicted": predicted}), digits=None)
         # Coefficients rather than fitted.summary(), which stamps the date and time.
         fit_facts = {"order": list(order), "n_train": n_train, "aic": fitted.aic, "bic": fitted.bic,
                      "coefficients": dict(zip(fitted.param_names, map(float, fitted.params), strict=True))}

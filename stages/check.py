@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params()
     p = params.preprocess
     for name, ds in params.datasets.items():
-        series = load_series(Path(ds.file), ds.time_col, ds.value_col)
+        series = load_series(Path(ds.file), ds.time_col, ds.value_col, ds.fill)
         check_length(len(series), ds.file, params.num_steps, p.test_len, p.diff_order)
         print(f"check: dataset {name}: {len(series)} points, ok")
     print(f"check: params.yaml ok (seq={params.seq}, num_steps={params.num_steps}, "

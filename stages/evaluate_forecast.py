@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         for name, values in results.items():
             print(f"evaluate_forecast@{args.dataset}: {name:>8}: " + "  ".join(f"{k}={v:.4g}" for k, v in values.items()))
 
-        write_json(args.metrics, {"dataset": args.dataset, "n_train": n_train, "n_test": len(actual), **results})
+        write_json(args.metrics, {"dataset": args.dataset, "n_train": n_train, "n_test": len(actual),
+                                  "filled_points": int(series["filled"].sum()), **results})
         times = series["time"].iloc[n_train:].to_numpy()
         # One file per line of the DVC plot, so the plot follows the list of models.
         with atomic_dir(args.plot_data) as folder:

@@ -54,8 +54,9 @@ def forecast_section(name: str, f: dict, baselines: list[str]) -> list[str]:
     beaten = [k for k in rows if k not in baselines and rows[k]["mse"] < rows[best_baseline]["mse"]]
     verdict = (f"{', '.join(beaten)} beat the best baseline ({best_baseline})." if beaten
                else f"No model beat the {best_baseline} baseline.")
+    filled = f" {f['filled_points']} points were filled by the dataset's fill policy." if f.get("filled_points") else ""
     return [f"### {name}: last {f['n_test']} points, one step ahead (trained on {f['n_train']})", "",
-            *table(rows, FORECAST_COLUMNS, bold=best), "", f"Lowest MSE: **{best}**. {verdict}", ""]
+            *table(rows, FORECAST_COLUMNS, bold=best), "", f"Lowest MSE: **{best}**. {verdict}{filled}", ""]
 
 
 def main(argv: list[str] | None = None) -> None:

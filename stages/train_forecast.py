@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
                                     "actual": series["value"].iloc[n_train:].to_numpy(), "predicted": levels})
         save_with(args.model_out, model.save)
         write_csv(args.history, history)
-        write_csv(args.predictions, predictions)
+        write_csv(args.predictions, predictions, digits=None)
         run.log_history(history)
         run.log_metrics({"final_loss": history["loss"].iloc[-1]})
         for path in (args.model_out, args.history, args.predictions):

@@ -91,11 +91,16 @@ def test_load_series_accepts_a_good_file(tmp_path):
     ("t,v\n", "no data rows"),
     ("t,x\n1,2\n", "column 'v' not found"),
     ("t,v\n1,2\n2,abc\n", "line 3: value 'abc' in column 'v' is not a number"),
-    ("t,v\n1,2\n2,\n", "line 3: blank value in column 'v'"),
+    ("t,v\n1,2\n2,\n", "line 3: missing value '' in column 'v'"),
+    ("t,v\n1,2\n2,NA\n", "line 3: missing value 'NA' in column 'v'"),
+    ("t,v\n1,2\n2,inf\n", "line 3: value 'inf' in column 'v' is not a finite number"),
+    ("t,v\n1.5,2\n", "line 2: time '1.5' in column 't' is not an integer period"),
+    ("t;v\n1;2\n", "line 1: column 't' not found .*seems to use ';' between fields"),
+    ("t\tv\n1\t2\n", r"seems to use '\\t' between fields"),
     ("t,v\n1,2\n1,3\n", "line 3: duplicate time 1"),
     ("t,v\n2,2\n1,3\n", "line 3: time 1 is before"),
     ("t,v\n1,2\n3,3\n", "line 3: gap in column 't'"),
-    ("t,v\n1,2\n2,nan\n", "not a finite number"),
+    ("t,v\n1,2\n2,nan\n", "line 3: missing value 'nan'"),
     ("t,v\n1,2\n2,3,4\n", "line 3: expected 2 fields"),
 ])
 def test_load_series_rejects_bad_files(tmp_path, text, message):
@@ -119,3 +124,47 @@ def test_check_length_names_the_source_and_the_params():
     with pytest.raises(DataError, match=rf"^s\.csv: {need - 1} points is too short for num_steps=3, "
                                         rf"preprocess\.test_len=10, preprocess\.diff_order=1 \(needs at least {need}\)$"):
         check_length(need - 1, "s.csv", num_steps=3, test_len=10, diff_order=1)
+
+
+def test_load_series_accepts_a_byte_order_mark(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_bytes("\ufefft,v\n1,10\n2,11\n".encode("utf-8"))
+    assert load_series(path, "t", "v")["value"].tolist() == [10, 11]
+
+
+def test_load_series_names_the_line_of_a_non_utf8_byte(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_bytes("t,v\n1,10\n2,caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"line 3: byte 0xe9 is not UTF-8 text"):
+        load_series(path, "t", "v")
+
+
+def test_load_series_rejects_binary_files(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_bytes(b"t,v\n\x00\x01\x02")
+    with pytest.raises(DataError, match="NUL bytes"):
+        load_series(path, "t", "v")
+
+
+@pytest.mark.parametrize("fill, expected", [
+    ("ffill", [1.0, 1.0, 1.0, 4.0, 5.0]),
+    ("linear", [1.0, 2.0, 3.0, 4.0, 5.0]),
+])
+def test_fill_policy_fills_gaps_and_blanks_and_counts_them(tmp_path, fill, expected):
+    # time 2 has a blank value, time 3 is missing altogether
+    frame = load_series(write(tmp_path, "t,v\n1,1\n2,\n4,4\n5,5\n"), "t", "v", fill=fill)
+    assert frame["time"].tolist() == [1, 2, 3, 4, 5]
+    assert frame["value"].tolist() == expected
+    assert frame["filled"].tolist() == [0, 1, 1, 0, 0]
+
+
+def test_fill_policy_cannot_invent_a_first_value(tmp_path):
+    with pytest.raises(DataError, match=r"time 1: missing value that fill policy 'ffill' cannot fill"):
+        load_series(write(tmp_path, "t,v\n1,\n2,3\n"), "t", "v", fill="ffill")
+    with pytest.raises(DataError, match=r"time 3: missing value that fill policy 'linear' cannot fill"):
+        load_series(write(tmp_path, "t,v\n1,1\n2,3\n3,\n"), "t", "v", fill="linear")
+
+
+def test_fill_policy_still_rejects_unsorted_times(tmp_path):
+    with pytest.raises(DataError, match="line 3: time 1 is before"):
+        load_series(write(tmp_path, "t,v\n2,1\n1,3\n"), "t", "v", fill="linear")

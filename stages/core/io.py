@@ -78,9 +78,10 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def write_csv(path: Path, frame: pd.DataFrame) -> None:
+def write_csv(path: Path, frame: pd.DataFrame, digits: int | None = 6) -> None:
+    """Reports round to ``digits`` significant digits; data passes ``None`` and keeps every digit."""
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
+        frame.to_csv(tmp, index=False, float_format=None if digits is None else f"%.{digits}g", lineterminator="\n")
 
 
 def write_text(path: Path, text: str) -> None:

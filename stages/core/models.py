@@ -127,6 +127,10 @@ class TCNSpec(ModelSpec):
     def _dilations_non_empty(self) -> TCNSpec:
         if isinstance(self.dilations, list) and not self.dilations:
             raise ValueError("dilations must be 'auto' or a non-empty list")
+        if isinstance(self.dilations, list) and any(b <= a for a, b in zip(self.dilations, self.dilations[1:])):
+            # Each block must widen the view (Bai et al.); a repeated or shrinking
+            # dilation adds parameters but no receptive field.
+            raise ValueError(f"dilations must be strictly increasing, got {self.dilations}")
         return self
 
     def resolved_dilations(self, steps: int) -> list[int]:

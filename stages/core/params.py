@@ -96,6 +96,10 @@ class DatasetParams(Strict):
     time_col: str
     value_col: str
     time_kind: Literal["integer"] = "integer"
+    # What to do with a blank value or a missing period: "none" rejects the
+    # file; "ffill" repeats the last value; "linear" interpolates. Filled points
+    # are counted in the forecast metrics and the summary.
+    fill: Literal["none", "ffill", "linear"] = "none"
 
 
 class PreprocessParams(Strict):

@@ -22,42 +22,95 @@ class DataError(ValueError):
 
 # ------------------------------------------------------------------ loading
 
-def load_series(path: Path, time_col: str, value_col: str) -> pd.DataFrame:
+FILL_POLICIES = ("none", "ffill", "linear")
+OTHER_DELIMITERS = (";", "\t", "|")
+
+
+def load_series(path: Path, time_col: str, value_col: str, fill: str = "none") -> pd.DataFrame:
     """Read and validate a CSV of one integer time column and one value column.
 
-    Returns a frame with columns ``time`` and ``value``. Rows are reported by
-    their line number in the file (the header is line 1).
+    Returns a frame with columns ``time``, ``value`` and ``filled`` (1 where the
+    fill policy supplied the value). Rows are reported by their line number in
+    the file (the header is line 1). With ``fill="none"`` a blank value or a
+    missing period is an error; ``ffill`` repeats the previous value and
+    ``linear`` interpolates between its neighbours.
+
+    Parsed by hand rather than with pandas.read_csv: pandas coerces bad cells to
+    NaN or object columns and loses the line a problem came from.
     """
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    text = path.read_text(encoding="utf-8", errors="strict") if path.stat().st_size else ""
-    if not text.strip():
-        raise DataError(f"{path}: file is empty")
-    rows = list(csv.reader(text.splitlines()))
+    rows = _read_rows(path)
     header = [h.strip() for h in rows[0]]
     for col in (time_col, value_col):
         if col not in header:
-            raise DataError(f"{path}: column {col!r} not found in the header (columns: {', '.join(header)})")
+            raise DataError(f"{path}: line 1: column {col!r} not found in the header "
+                            f"(columns: {', '.join(header)}){_delimiter_hint(header)}")
     ti, vi = header.index(time_col), header.index(value_col)
     times, values = [], []
     for line, row in enumerate(rows[1:], start=2):
-        if not row:
+        if not row or not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
             raise DataError(f"{path}: line {line}: expected {len(header)} fields, found {len(row)}")
-        times.append(_parse_int(row[ti], path, line, time_col))
-        values.append(_parse_float(row[vi], path, line, value_col))
+        times.append((_parse_int(row[ti], path, line, time_col), line))
+        values.append(_parse_float(row[vi], path, line, value_col, allow_missing=fill != "none"))
     if not values:
         raise DataError(f"{path}: no data rows after the header")
-    for i in range(1, len(times)):
-        line = i + 2
-        if times[i] == times[i - 1]:
-            raise DataError(f"{path}: line {line}: duplicate time {times[i]} in column {time_col!r}")
-        if times[i] < times[i - 1]:
-            raise DataError(f"{path}: line {line}: time {times[i]} is before the previous row's {times[i - 1]} (rows must be sorted)")
-        if times[i] != times[i - 1] + 1:
-            raise DataError(f"{path}: line {line}: gap in column {time_col!r}, {times[i - 1]} is followed by {times[i]} (expected {times[i - 1] + 1})")
-    return pd.DataFrame({"time": times, "value": values})
+    _check_order(times, path, time_col, allow_gaps=fill != "none")
+    return _fill(path, [t for t, _ in times], values, fill)
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")  # tolerate the byte-order mark spreadsheet programs write
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line}: byte 0x{raw[exc.start]:02x} is not UTF-8 text "
+                        "(save the file as UTF-8 CSV)") from None
+    if "\x00" in text:
+        raise DataError(f"{path}: contains NUL bytes: not a text CSV file")
+    if not text.strip():
+        raise DataError(f"{path}: file is empty")
+    try:
+        return list(csv.reader(text.splitlines()))
+    except csv.Error as exc:
+        raise DataError(f"{path}: not readable as CSV ({exc})") from None
+
+
+def _delimiter_hint(header: list[str]) -> str:
+    for sep in OTHER_DELIMITERS:
+        if len(header) == 1 and sep in header[0]:
+            return f"; the file seems to use {sep!r} between fields, but it must be comma-separated"
+    return ""
+
+
+def _check_order(times: list[tuple[int, int]], path: Path, col: str, allow_gaps: bool) -> None:
+    for (before, _), (t, line) in zip(times, times[1:]):
+        if t == before:
+            raise DataError(f"{path}: line {line}: duplicate time {t} in column {col!r}")
+        if t < before:
+            raise DataError(f"{path}: line {line}: time {t} is before the previous row's {before} (rows must be sorted)")
+        if t != before + 1 and not allow_gaps:
+            raise DataError(f"{path}: line {line}: gap in column {col!r}, {before} is followed by {t} "
+                            f"(expected {before + 1}; or set a fill policy for the dataset in params.yaml)")
+
+
+def _fill(path: Path, times: list[int], values: list[float], fill: str) -> pd.DataFrame:
+    """Put every period from first to last on the index and fill what is missing."""
+    observed = pd.Series(values, index=times, dtype=float)
+    full = observed.reindex(range(times[0], times[-1] + 1))
+    missing = full.isna()
+    if fill == "ffill":
+        full = full.ffill()
+    elif fill == "linear":
+        full = full.interpolate(method="linear", limit_area="inside")
+    if full.isna().any():
+        first = int(full.index[full.isna()][0])
+        raise DataError(f"{path}: time {first}: missing value that fill policy {fill!r} cannot fill "
+                        "(no value before it" + (" or after it)" if fill == "linear" else ")"))
+    return pd.DataFrame({"time": full.index.to_numpy(), "value": full.to_numpy(), "filled": missing.to_numpy().astype(int)})
 
 
 def _parse_int(cell: str, path: Path, line: int, col: str) -> int:
@@ -67,9 +120,13 @@ def _parse_int(cell: str, path: Path, line: int, col: str) -> int:
         raise DataError(f"{path}: line {line}: time {cell!r} in column {col!r} is not an integer period") from None
 
 
-def _parse_float(cell: str, path: Path, line: int, col: str) -> float:
-    if not cell.strip():
-        raise DataError(f"{path}: line {line}: blank value in column {col!r}")
+def _parse_float(cell: str, path: Path, line: int, col: str, allow_missing: bool = False) -> float:
+    missing = not cell.strip() or cell.strip().lower() in ("nan", "na", "n/a", "null")
+    if missing:
+        if allow_missing:
+            return float("nan")
+        raise DataError(f"{path}: line {line}: missing value {cell.strip()!r} in column {col!r} "
+                        "(or set a fill policy for the dataset in params.yaml)")
     try:
         value = float(cell)
     except ValueError:
