@@ -38,9 +38,9 @@ def csv_texts(draw) -> bytes:
         i = draw(st.integers(0, len(rows) - 1))
         kind = draw(st.sampled_from(["cell", "time", "drop", "swap", "dup", "extra", "short"]))
         if kind == "cell":
-            rows[i][1] = draw(CELLS)
+            rows[i] = [rows[i][0], draw(CELLS)]
         elif kind == "time":
-            rows[i][0] = draw(CELLS)
+            rows[i] = [draw(CELLS), *rows[i][1:]]
         elif kind == "drop":
             rows.pop(i)
         elif kind == "swap":
