@@ -8,6 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import settings
+
+# CI explores the same examples every run, so a red build always reproduces;
+# locally each run draws new ones (FUZZ_EXAMPLES=4000 for a longer search).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

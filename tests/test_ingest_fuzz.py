@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def observed_pairs(data: bytes) -> set[tuple[int, float]]:
     return pairs
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=csv_texts(), fill=st.sampled_from(["none", "none", "ffill", "linear"]))
 def test_ingest_accepts_correctly_or_fails_in_one_line(raw_params_session, data, fill):
     code, stderr, source, out = run_ingest(dict(raw_params_session), data, fill)
