@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sqlite3
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.project import Project, ran_stages
 MEMORY_KEYS = {"val_mse", "change_first_pct", "change_last_pct", "blind_first_mse", "blind_last_mse", "remembers_first"}
 FORECAST_KEYS = {"mse", "rmse", "mae", "mape", "mase"}
 FORECAST_STAGES = ("ingest@", "preprocess@", "train_forecast@", "arima@", "evaluate_forecast@")
@@ -22,54 +17,11 @@ FORECAST_STAGES = ("ingest@", "preprocess@", "train_forecast@", "arima@", "evalu
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
 
-def tiny(params: dict) -> dict:
-    """Shrink every budget so that the whole pipeline runs in about a minute."""
-    params["seq"] = 6
-    params["generate"].update(n_train=64, n_val=32, n_test=64)
-    params["train_memory"]["fit"].update(max_epochs=2, batch_size=32)
-    params["train_forecast"]["fit"].update(max_epochs=2)
-    params["train_forecast"]["arch"]["lstm"].update(units=[8, 8], dense=[4])
-    params["train_forecast"]["arch"]["tcn"].update(filters=4)
-    return params
-
-
-def copy_project(dest: Path) -> None:
-    """What a fresh clone holds: tracked and untracked-but-not-ignored files."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout.splitlines()
-    for rel in listed:
-        src = ROOT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("project")
-    copy_project(repo)
-    (repo / "params.yaml").write_text(yaml.safe_dump(tiny(yaml.safe_load((repo / "params.yaml").read_text())),
-                                                     sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}", DVC_NO_ANALYTICS="1",
-               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@example.com")
-
-    def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
-        if check and done.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-        return done
-
-    sh("git", "init", "-q", "-b", "main")
-    sh("git", "add", "-A")
-    sh("git", "commit", "-qm", "tiny")
-    first = sh("dvc", "repro")
-    return repo, sh, first
-
-
-def ran_stages(output: str) -> list[str]:
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
+    proj = Project(tmp_path_factory.mktemp("project"))
+    first = proj.sh("dvc", "repro")
+    return proj.path, proj.sh, first
 
 
 def test_repro_runs_every_stage_and_writes_metrics(project):
@@ -152,3 +104,54 @@ def test_bad_param_fails_the_stage_with_one_line(project):
         assert not (repo / "data/memory/bad").exists()
     finally:
         (repo / "params.yaml").write_text(original)
+
+
+QUEUED_SEQS = (3, 4, 7, 8)
+MEMORY_STAGES_WITH_RUNS = ("train_memory@lstm", "train_memory@fullconv", "train_memory@tcn", "evaluate_memory")
+
+
+def wait_for_queue(sh, timeout_s: float = 900) -> str:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = sh("dvc", "queue", "status").stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            return status
+        time.sleep(5)
+    raise AssertionError(f"queue still busy after {timeout_s} s:\n{status}")
+
+
+def experiments(sh) -> dict[str, dict]:
+    """Experiment name -> {'rev', 'seq'} from `dvc exp show --json`."""
+    found = {}
+    for commit in json.loads(sh("dvc", "exp", "show", "--json").stdout):
+        for exp in commit.get("experiments") or []:
+            for rev in exp.get("revs", []):
+                data = rev.get("data") or {}
+                seq = data.get("params", {}).get("params.yaml", {}).get("data", {}).get("seq")
+                found[data.get("name") or exp.get("name")] = {"rev": data.get("rev") or rev.get("rev"), "seq": seq}
+    return found
+
+
+def test_queued_sweep_with_two_workers_lands_every_run(project):
+    """Four queued experiments on two workers all succeed, and all their MLflow runs are in the one store."""
+    repo, sh, _ = project
+    for seq in QUEUED_SEQS:
+        sh("dvc", "exp", "run", "--queue", "-S", f"seq={seq}")
+    sh("dvc", "queue", "start", "-j", "2")
+    status = wait_for_queue(sh)
+    assert "Failed" not in status, status
+    names = {name: e for name, e in experiments(sh).items() if e["seq"] in QUEUED_SEQS}
+    assert sorted(e["seq"] for e in names.values()) == sorted(QUEUED_SEQS), status
+    with sqlite3.connect(repo / "mlflow.db") as db:
+        rows = db.execute("select t.value, r.name, r.status from runs r join tags t on r.run_uuid = t.run_uuid "
+                          "where t.key = 'dvc.exp'").fetchall()
+    for name in names:
+        landed = sorted(stage for exp, stage, status in rows if exp == name and status == "FINISHED")
+        assert landed == sorted(MEMORY_STAGES_WITH_RUNS), (name, rows)
+    # Determinism: the queue and a plain workspace run give byte-identical metrics.
+    (queued,) = [e for e in names.values() if e["seq"] == 7]
+    sh("dvc", "exp", "run", "-f", "-S", "seq=7", "evaluate_memory")
+    for path in ("reports/metrics/memory.json", "reports/plots/memory_probes.csv"):
+        assert sh("git", "show", f"{queued['rev']}:{path}").stdout == (repo / path).read_text(), path

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 Activation = Literal["linear", "tanh", "relu", "softplus", "sigmoid"]
 
@@ -123,15 +123,16 @@ class TCNSpec(ModelSpec):
     norm: Literal["none", "layer"] = "none"
     output_activation: Activation = "linear"
 
-    @model_validator(mode="after")
-    def _dilations_non_empty(self) -> TCNSpec:
-        if isinstance(self.dilations, list) and not self.dilations:
-            raise ValueError("dilations must be 'auto' or a non-empty list")
-        if isinstance(self.dilations, list) and any(b <= a for a, b in zip(self.dilations, self.dilations[1:])):
+    @field_validator("dilations")
+    @classmethod
+    def _dilations_grow(cls, dilations: list[int] | str) -> list[int] | str:
+        if isinstance(dilations, list) and not dilations:
+            raise ValueError("must be 'auto' or a non-empty list")
+        if isinstance(dilations, list) and any(b <= a for a, b in zip(dilations, dilations[1:])):
             # Each block must widen the view (Bai et al.); a repeated or shrinking
             # dilation adds parameters but no receptive field.
-            raise ValueError(f"dilations must be strictly increasing, got {self.dilations}")
-        return self
+            raise ValueError("must be strictly increasing")
+        return dilations
 
     def resolved_dilations(self, steps: int) -> list[int]:
         if self.dilations == "auto":

@@ -139,7 +139,10 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{loc}: unknown key"
     if error["type"] == "missing":
         return f"{loc}: required key is missing"
-    return f"{loc}: {error['msg']} (got {error['input']!r})"
+    message = error["msg"].removeprefix("Value error, ")
+    if isinstance(error["input"], dict):  # a rule across keys: the whole section would be noise
+        return f"{loc}: {message}"
+    return f"{loc}: {message} (got {error['input']!r})"
 
 
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:

@@ -1,0 +1,82 @@
+"""A throwaway copy of the project, in its own git repository, to run the real `dvc` in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(params: dict) -> dict:
+    """Shrink every budget so that the whole pipeline runs in about a minute."""
+    params["seq"] = 6
+    params["generate"].update(n_train=64, n_val=32, n_test=64)
+    params["train_memory"]["fit"].update(max_epochs=2, batch_size=32)
+    params["train_forecast"]["fit"].update(max_epochs=2)
+    params["train_forecast"]["arch"]["lstm"].update(units=[8, 8], dense=[4])
+    params["train_forecast"]["arch"]["tcn"].update(filters=4)
+    return params
+
+
+def copy_project(dest: Path) -> None:
+    """What a fresh clone holds: tracked and untracked-but-not-ignored files."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout.splitlines()
+    for rel in listed:
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
+def clean_env() -> dict[str, str]:
+    """The caller's environment without its MLflow, DVC or tracking settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "PIPELINE_"))}
+    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}", DVC_NO_ANALYTICS="1",
+               PYTHONUNBUFFERED="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
+    return env
+
+
+class Project:
+    """A copy of the repository with tiny params, committed in a new git repository."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.env = clean_env()
+        copy_project(path)
+        self.write_params(tiny(self.params()))
+        self.sh("git", "init", "-q", "-b", "main")
+        self.sh("git", "add", "-A")
+        self.sh("git", "commit", "-qm", "tiny")
+
+    def sh(self, *cmd: str, check: bool = True, env: dict[str, str] | None = None,
+           timeout: float = 900) -> subprocess.CompletedProcess:
+        done = subprocess.run(cmd, cwd=self.path, env={**self.env, **(env or {})}, capture_output=True,
+                              text=True, timeout=timeout)
+        if check and done.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({done.returncode}):\n"
+                                 f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        return done
+
+    def params(self) -> dict:
+        return yaml.safe_load((self.path / "params.yaml").read_text())
+
+    def write_params(self, params: dict) -> None:
+        (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def lock_entry(self, stage: str) -> dict | None:
+        lock = self.path / "dvc.lock"
+        if not lock.exists():
+            return None
+        return (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).get(stage)
+
+
+def ran_stages(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]

@@ -1,0 +1,176 @@
+"""Bad params, bad data and interruptions under the real `dvc`: one line, no output, no lock entry.
+
+Each case breaks one rule in a fresh copy of the project, runs the stage that
+reads it through `dvc repro` (or `dvc exp run`), and checks the message, the
+exit status, that the stage's outputs were not written, and that dvc.lock did
+not record the stage.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.project import Project
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+
+
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory):
+    return Project(tmp_path_factory.mktemp("faults"))
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files of an atomic write that did not complete."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*") if p.is_file() or p.is_dir()
+                  if ".dvc" not in p.parts and ".git" not in p.parts and p.name not in (".gitignore", ".dvcignore"))
+
+
+def expect_failure(proj: Project, stage: str, outputs: list[str], message: str, *cmd: str) -> None:
+    before = proj.lock_entry(stage)
+    done = proj.sh(*(cmd or ("dvc", "repro", stage)), check=False)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {message}"], done.stderr[-2000:]
+    for out in outputs:
+        assert not (proj.path / out).exists(), f"{out} was written by a failed stage"
+    assert proj.lock_entry(stage) == before, f"dvc.lock changed for {stage}"
+    assert leftovers(proj.path / "data") == [] if (proj.path / "data").exists() else True
+
+
+@pytest.fixture
+def edited(proj):
+    """Edit params.yaml for one test; the original comes back afterwards."""
+    original = (proj.path / "params.yaml").read_text()
+
+    def edit(change) -> None:
+        params = proj.params()
+        change(params)
+        proj.write_params(params)
+
+    yield edit
+    (proj.path / "params.yaml").write_text(original)
+
+
+PARAM_CASES = [
+    ("generate", ["data/memory/dataset"], lambda p: p.update(seq=1),
+     "params.yaml: seq: Input should be greater than or equal to 2 (got 1)"),
+    ("generate", ["data/memory/dataset"], lambda p: p["generate"].update(task="copy"),
+     "params.yaml: generate.task: Input should be 'first_last' (got 'copy')"),
+    ("preprocess@sales", ["data/forecast/sales/windows", "data/forecast/sales/windows.json"],
+     lambda p: p.update(num_steps=0), "params.yaml: num_steps: Input should be greater than 0 (got 0)"),
+    ("train_memory@lstm", ["data/memory/models/lstm.keras"],
+     lambda p: p["train_memory"]["fit"].update(learning_rate=-0.01),
+     "params.yaml: train_memory.fit.learning_rate: Input should be greater than 0 (got -0.01)"),
+    ("train_memory@tcn", ["data/memory/models/tcn.keras"],
+     lambda p: p["train_memory"]["arch"]["tcn"].update(dilations=[1, 4, 2]),
+     "params.yaml: train_memory.arch.tcn.dilations: must be strictly increasing (got [1, 4, 2])"),
+    ("train_memory@transformer", ["data/memory/models/transformer.keras"],
+     lambda p: p["train_memory"].update(models=["lstm", "transformer"]),
+     "params.yaml: train_memory.models.1: Input should be 'lstm', 'gru', 'fullconv' or 'tcn' (got 'transformer')"),
+]
+
+
+@pytest.mark.parametrize("stage, outputs, change, message", PARAM_CASES, ids=[c[0] + ":" + c[3].split(":")[1].strip()
+                                                                            for c in PARAM_CASES])
+def test_bad_param_stops_the_stage(proj, edited, stage, outputs, change, message):
+    edited(change)
+    expect_failure(proj, stage, outputs, message)
+
+
+def test_test_len_leaving_too_few_training_windows(proj, edited):
+    edited(lambda p: p["preprocess"].update(test_len=40))
+    expect_failure(proj, "preprocess@sales", ["data/forecast/sales/windows"],
+                   "data/raw/sales.csv: 45 points is too short for num_steps=3, preprocess.test_len=40, "
+                   "preprocess.diff_order=1 (needs at least 46)")
+
+
+def test_exp_run_with_a_non_integer_seq(proj):
+    expect_failure(proj, "generate", ["data/memory/dataset"],
+                   "params.yaml: seq: Input should be a valid integer, unable to parse string as an integer (got 'abc')",
+                   "dvc", "exp", "run", "-S", "seq=abc")
+    proj.sh("git", "checkout", "--", "params.yaml")
+
+
+def test_malformed_csv_stops_ingest(proj, edited):
+    bad = proj.path / "data/raw/broken.csv"
+    bad.write_text("month,sales\n1,266\n2,14o.5\n")
+    edited(lambda p: p["datasets"].update(broken={"file": "data/raw/broken.csv", "time_col": "month",
+                                                    "value_col": "sales"}))
+    try:
+        expect_failure(proj, "ingest@broken", ["data/forecast/broken/series.csv"],
+                       "data/raw/broken.csv: line 3: value '14o.5' in column 'sales' is not a number")
+    finally:
+        bad.unlink()
+
+
+def test_unreachable_tracking_server_stops_before_training(proj):
+    proj.sh("dvc", "repro", "generate")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    done = proj.sh("dvc", "repro", "train_memory@fullconv", check=False, env={"MLFLOW_TRACKING_URI": uri})
+    assert done.returncode != 0
+    assert time.perf_counter() - started < 60
+    assert f"error: MLflow tracking URI {uri}: cannot reach the server" in done.stderr
+    assert "Epoch 1/" not in done.stdout, "training started before the store was checked"
+    assert not (proj.path / "data/memory/models/fullconv.keras").exists()
+    # Opting out runs the stage without tracking.
+    done = proj.sh("dvc", "repro", "train_memory@fullconv", env={"MLFLOW_TRACKING_URI": uri, "PIPELINE_TRACKING": "off"})
+    assert "nothing is logged to MLflow" in done.stdout
+    assert (proj.path / "data/memory/models/fullconv.keras").is_file()
+
+
+def run_status(proj: Project, stage: str) -> list[str]:
+    with sqlite3.connect(proj.path / "mlflow.db") as db:
+        return [status for (status,) in db.execute("select status from runs where name = ? order by start_time",
+                                                   (stage,))]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_training_leaves_nothing_and_repro_recovers(proj, edited, sig):
+    stage, model = "train_memory@lstm", "data/memory/models/lstm.keras"
+    proj.sh("dvc", "repro", "generate")
+    edited(lambda p: p["train_memory"]["fit"].update(max_epochs=5000, patience=None, target_val_loss=None))
+    before = proj.lock_entry(stage)
+    runs_before = run_status(proj, stage) if (proj.path / "mlflow.db").exists() else []
+    # Its own session, like a terminal's foreground job: the signal reaches dvc and the stage.
+    child = subprocess.Popen(["dvc", "repro", stage], cwd=proj.path, env=proj.env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen = []
+    try:
+        for line in child.stdout:
+            seen.append(line)
+            if line.startswith("Epoch 3/"):
+                break
+        else:
+            raise AssertionError("training never started:\n" + "".join(seen[-30:]))
+        os.killpg(child.pid, sig)
+        seen += child.stdout.readlines()
+        child.wait(timeout=120)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    assert child.returncode != 0
+    assert not (proj.path / model).exists()
+    assert leftovers(proj.path / "data") == []
+    assert proj.lock_entry(stage) == before
+    assert run_status(proj, stage)[len(runs_before):] == ["KILLED"]
+    # A plain `dvc repro` afterwards completes normally.
+    (proj.path / "params.yaml").write_text(proj.sh("git", "show", "HEAD:params.yaml").stdout)
+    proj.sh("dvc", "repro", stage)
+    assert (proj.path / model).is_file()
+    assert proj.lock_entry(stage) != before
+    assert run_status(proj, stage)[-1] == "FINISHED"
