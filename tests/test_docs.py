@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -42,3 +44,25 @@ def test_every_committed_report_is_a_declared_output():
                              check=True).stdout.split()
     undeclared = [f for f in tracked if not any(Path(f) == d or d in Path(f).parents for d in declared)]
     assert undeclared == []
+
+
+WORKFLOW = ROOT / ".github/workflows/review.yml"
+
+
+def test_review_workflow_passes_actionlint():
+    actionlint = shutil.which("actionlint")
+    assert actionlint, "actionlint is in requirements-dev.txt"
+    done = subprocess.run([actionlint, "-color=false", str(WORKFLOW)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_review_workflow_runs_the_tested_commands():
+    """Its steps are the README install, `dvc repro` and the compare command the tests exercise."""
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["compare"]["steps"]
+    runs = "\n".join(step.get("run", "") for step in steps)
+    readme = (ROOT / "README.md").read_text()
+    install = "python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt"
+    assert install in runs and install in readme
+    assert "\ndvc repro\n" in f"\n{runs}\n"
+    assert 'python -m stages.compare --base "origin/$BASE_REF" --out compare' in runs
+    assert "compare/compare.md" in runs

@@ -21,6 +21,9 @@ pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def project(tmp_path_factory):
     proj = Project(tmp_path_factory.mktemp("project"))
     first = proj.sh("dvc", "repro")
+    # The baseline a pull request would be reviewed against.
+    proj.sh("git", "add", "-A")
+    proj.sh("git", "commit", "-qm", "baseline run")
     return proj.path, proj.sh, first
 
 
@@ -155,3 +158,54 @@ def test_queued_sweep_with_two_workers_lands_every_run(project):
     sh("dvc", "exp", "run", "-f", "-S", "seq=7", "evaluate_memory")
     for path in ("reports/metrics/memory.json", "reports/plots/memory_probes.csv"):
         assert sh("git", "show", f"{queued['rev']}:{path}").stdout == (repo / path).read_text(), path
+
+
+def test_compare_names_params_metrics_verdicts_and_figures(project):
+    """The review Markdown against the committed baseline, after a param change and a re-run."""
+    repo, sh, _ = project
+    base = json.loads(sh("git", "show", "HEAD:reports/metrics/memory.json").stdout)
+    # Loose thresholds flip every verdict that was false to true.
+    sh("dvc", "exp", "run", "-S", "seq=5", "-S", "evaluate_memory.change_tolerance_pct=1000000",
+       "-S", "evaluate_memory.blind_mse_threshold=1000000")
+    head = json.loads((repo / "reports/metrics/memory.json").read_text())
+    md = sh("python", "-m", "stages.compare", "--base", "HEAD", "--out", "compare").stdout
+    assert md == (repo / "compare/compare.md").read_text()
+    assert f"| seq | {base['seq']} | 5 |" in md
+    assert "| evaluate_memory.blind_mse_threshold | 0.05 | 1000000 |" in md
+    flipped = [m for m in ("lstm", "fullconv", "tcn") if not base[m]["remembers_first"] and head[m]["remembers_first"]]
+    assert flipped, "the loose thresholds should have flipped a verdict"
+    for model in flipped:
+        assert f"- {model}: remembers_first false -> true at seq=5" in md
+    old, new = base["lstm"]["val_mse"], head["lstm"]["val_mse"]
+    mark = "✅ better" if new < old else "❌ **regression**"
+    if abs(new - old) <= 1e-3 * max(abs(old), abs(new)):
+        mark = "≈ within tolerance"
+    assert (f"| reports/metrics/memory.json | lstm.val_mse | {old:.6g} | {new:.6g} | {new - old:+.4g} | "
+            f"{100 * (new - old) / abs(old):+.1f}% | {mark} |") in md
+    pngs = re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)
+    assert "memory_probes.png" in pngs
+    for png in pngs:
+        assert (repo / "compare" / png).stat().st_size > 1000
+
+
+def test_compare_with_nothing_changed_says_so_in_one_line(project):
+    _, sh, _ = project
+    md = sh("python", "-m", "stages.compare", "--base", "HEAD", "--head", "HEAD", "--out", "compare-same").stdout
+    assert md == "No changes between `HEAD` and `HEAD`: params, metrics and plots are identical.\n"
+
+
+def test_compare_two_experiments_by_name(project):
+    _, sh, _ = project
+    by_seq = {e["seq"]: name for name, e in experiments(sh).items()}
+    md = sh("python", "-m", "stages.compare", "--base", by_seq[3], "--head", by_seq[4], "--out", "compare-exps").stdout
+    assert f"## `{by_seq[3]}` → `{by_seq[4]}`" in md
+    assert "| seq | 3 | 4 |" in md
+    table = sh("dvc", "exp", "show", "--md", "--only-changed").stdout
+    assert table.startswith("| Experiment") and "seq" in table.splitlines()[0]
+
+
+def test_compare_unknown_rev_is_one_line(project):
+    _, sh, _ = project
+    done = sh("python", "-m", "stages.compare", "--base", "no-such-rev", check=False)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: dvc params diff no-such-rev: ") and done.stderr.count("\n") == 1
