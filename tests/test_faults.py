@@ -40,6 +40,7 @@ def expect_failure(proj: Project, stage: str, outputs: list[str], message: str, 
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [f"error: {message}"], done.stderr[-2000:]
+    assert "exited with 2" in done.stderr, "the stage itself exits with status 2"
     for out in outputs:
         assert not (proj.path / out).exists(), f"{out} was written by a failed stage"
     assert proj.lock_entry(stage) == before, f"dvc.lock changed for {stage}"
@@ -100,16 +101,41 @@ def test_exp_run_with_a_non_integer_seq(proj):
     proj.sh("git", "checkout", "--", "params.yaml")
 
 
-def test_malformed_csv_stops_ingest(proj, edited):
+CSV_CASES = {
+    "empty": (b"", "data/raw/broken.csv: file is empty"),
+    "misnamed column": (b"month,sale\n1,2\n", "data/raw/broken.csv: line 1: column 'sales' not found in the header (columns: month, sale)"),
+    "non-numeric": (b"month,sales\n1,266\n2,14o.5\n", "data/raw/broken.csv: line 3: value '14o.5' in column 'sales' is not a number"),
+    "blank": (b"month,sales\n1,266\n2,\n", "data/raw/broken.csv: line 3: missing value '' in column 'sales' (or set a fill policy for the dataset in params.yaml)"),
+    "NaN": (b"month,sales\n1,266\n2,NaN\n", "data/raw/broken.csv: line 3: missing value 'NaN' in column 'sales' (or set a fill policy for the dataset in params.yaml)"),
+    "duplicate": (b"month,sales\n1,266\n1,270\n", "data/raw/broken.csv: line 3: duplicate time 1 in column 'month'"),
+    "unsorted": (b"month,sales\n2,266\n1,270\n", "data/raw/broken.csv: line 3: time 1 is before the previous row's 2 (rows must be sorted)"),
+    "gap": (b"month,sales\n1,266\n3,270\n", "data/raw/broken.csv: line 3: gap in column 'month', 1 is followed by 3 (expected 2; or set a fill policy for the dataset in params.yaml)"),
+    "encoding": ("month,sales\n1,266\n2,27\u00e9\n".encode("latin-1"), "data/raw/broken.csv: line 3: byte 0xe9 is not UTF-8 text (save the file as UTF-8 CSV)"),
+    "delimiter": (b"month;sales\n1;266\n", "data/raw/broken.csv: line 1: column 'month' not found in the header (columns: month;sales); the file seems to use ';' between fields, but it must be comma-separated"),
+    "ragged row": (b"month,sales\n1,266\n2,270,x\n", "data/raw/broken.csv: line 3: expected 2 fields, found 3"),
+}
+
+
+@pytest.mark.parametrize("case", list(CSV_CASES))
+def test_malformed_csv_stops_ingest(proj, edited, case):
+    content, message = CSV_CASES[case]
     bad = proj.path / "data/raw/broken.csv"
-    bad.write_text("month,sales\n1,266\n2,14o.5\n")
+    bad.write_bytes(content)
     edited(lambda p: p["datasets"].update(broken={"file": "data/raw/broken.csv", "time_col": "month",
                                                     "value_col": "sales"}))
     try:
-        expect_failure(proj, "ingest@broken", ["data/forecast/broken/series.csv"],
-                       "data/raw/broken.csv: line 3: value '14o.5' in column 'sales' is not a number")
+        expect_failure(proj, "ingest@broken", ["data/forecast/broken/series.csv"], message)
     finally:
         bad.unlink()
+
+
+def test_missing_csv_is_named(proj, edited):
+    # DVC refuses a stage whose dependency is missing before the stage runs, so
+    # the stage's own message is checked by running it directly.
+    edited(lambda p: p["datasets"].update(gone={"file": "data/raw/gone.csv", "time_col": "month", "value_col": "sales"}))
+    done = proj.sh("python", "-m", "stages.ingest", "--dataset", "gone", "--out", "data/forecast/gone/series.csv", check=False)
+    assert (done.returncode, done.stderr) == (2, "error: data/raw/gone.csv: file not found\n")
+    assert not (proj.path / "data/forecast/gone").exists()
 
 
 def test_unreachable_tracking_server_stops_before_training(proj):
