@@ -8,14 +8,18 @@ from pathlib import Path
 from stages.core import cli
 from stages.core.io import read_json, write_text
 from stages.core.params import load_params
+from stages.core.tasks import TASKS
 
 MEMORY_COLUMNS = [
     ("val_mse", "val MSE", "{:.4f}"),
+    ("test_mse", "test MSE", "{:.4f}"),
     ("change_first_pct", "x[0] ×1.5 → Δpred", "{:+.1f}%"),
     ("change_last_pct", "x[-1] ×1.5 → Δpred", "{:+.1f}%"),
     ("blind_first_mse", "blind x[0] MSE", "{:.3f}"),
     ("blind_last_mse", "blind x[-1] MSE", "{:.3f}"),
     ("remembers_first", "remembers x[0]", "{}"),
+    ("remembers_first_fraction", "seeds remembering", "{:.0%}"),
+    ("seeds", "seeds", "{}"),
     ("epochs_run", "epochs", "{}"),
 ]
 FORECAST_COLUMNS = [("mse", "MSE", "{:.1f}"), ("rmse", "RMSE", "{:.2f}"), ("mae", "MAE", "{:.2f}"),
@@ -41,10 +45,19 @@ def table(rows: dict[str, dict], columns: list[tuple[str, str, str]], bold: str 
 
 def memory_section(m: dict, models: list[str]) -> list[str]:
     rows = {name: m[name] for name in models if name in m}
-    return [f"## Memory experiment: first+last task, seq={m['seq']}", "",
-            "Probes on held-out sequences. A model that uses x[i] moves its prediction by about +25% when x[i] "
-            "is multiplied by 1.5, and has a blinding MSE near 0; one that ignores it moves by about 0% and has "
-            "a blinding MSE near 0.285.", "", *table(rows, MEMORY_COLUMNS), ""]
+    task = TASKS[m.get("task", "first_last")]
+    if task.probed:
+        text = ("Probes on held-out sequences. A model that uses x[i] moves its prediction by about +25% when x[i] "
+                "is multiplied by 1.5, and has a blinding MSE near 0; one that ignores it moves by about 0% and has "
+                "a blinding MSE near 0.285.")
+    else:
+        text = "This task has no first and last input, so there are no probes: compare the MSE with the baseline."
+    text += (" Each row is the median over the model's training seeds (`train_memory.seeds`); the verdict is the "
+             "majority of the seeds' verdicts.")
+    baseline = m.get("mean_baseline_mse")
+    text += f" Predicting the training mean scores test MSE {baseline:.4g}." if baseline is not None else ""
+    return [f"## Memory experiment: {task.description}, seq={m['seq']}", "", text, "",
+            *table(rows, MEMORY_COLUMNS), ""]
 
 
 def forecast_section(name: str, f: dict, baselines: list[str]) -> list[str]:

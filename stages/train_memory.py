@@ -1,4 +1,4 @@
-"""Stage train_memory@<model>: train one registered model on the memory task."""
+"""Stage train_memory@<model>: train one registered model on the memory task, once per seed."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import argparse
 from pathlib import Path
 
 from stages.core import cli
-from stages.core.io import read_arrays, save_with, write_csv
+from stages.core.io import atomic_dir, read_arrays, write_csv
 from stages.core.params import load_params
+from stages.core.paths import seed_file
+from stages.core.tasks import last_steps
 from stages.core.tracking import stage_run
 
 
@@ -15,8 +17,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True, help="a name listed in train_memory.models")
     parser.add_argument("--data", type=Path, required=True, help="folder written by the generate stage")
-    parser.add_argument("--model-out", type=Path, required=True, help="trained model (.keras)")
-    parser.add_argument("--history", type=Path, required=True, help="per-epoch losses (CSV)")
+    parser.add_argument("--model-out", type=Path, required=True, help="folder: one seed-<s>.keras per seed")
+    parser.add_argument("--history", type=Path, required=True, help="folder: per-epoch losses, one seed-<s>.csv per seed")
     args = parser.parse_args(argv)
 
     params = load_params()
@@ -25,26 +27,35 @@ def main(argv: list[str] | None = None) -> None:
         raise cli.ParamsError(f"params.yaml: train_memory.models: {args.model!r} is not listed (have: {', '.join(section.models)})")
     spec, fit = section.spec(args.model), section.fit
     data = read_arrays(args.data)
-    steps, channels = data["X_train"].shape[1:]
+    seq = data["X_train"].shape[1]
+    X_train, X_val = last_steps(data["X_train"], section.truncate), last_steps(data["X_val"], section.truncate)
+    steps, channels = X_train.shape[1:]
 
     # Imported here, after params and data are known good: TensorFlow takes seconds to load.
     from stages.core.training import seed_everything, train
 
-    run_params = {"seq": int(steps), "model": args.model, "fit": fit.model_dump(), "arch": spec.model_dump()}
-    with stage_run("memory", f"train_memory@{args.model}", run_params, inputs=[args.data]) as run:
+    run_params = {"seq": int(seq), "truncate": section.truncate, "seeds": section.seeds, "model": args.model,
+                  "fit": fit.model_dump(exclude={"seed"}), "arch": spec.model_dump()}
+    with stage_run("memory", f"train_memory@{args.model}", run_params, inputs=[args.data]) as run, \
+            atomic_dir(args.model_out) as models, atomic_dir(args.history) as histories:
         facts = spec.describe(steps)
         run.log_metrics(facts)
-        seed_everything(fit.seed)
-        model = spec.build(steps, channels)
-        print(f"train_memory@{args.model}: seq={steps} params={model.count_params()} {facts or ''}".rstrip())
-        history = train(model, data["X_train"], data["y_train"], fit, val=(data["X_val"], data["y_val"]))
-        save_with(args.model_out, model.save)
-        write_csv(args.history, history)
-        run.log_history(history)
-        run.log_metrics({"epochs_run": len(history), "best_val_loss": history["val_loss"].min()})
-        run.log_artifact(args.model_out, "model")
-        run.log_artifact(args.history)
-        print(f"train_memory@{args.model}: {len(history)} epochs, best val_loss={history['val_loss'].min():.5f}")
+        seen = f" (last {steps} steps)" if steps < seq else ""
+        for seed in section.seeds:
+            seed_everything(seed)
+            model = spec.build(steps, channels)
+            print(f"train_memory@{args.model}: seed {seed}, seq={seq}{seen}, {model.count_params()} weights "
+                  f"{facts or ''}".rstrip())
+            history = train(model, X_train, data["y_train"], fit, val=(X_val, data["y_val"]))
+            model.save(models / seed_file(seed, ".keras"))
+            write_csv(histories / seed_file(seed, ".csv"), history)
+            run.log_history(history, prefix=f"seed{seed}.")
+            run.log_metrics({f"seed{seed}.epochs_run": len(history), f"seed{seed}.best_val_loss": history["val_loss"].min()})
+            print(f"train_memory@{args.model}: seed {seed}: {len(history)} epochs, best val_loss={history['val_loss'].min():.5f}")
+        for path in sorted(models.iterdir()):
+            run.log_artifact(path, "model")
+        for path in sorted(histories.iterdir()):
+            run.log_artifact(path, "history")
 
 
 if __name__ == "__main__":

@@ -65,16 +65,16 @@ PARAM_CASES = [
     ("generate", ["data/memory/dataset"], lambda p: p.update(seq=1),
      "params.yaml: seq: Input should be greater than or equal to 2 (got 1)"),
     ("generate", ["data/memory/dataset"], lambda p: p["generate"].update(task="copy"),
-     "params.yaml: generate.task: Input should be 'first_last' (got 'copy')"),
+     "params.yaml: generate.task: Input should be 'first_last', 'adding' or 'sincos' (got 'copy')"),
     ("preprocess@sales", ["data/forecast/sales/windows", "data/forecast/sales/windows.json"],
      lambda p: p.update(num_steps=0), "params.yaml: num_steps: Input should be greater than 0 (got 0)"),
-    ("train_memory@lstm", ["data/memory/models/lstm.keras"],
+    ("train_memory@lstm", ["data/memory/models/lstm"],
      lambda p: p["train_memory"]["fit"].update(learning_rate=-0.01),
      "params.yaml: train_memory.fit.learning_rate: Input should be greater than 0 (got -0.01)"),
-    ("train_memory@tcn", ["data/memory/models/tcn.keras"],
+    ("train_memory@tcn", ["data/memory/models/tcn"],
      lambda p: p["train_memory"]["arch"]["tcn"].update(dilations=[1, 4, 2]),
      "params.yaml: train_memory.arch.tcn.dilations: must be strictly increasing (got [1, 4, 2])"),
-    ("train_memory@transformer", ["data/memory/models/transformer.keras"],
+    ("train_memory@transformer", ["data/memory/models/transformer"],
      lambda p: p["train_memory"].update(models=["lstm", "transformer"]),
      "params.yaml: train_memory.models.1: Input should be 'lstm', 'gru', 'fullconv' or 'tcn' (got 'transformer')"),
 ]
@@ -152,11 +152,11 @@ def test_unreachable_tracking_server_stops_before_training(proj):
     assert time.perf_counter() - started < 60
     assert f"error: MLflow tracking URI {uri}: cannot reach the server" in done.stderr
     assert "Epoch 1/" not in done.stdout, "training started before the store was checked"
-    assert not (proj.path / "data/memory/models/fullconv.keras").exists()
+    assert not (proj.path / "data/memory/models/fullconv").exists()
     # Opting out runs the stage without tracking.
     done = proj.sh("dvc", "repro", "train_memory@fullconv", env={"MLFLOW_TRACKING_URI": uri, "PIPELINE_TRACKING": "off"})
     assert "nothing is logged to MLflow" in done.stdout
-    assert (proj.path / "data/memory/models/fullconv.keras").is_file()
+    assert (proj.path / "data/memory/models/fullconv/seed-0.keras").is_file()
 
 
 def run_status(proj: Project, stage: str) -> list[str]:
@@ -167,7 +167,7 @@ def run_status(proj: Project, stage: str) -> list[str]:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_training_leaves_nothing_and_repro_recovers(proj, edited, sig):
-    stage, model = "train_memory@lstm", "data/memory/models/lstm.keras"
+    stage, model = "train_memory@lstm", "data/memory/models/lstm"
     proj.sh("dvc", "repro", "generate")
     edited(lambda p: p["train_memory"]["fit"].update(max_epochs=5000, patience=None, target_val_loss=None))
     before = proj.lock_entry(stage)
@@ -197,6 +197,6 @@ def test_interrupted_training_leaves_nothing_and_repro_recovers(proj, edited, si
     # A plain `dvc repro` afterwards completes normally.
     (proj.path / "params.yaml").write_text(proj.sh("git", "show", "HEAD:params.yaml").stdout)
     proj.sh("dvc", "repro", stage)
-    assert (proj.path / model).is_file()
+    assert (proj.path / model / "seed-0.keras").is_file()
     assert proj.lock_entry(stage) != before
     assert run_status(proj, stage)[-1] == "FINISHED"

@@ -80,3 +80,76 @@ def test_blinding_probe():
 ])
 def test_verdict_rule(change, blind, expected):
     assert metrics.remembers(change, blind, ideal_pct=25.0, tolerance_pct=7.5, blind_threshold=0.05) is expected
+
+
+# ------------------------------------------------------------------ tasks
+
+def test_each_task_target_matches_its_definition():
+    from stages.core.tasks import TASKS
+
+    rng = np.random.default_rng(0)
+    d = TASKS["first_last"].generate(50, 7, rng)
+    np.testing.assert_allclose(d.y, d.X[:, 0, 0] + d.X[:, -1, 0])
+
+    d = TASKS["adding"].generate(500, 30, rng)
+    values, marker = d.X[..., 0], d.X[..., 1]
+    assert d.X.shape == (500, 30, 2)
+    assert ((values >= 0) & (values < 1)).all()
+    assert set(np.unique(marker)) == {0.0, 1.0} and (marker.sum(axis=1) == 2).all()
+    np.testing.assert_allclose(d.y, [v[m == 1].sum() for v, m in zip(values, marker)], rtol=1e-6)
+    # marked positions spread over the whole sequence, as the task demands
+    assert marker[:, 0].sum() > 0 and marker[:, -1].sum() > 0
+    assert np.var(d.y) == pytest.approx(2 / 12, rel=0.15)  # the 0.167 of predicting the mean
+
+    d = TASKS["sincos"].generate(200, 12, rng)
+    assert d.X.shape == (200, 12, 1)
+    last, before = d.X[:, -1, 0].astype(float), d.X[:, -2, 0].astype(float)
+    # cos at the last step: its size from sin^2 + cos^2 = 1, its sign from the slope of sin there
+    np.testing.assert_allclose(np.abs(d.y), np.sqrt(1 - last ** 2), atol=1e-3)  # float32 inputs
+    clear = np.abs(d.y) > 0.3
+    assert (np.sign(d.y[clear]) == np.sign(last - before)[clear]).all()
+
+
+def test_tasks_are_seeded():
+    from stages.core.tasks import make_splits
+
+    for task in ("first_last", "adding", "sincos"):
+        a = make_splits(task, 9, seed=3, sizes={"train": 20, "val": 5})
+        b = make_splits(task, 9, seed=3, sizes={"train": 20, "val": 5})
+        np.testing.assert_array_equal(a["train"].X, b["train"].X)
+        np.testing.assert_array_equal(a["val"].y, b["val"].y)
+
+
+def test_truncation_loses_the_first_input_by_construction():
+    from stages.evaluate_memory import truncated
+
+    X = np.random.default_rng(0).standard_normal((40, 8, 1)).astype(np.float32)
+
+    def sum_of_ends(X):  # a perfect first+last model on whatever it is shown
+        return X[:, 0, 0] + X[:, -1, 0]
+
+    full, _ = metrics.change_probe(sum_of_ends, X, 0, 1.5, 0.05)
+    cut, _ = metrics.change_probe(truncated(sum_of_ends, 3), X, 0, 1.5, 0.05)
+    assert full > 10 and cut == 0.0
+    np.testing.assert_array_equal(truncated(lambda X: X.shape[1] * np.ones(len(X)), 3)(X), 3)
+    np.testing.assert_array_equal(truncated(lambda X: X.shape[1] * np.ones(len(X)), None)(X), 8)
+
+
+def test_seeds_summarised_by_median_range_and_majority_verdict():
+    from stages.evaluate_memory import summarise_seeds
+
+    per_seed = [
+        {"val_mse": 0.1, "change_first_pct": 24.0, "remembers_first": True, "epochs_run": 10},
+        {"val_mse": 0.3, "change_first_pct": 2.0, "remembers_first": False, "epochs_run": 40},
+        {"val_mse": 0.2, "change_first_pct": 22.0, "remembers_first": True, "epochs_run": 12},
+    ]
+    s = summarise_seeds(per_seed)
+    assert s["seeds"] == 3
+    assert (s["val_mse"], s["val_mse_min"], s["val_mse_max"]) == (0.2, 0.1, 0.3)
+    assert (s["change_first_pct"], s["change_first_pct_min"], s["change_first_pct_max"]) == (22.0, 2.0, 24.0)
+    assert s["remembers_first"] is True and s["remembers_first_fraction"] == pytest.approx(2 / 3)
+    assert s["epochs_run"] == 12 and "epochs_run_min" not in s
+    assert summarise_seeds([{"remembers_first": None}])["remembers_first"] is None
+    # a tie is not a majority
+    tie = summarise_seeds([{"remembers_first": True}, {"remembers_first": False}])
+    assert tie["remembers_first"] is False and tie["remembers_first_fraction"] == 0.5

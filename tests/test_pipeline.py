@@ -209,3 +209,17 @@ def test_compare_unknown_rev_is_one_line(project):
     done = sh("python", "-m", "stages.compare", "--base", "no-such-rev", check=False)
     assert done.returncode == 2
     assert done.stderr.startswith("error: dvc params diff no-such-rev: ") and done.stderr.count("\n") == 1
+
+
+def test_adding_task_runs_without_probes(project):
+    """A task with two channels and no first/last input: scored on MSE against predicting the mean."""
+    repo, sh, _ = project
+    done = sh("dvc", "exp", "run", "-S", "generate.task=adding")
+    assert not [s for s in ran_stages(done.stdout) if s.startswith(FORECAST_STAGES)]
+    memory = json.loads((repo / "reports/metrics/memory.json").read_text())
+    assert memory["task"] == "adding" and memory["probed_positions"] is None
+    assert memory["mean_baseline_mse"] == pytest.approx(2 / 12, rel=0.3)
+    for model in ("lstm", "fullconv", "tcn"):
+        assert memory[model]["remembers_first"] is None and "change_first_pct" not in memory[model]
+    summary = (repo / "reports/summary.md").read_text()
+    assert "## Memory experiment: adding problem" in summary and "there are no probes" in summary

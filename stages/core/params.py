@@ -25,6 +25,7 @@ from pydantic import (
 
 from stages.core import paths
 from stages.core.models import REGISTRY, ModelSpec
+from stages.core.tasks import TASKS
 
 
 class ParamsError(ValueError):
@@ -36,6 +37,7 @@ class Strict(BaseModel):
 
 
 ModelName = Literal[tuple(REGISTRY)]  # type: ignore[valid-type]
+TaskName = Literal[tuple(TASKS)]  # type: ignore[valid-type]
 
 # One optional field per registered model, built from the registry so that a new
 # model needs no edit here.
@@ -47,7 +49,7 @@ Arch = create_model(  # type: ignore[call-overload]
 
 
 class GenerateParams(Strict):
-    task: Literal["first_last"] = "first_last"
+    task: TaskName = "first_last"  # type: ignore[valid-type]
     seed: NonNegativeInt = 0
     n_train: PositiveInt = 2000
     n_val: PositiveInt = 300
@@ -80,6 +82,24 @@ class TrainParams(Strict):
 
     def spec(self, name: str) -> ModelSpec:
         return getattr(self.arch, name)
+
+
+class MemoryTrainParams(TrainParams):
+    # Keep only the last `truncate` steps of each sequence before the model sees
+    # it (brief, section C: long sequences). Cheaper, and x[0] is lost by
+    # construction when truncate < seq; null keeps every step.
+    truncate: PositiveInt | None = None
+    # One model per seed: the spread of the probes across seeds says how much a
+    # verdict owes to luck. The sweep uses three; a plain `dvc repro` one.
+    seeds: list[NonNegativeInt] = Field(default=[0], min_length=1)
+
+    @model_validator(mode="after")
+    def _seeds_in_one_place(self) -> MemoryTrainParams:
+        if "seed" in self.fit.model_fields_set:
+            raise ValueError("fit.seed is not used here: list the training seeds in train_memory.seeds")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {self.seeds}")
+        return self
 
 
 class EvaluateMemoryParams(Strict):
@@ -119,7 +139,7 @@ class Params(Strict):
     seq: int = Field(default=70, ge=2)
     num_steps: PositiveInt = 3
     generate: GenerateParams
-    train_memory: TrainParams
+    train_memory: MemoryTrainParams
     evaluate_memory: EvaluateMemoryParams
     datasets: dict[str, DatasetParams] = Field(min_length=1)
     preprocess: PreprocessParams

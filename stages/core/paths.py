@@ -26,3 +26,8 @@ def store_root() -> Path:
     temporary copies, so every run lands in one store.
     """
     return Path(os.environ.get("DVC_ROOT") or ROOT).resolve()
+
+
+def seed_file(seed: int, suffix: str) -> str:
+    """File of one training seed inside a model's folder (saved models, loss histories)."""
+    return f"seed-{seed}{suffix}"

@@ -40,13 +40,24 @@ def loss_curves(histories: dict[str, pd.DataFrame], path: Path, title: str) -> N
 def memory_probes(probes: pd.DataFrame, blind: pd.DataFrame, ideal_pct: float, path: Path, title: str) -> None:
     """Left: the +50% change probes per model. Right: blinding predictions vs the kept end."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    x = np.arange(len(probes))
-    left.bar(x - 0.2, probes["change_first_pct"], 0.4, label="x[0] × 1.5")
-    left.bar(x + 0.2, probes["change_last_pct"], 0.4, label="x[-1] × 1.5")
+    if probes.empty:  # a task without a first and a last input
+        for ax in (left, right):
+            ax.axis("off")
+        left.text(0.5, 0.5, "no probes: this task has no first and last input", ha="center", va="center")
+        fig.suptitle(title)
+        _save(fig, path)
+        return
+    # One bar per model at the median over seeds; the whisker spans the seeds.
+    stats = probes.groupby("model", sort=False)[["change_first_pct", "change_last_pct"]].agg(["median", "min", "max"])
+    x = np.arange(len(stats))
+    for offset, column, label in ((-0.2, "change_first_pct", "x[0] × 1.5"), (0.2, "change_last_pct", "x[-1] × 1.5")):
+        median = stats[(column, "median")].to_numpy()
+        spread = [median - stats[(column, "min")].to_numpy(), stats[(column, "max")].to_numpy() - median]
+        left.bar(x + offset, median, 0.4, yerr=spread, capsize=3, label=label)
     left.axhline(ideal_pct, color="k", ls="--", lw=1, label=f"uses it (+{ideal_pct:g}%)")
     left.axhline(0, color="grey", lw=0.8)
-    left.set_xticks(x, probes["model"])
-    left.set(ylabel="median change of prediction (%)", title="change probe")
+    left.set_xticks(x, stats.index)
+    left.set(ylabel="median change of prediction (%)", title="change probe (whiskers: range over seeds)")
     left.legend(fontsize=8)
     for i, (name, rows) in enumerate(blind.groupby("model", sort=False)):
         for end, marker in (("first", "o"), ("last", "s")):
