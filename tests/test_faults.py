@@ -13,6 +13,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -176,6 +177,9 @@ def test_interrupted_training_leaves_nothing_and_repro_recovers(proj, edited, si
     child = subprocess.Popen(["dvc", "repro", stage], cwd=proj.path, env=proj.env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
     seen = []
+    # If training never prints its third epoch, stop waiting rather than hang the suite.
+    watchdog = threading.Timer(300, lambda: os.killpg(child.pid, signal.SIGKILL))
+    watchdog.start()
     try:
         for line in child.stdout:
             seen.append(line)
@@ -184,9 +188,10 @@ def test_interrupted_training_leaves_nothing_and_repro_recovers(proj, edited, si
         else:
             raise AssertionError("training never started:\n" + "".join(seen[-30:]))
         os.killpg(child.pid, sig)
-        seen += child.stdout.readlines()
-        child.wait(timeout=120)
+        rest, _ = child.communicate(timeout=120)
+        seen.append(rest)
     finally:
+        watchdog.cancel()
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
     assert child.returncode != 0

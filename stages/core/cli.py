@@ -26,6 +26,11 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
     """Run a stage's main(); exit 2 with one line on a params or data error."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's banner out of the logs
     signal.signal(signal.SIGTERM, _terminate)
+    # A process started in the background by a non-interactive shell inherits
+    # SIGINT as ignored, and Python then never raises KeyboardInterrupt: Ctrl-C
+    # sent to the process group would leave the stage training. Interrupts
+    # always interrupt a stage.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         main(argv)
     except USER_ERRORS as exc:
