@@ -223,3 +223,20 @@ def test_adding_task_runs_without_probes(project):
         assert memory[model]["remembers_first"] is None and "change_first_pct" not in memory[model]
     summary = (repo / "reports/summary.md").read_text()
     assert "## Memory experiment: adding problem" in summary and "there are no probes" in summary
+
+
+def test_truncation_and_seeds(project):
+    """Truncated models cannot see x[0]; two seeds give a median, a range and a fraction."""
+    repo, sh, _ = project
+    sh("dvc", "exp", "run", "-S", "train_memory.truncate=3", "-S", "train_memory.seeds=[0,1]")
+    memory = json.loads((repo / "reports/metrics/memory.json").read_text())
+    assert memory["truncate"] == 3
+    for model in ("lstm", "fullconv", "tcn"):
+        m = memory[model]
+        assert m["seeds"] == 2
+        assert m["change_first_pct"] == m["change_first_pct_min"] == m["change_first_pct_max"] == 0.0
+        assert m["remembers_first"] is False and m["remembers_first_fraction"] == 0.0
+        assert m["val_mse_min"] <= m["val_mse"] <= m["val_mse_max"]
+        assert sorted(p.name for p in (repo / "reports/plots/memory_loss" / model).iterdir()) == ["seed-0.csv", "seed-1.csv"]
+    probes = (repo / "reports/plots/memory_probes.csv").read_text().splitlines()
+    assert probes[0].startswith("model,seed,run,") and len(probes) == 1 + 3 * 2
