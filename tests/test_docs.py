@@ -42,7 +42,10 @@ def test_every_committed_report_is_a_declared_output():
         declared = [Path(out.fs_path).relative_to(ROOT) for out in repo.index.outs]
     tracked = subprocess.run(["git", "ls-files", "reports"], cwd=ROOT, capture_output=True, text=True,
                              check=True).stdout.split()
-    undeclared = [f for f in tracked if not any(Path(f) == d or d in Path(f).parents for d in declared)]
+    # The horizon report is collected across experiments by `python -m stages.horizon`, not by a stage.
+    collected = {"reports/horizon.md", "reports/horizon.png"}
+    undeclared = [f for f in tracked if f not in collected
+                  and not any(Path(f) == d or d in Path(f).parents for d in declared)]
     assert undeclared == []
 
 

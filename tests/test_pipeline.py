@@ -140,8 +140,9 @@ def experiments(sh) -> dict[str, dict]:
 def test_queued_sweep_with_two_workers_lands_every_run(project):
     """Four queued experiments on two workers all succeed, and all their MLflow runs are in the one store."""
     repo, sh, _ = project
-    for seq in QUEUED_SEQS:
-        sh("dvc", "exp", "run", "--queue", "-S", f"seq={seq}")
+    # The sweep syntax of the README (Hydra's range), in two slices: 3, 4 and 7, 8.
+    sh("dvc", "exp", "run", "--queue", "-S", "seq=range(3,5)")
+    sh("dvc", "exp", "run", "--queue", "-S", "seq=range(7,9)")
     sh("dvc", "queue", "start", "-j", "2")
     status = wait_for_queue(sh)
     assert "Failed" not in status, status
@@ -158,6 +159,18 @@ def test_queued_sweep_with_two_workers_lands_every_run(project):
     sh("dvc", "exp", "run", "-f", "-S", "seq=7", "evaluate_memory")
     for path in ("reports/metrics/memory.json", "reports/plots/memory_probes.csv"):
         assert sh("git", "show", f"{queued['rev']}:{path}").stdout == (repo / path).read_text(), path
+
+
+def test_horizon_report_collects_the_sweep(project):
+    repo, sh, _ = project
+    done = sh("python", "-m", "stages.horizon")
+    md = (repo / "reports/horizon.md").read_text()
+    for model in ("lstm", "fullconv", "tcn"):
+        assert f"horizon: {model}: remembers up to seq=" in done.stdout
+        for seq in QUEUED_SEQS:
+            assert re.search(rf"^\| {model} \| {seq} \| ", md, flags=re.M), (model, seq)
+    assert "| model | remembers up to seq | forgets from seq | seqs swept |" in md
+    assert (repo / "reports/horizon.png").stat().st_size > 1000
 
 
 def test_compare_names_params_metrics_verdicts_and_figures(project):
