@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> None:
                     probe_rows.append({"model": name, "seed": seed, "run": label, **probes})
                     if seed == seeds[0]:  # one seed per model keeps the blinding plot readable
                         blinding.append(blinding_table(name, predict, X_test, p.blind_rows))
-            results[name] = summarise_seeds(per_seed)
+            # What the architecture can see: a TCN's receptive field and how far it falls short of the input.
+            steps = last_steps(X_test, params.train_memory.truncate).shape[1]
+            results[name] = {**summarise_seeds(per_seed), **params.train_memory.spec(name).describe(steps)}
             print(f"evaluate_memory: {name}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                                          for k, v in results[name].items()))
 

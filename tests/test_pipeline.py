@@ -38,6 +38,7 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
     assert memory["seq"] == 6 and memory["probed_positions"] == {"first": 0, "last": 5}
     for model in ("lstm", "fullconv", "tcn"):
         assert MEMORY_KEYS <= set(memory[model])
+    assert memory["tcn"]["receptive_field"] >= 6 and memory["tcn"]["receptive_field_shortfall"] == 0
     forecast = json.loads((repo / "reports/metrics/forecast-sales.json").read_text())
     for model in ("lstm", "tcn", "arima", "naive", "drift"):
         assert FORECAST_KEYS <= set(forecast[model])
