@@ -24,6 +24,7 @@ def test_shipped_params_are_valid():
     (lambda p: p["train_memory"]["fit"].update(learning_rate=-0.1), r"train_memory\.fit\.learning_rate: Input should be greater than 0"),
     (lambda p: p["train_memory"]["fit"].update(epochs=3), r"train_memory\.fit\.epochs: unknown key"),
     (lambda p: p["train_memory"]["fit"].update(seed=1), r"^params\.yaml: train_memory: fit\.seed is not used here: list the training seeds in train_memory\.seeds$"),
+    (lambda p: p["train_forecast"]["fit"].pop("seed"), r"^params\.yaml: train_forecast: fit\.seed is required: the training seed of the forecasters$"),
     (lambda p: p["train_memory"].update(seeds=[0, 0]), r"train_memory: seeds must be distinct, got \[0, 0\]"),
     (lambda p: p["train_memory"].update(seeds=[]), r"train_memory\.seeds: List should have at least 1 item"),
     (lambda p: p["train_memory"].update(truncate=0), r"train_memory\.truncate: Input should be greater than 0 \(got 0\)"),
@@ -50,3 +51,8 @@ def test_unparseable_file(tmp_path):
     path.write_text("seq: [1\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(path)
+
+
+def test_validated_params_dump_and_parse_back():
+    params = load_params()
+    assert parse_params(params.model_dump(mode="json")) == params

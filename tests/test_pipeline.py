@@ -242,7 +242,8 @@ def test_adding_task_runs_without_probes(project):
 def test_truncation_and_seeds(project):
     """Truncated models cannot see x[0]; two seeds give a median, a range and a fraction."""
     repo, sh, _ = project
-    sh("dvc", "exp", "run", "-S", "train_memory.truncate=3", "-S", "train_memory.seeds=[0,1]")
+    sh("dvc", "exp", "run", "-S", "generate.task=first_last", "-S", "train_memory.truncate=3",
+       "-S", "train_memory.seeds=[0,1]")
     memory = json.loads((repo / "reports/metrics/memory.json").read_text())
     assert memory["truncate"] == 3
     for model in ("lstm", "fullconv", "tcn"):

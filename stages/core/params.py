@@ -57,7 +57,7 @@ class GenerateParams(Strict):
 
 
 class FitParams(Strict):
-    seed: NonNegativeInt = 0
+    seed: NonNegativeInt | None = None  # the forecast's training seed; memory lists its seeds instead
     max_epochs: PositiveInt = 100
     batch_size: PositiveInt = 256
     learning_rate: PositiveFloat = 1e-3
@@ -95,7 +95,7 @@ class MemoryTrainParams(TrainParams):
 
     @model_validator(mode="after")
     def _seeds_in_one_place(self) -> MemoryTrainParams:
-        if "seed" in self.fit.model_fields_set:
+        if self.fit.seed is not None:
             raise ValueError("fit.seed is not used here: list the training seeds in train_memory.seeds")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {self.seeds}")
@@ -135,6 +135,14 @@ class EvaluateForecastParams(Strict):
     baselines: list[Literal["naive", "drift"]] = ["naive"]
 
 
+class ForecastTrainParams(TrainParams):
+    @model_validator(mode="after")
+    def _has_a_seed(self) -> ForecastTrainParams:
+        if self.fit.seed is None:
+            raise ValueError("fit.seed is required: the training seed of the forecasters")
+        return self
+
+
 class Params(Strict):
     seq: int = Field(default=70, ge=2)
     num_steps: PositiveInt = 3
@@ -143,7 +151,7 @@ class Params(Strict):
     evaluate_memory: EvaluateMemoryParams
     datasets: dict[str, DatasetParams] = Field(min_length=1)
     preprocess: PreprocessParams
-    train_forecast: TrainParams
+    train_forecast: ForecastTrainParams
     arima: ArimaParams
     evaluate_forecast: EvaluateForecastParams
 
