@@ -110,6 +110,12 @@ def test_bad_param_fails_the_stage_with_one_line(project):
         (repo / "params.yaml").write_text(original)
 
 
+def exp_from_baseline(sh, *settings: str):
+    """`dvc exp run -S ...` on the committed baseline params, whatever an earlier test left applied."""
+    sh("git", "checkout", "HEAD", "--", "params.yaml")
+    return sh("dvc", "exp", "run", *[arg for s in settings for arg in ("-S", s)])
+
+
 QUEUED_SEQS = (3, 4, 7, 8)
 MEMORY_STAGES_WITH_RUNS = ("train_memory@lstm", "train_memory@fullconv", "train_memory@tcn", "evaluate_memory")
 
@@ -179,8 +185,8 @@ def test_compare_names_params_metrics_verdicts_and_figures(project):
     repo, sh, _ = project
     base = json.loads(sh("git", "show", "HEAD:reports/metrics/memory.json").stdout)
     # Loose thresholds flip every verdict that was false to true.
-    sh("dvc", "exp", "run", "-S", "seq=5", "-S", "evaluate_memory.change_tolerance_pct=1000000",
-       "-S", "evaluate_memory.blind_mse_threshold=1000000")
+    exp_from_baseline(sh, "seq=5", "evaluate_memory.change_tolerance_pct=1000000",
+                      "evaluate_memory.blind_mse_threshold=1000000")
     head = json.loads((repo / "reports/metrics/memory.json").read_text())
     md = sh("python", "-m", "stages.compare", "--base", "HEAD", "--out", "compare").stdout
     assert md == (repo / "compare/compare.md").read_text()
@@ -228,7 +234,7 @@ def test_compare_unknown_rev_is_one_line(project):
 def test_adding_task_runs_without_probes(project):
     """A task with two channels and no first/last input: scored on MSE against predicting the mean."""
     repo, sh, _ = project
-    done = sh("dvc", "exp", "run", "-S", "generate.task=adding")
+    done = exp_from_baseline(sh, "generate.task=adding")
     assert not [s for s in ran_stages(done.stdout) if s.startswith(FORECAST_STAGES)]
     memory = json.loads((repo / "reports/metrics/memory.json").read_text())
     assert memory["task"] == "adding" and memory["probed_positions"] is None
@@ -242,8 +248,7 @@ def test_adding_task_runs_without_probes(project):
 def test_truncation_and_seeds(project):
     """Truncated models cannot see x[0]; two seeds give a median, a range and a fraction."""
     repo, sh, _ = project
-    sh("dvc", "exp", "run", "-S", "generate.task=first_last", "-S", "train_memory.truncate=3",
-       "-S", "train_memory.seeds=[0,1]")
+    exp_from_baseline(sh, "train_memory.truncate=3", "train_memory.seeds=[0,1]")
     memory = json.loads((repo / "reports/metrics/memory.json").read_text())
     assert memory["truncate"] == 3
     for model in ("lstm", "fullconv", "tcn"):
