@@ -13,9 +13,7 @@ rev or experiment name DVC understands works, in any clone.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -37,10 +35,6 @@ VERDICTS = {"remembers_first"}
 # Relative changes below this are marked "≈" rather than better or worse: a
 # retrained network moves in the fifth digit without anything having happened.
 DEFAULT_RTOL = 1e-3
-
-
-class CompareError(RuntimeError):
-    """DVC could not compare the two revisions; one line."""
 
 
 @dataclass(frozen=True)
@@ -212,11 +206,7 @@ def image_pairs(plots: dict, base: str, head: str) -> dict[str, dict[str, Path]]
 # ------------------------------------------------------------ DVC and images
 
 def dvc_json(*args: str) -> dict:
-    done = subprocess.run(["dvc", *args, "--json"], capture_output=True, text=True)
-    if done.returncode != 0:
-        reason = next((line for line in done.stderr.splitlines() if line.startswith("ERROR")), done.stderr.strip())
-        raise CompareError(f"dvc {' '.join(args)}: {reason or 'failed'}")
-    return json.loads(done.stdout or "{}")
+    return cli.dvc_json(*args) or {}
 
 
 def side_by_side(base_png: Path | None, head_png: Path | None, out: Path, base: str, head: str) -> None:
@@ -270,12 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
                         help=f"relative change below which a metric counts as unchanged in quality (default {DEFAULT_RTOL})")
     args = parser.parse_args(argv)
-    try:
-        markdown = compare(args.base, args.head, args.out, args.rtol)
-    except CompareError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    sys.stdout.write(markdown)
+    sys.stdout.write(compare(args.base, args.head, args.out, args.rtol))
 
 
 if __name__ == "__main__":

@@ -14,9 +14,6 @@ when several experiments share a `seq`, the newest wins.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -29,25 +26,23 @@ ROW_KEYS = ["change_first_pct", "change_first_pct_min", "change_first_pct_max", 
             "remembers_first", "remembers_first_fraction", "seeds", "epochs_run", "samples_seen"]
 
 
-class HorizonError(RuntimeError):
-    """Nothing to collect, or DVC failed; one line."""
-
-
 # ------------------------------------------------------------ pure parts
 
 def runs_from_exp_show(shown: list[dict]) -> list[dict]:
-    """Every baseline commit and experiment in `dvc exp show --json` with its params, metrics and name."""
+    """Every baseline commit and experiment in `dvc exp show --json` with its name, rev, params and metrics."""
     runs = []
     for commit in shown:
-        entries = [(commit.get("data") or {}, commit.get("name") or commit.get("rev"))]
+        entries = [(commit.get("data") or {}, commit.get("name") or commit.get("rev"), commit.get("rev"), False)]
         for exp in commit.get("experiments") or []:
             for rev in exp.get("revs") or []:
-                entries.append((rev.get("data") or {}, (rev.get("data") or {}).get("name") or exp.get("name")))
-        for data, name in entries:
+                data = rev.get("data") or {}
+                entries.append((data, data.get("name") or exp.get("name"), data.get("rev") or rev.get("rev"), True))
+        for data, name, rev, experiment in entries:
             params = ((data.get("params") or {}).get("params.yaml") or {}).get("data")
             memory = ((data.get("metrics") or {}).get(MEMORY_METRICS) or {}).get("data")
             if params and memory:
-                runs.append({"name": name, "timestamp": data.get("timestamp") or "", "params": params, "memory": memory})
+                runs.append({"name": name, "rev": rev, "experiment": experiment, "timestamp": data.get("timestamp") or "",
+                             "params": params, "memory": memory})
     return runs
 
 
@@ -148,13 +143,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--all-commits", action="store_true", help="experiments of every commit, not only HEAD")
     args = parser.parse_args(argv)
 
-    command = ["dvc", "exp", "show", "--json", *(["--all-commits"] if args.all_commits else [])]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise HorizonError(f"{' '.join(command)}: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'failed'}")
-    table = horizon_table(runs_from_exp_show(json.loads(done.stdout or "[]")))
+    shown = cli.dvc_json("exp", "show", *(["--all-commits"] if args.all_commits else [])) or []
+    table = horizon_table(runs_from_exp_show(shown))
     if table.empty:
-        raise HorizonError("no first_last experiment with memory metrics in `dvc exp show`: run the sweep first")
+        raise cli.CommandError("no first_last experiment with memory metrics in `dvc exp show`: run the sweep first")
     found = horizons(table)
     write_text(args.out, render(table, found))
     plot(table, args.figure)
@@ -164,8 +156,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        cli.run(main)
-    except HorizonError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    cli.run(main)

@@ -31,7 +31,7 @@ def proj(tmp_path_factory):
 
 def leftovers(folder: Path) -> list[str]:
     """Temporary files of an atomic write that did not complete."""
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*") if p.is_file() or p.is_dir()
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*")
                   if ".dvc" not in p.parts and ".git" not in p.parts and p.name not in (".gitignore", ".dvcignore"))
 
 

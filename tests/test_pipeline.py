@@ -133,15 +133,12 @@ def wait_for_queue(sh, timeout_s: float = 900) -> str:
 
 
 def experiments(sh) -> dict[str, dict]:
-    """Experiment name -> {'rev', 'seq'} from `dvc exp show --json`."""
-    found = {}
-    for commit in json.loads(sh("dvc", "exp", "show", "--json").stdout):
-        for exp in commit.get("experiments") or []:
-            for rev in exp.get("revs", []):
-                data = rev.get("data") or {}
-                seq = data.get("params", {}).get("params.yaml", {}).get("data", {}).get("seq")
-                found[data.get("name") or exp.get("name")] = {"rev": data.get("rev") or rev.get("rev"), "seq": seq}
-    return found
+    """Experiment name -> {'rev', 'seq'} from `dvc exp show --json`, read as stages.horizon reads it."""
+    from stages.horizon import runs_from_exp_show
+
+    shown = json.loads(sh("dvc", "exp", "show", "--json").stdout)
+    return {run["name"]: {"rev": run["rev"], "seq": run["params"]["seq"]}
+            for run in runs_from_exp_show(shown) if run["experiment"]}
 
 
 def test_queued_sweep_with_two_workers_lands_every_run(project):

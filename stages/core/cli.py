@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from stages.core.params import ParamsError
 from stages.core.series import DataError
 from stages.core.tracking import TrackingError
 
-__all__ = ["DataError", "ParamsError", "TrackingError", "run"]
+__all__ = ["CommandError", "DataError", "ParamsError", "TrackingError", "dvc_json", "run"]
 
-USER_ERRORS = (ParamsError, DataError, TrackingError)
+
+class CommandError(RuntimeError):
+    """A tool command (compare, horizon) cannot go on; one line for the user."""
+
+
+USER_ERRORS = (ParamsError, DataError, TrackingError, CommandError)
+
+
+def dvc_json(*args: str) -> Any:
+    """Run `dvc <args> --json` and parse its output; a DVC failure becomes one CommandError line."""
+    done = subprocess.run(["dvc", *args, "--json"], capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = next((line for line in done.stderr.splitlines() if line.startswith("ERROR")), done.stderr.strip())
+        raise CommandError(f"dvc {' '.join(args)}: {reason or 'failed'}")
+    return json.loads(done.stdout or "null")
 
 
 def _terminate(signum: int, frame: object) -> None:
