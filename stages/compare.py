@@ -29,9 +29,12 @@ DEFAULT_IDEAL_CHANGE_PCT = 25.0  # the first+last task: y moves by half of x[i]'
 # Which way is better, by the last part of a metric's name. Anything not listed
 # (seq, epochs_run, n_train, receptive_field, ...) is reported without a mark.
 LOWER_IS_BETTER = {"mse", "rmse", "mae", "mape", "smape", "mase", "val_mse", "test_mse", "val_loss", "best_val_loss",
-                   "blind_first_mse", "blind_last_mse", "final_loss", "receptive_field_shortfall"}
+                   "blind_first_mse", "blind_last_mse", "final_loss", "receptive_field_shortfall",
+                   "mse_all", "mse_test", "mse_test_one_step_inversion"}
 CLOSER_TO_IDEAL = {"change_first_pct", "change_last_pct"}
 VERDICTS = {"remembers_first"}
+# Flags where `false` is the good news: a forecast that tracks the series one step late.
+WARNINGS = {"persistent", "lags_one_step", "near_zero_change"}
 # Relative changes below this are marked "≈" rather than better or worse: a
 # retrained network moves in the fifth digit without anything having happened.
 DEFAULT_RTOL = 1e-3
@@ -72,6 +75,8 @@ def judge(key: str, old: Any, new: Any, ideal: float = DEFAULT_IDEAL_CHANGE_PCT,
     name = key.rsplit(".", 1)[-1]
     if name in VERDICTS and isinstance(new, bool):
         return "better" if new else "worse"
+    if name in WARNINGS and isinstance(new, bool):
+        return "worse" if new else "better"
     if not (_is_number(old) and _is_number(new)):
         return "changed"
     known = name in LOWER_IS_BETTER or name in CLOSER_TO_IDEAL

@@ -1,78 +1,104 @@
-"""Stage evaluate_forecast@<dataset>: errors of every forecaster and baseline on the test points."""
+"""Stage evaluate_forecast@<dataset>: score every forecaster's backtest on the original scale.
+
+Per forecaster and step ahead (``h1`` .. ``hH``, and ``all`` pooled): MAE, RMSE,
+MAPE, sMAPE, MASE (each error scaled by the in-sample seasonal-naive error of its
+own origin's history), interval coverage and width on the evaluation windows;
+and the persistence check on the one-step forecasts of every origin. The best
+forecaster is the one with the lowest pooled MASE.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from stages.core import cli, metrics
-from stages.core.baselines import BASELINES
-from stages.core.io import atomic_dir, write_csv, write_json
+from stages.core import cli
+from stages.core.backtest import naive_scales, persistence, score_by_horizon
+from stages.core.forecasters import BASELINE_KINDS
+from stages.core.io import atomic_dir, read_json, write_csv, write_json
 from stages.core.params import load_params
 from stages.core.tracking import stage_run
 
 
-def score(actual: np.ndarray, predicted: np.ndarray, train: np.ndarray) -> dict[str, float]:
-    """Errors on the original scale; MASE scaled by the in-sample naive error."""
-    scores = {name: fn(actual, predicted) for name, fn in metrics.FORECAST_METRICS.items()}
-    scores["mase"] = metrics.mase(actual, predicted, train)
-    return scores
+def best_of(results: dict[str, dict], key: str = "mase") -> str:
+    return min(results, key=lambda name: results[name]["all"][key])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--series", type=Path, required=True)
-    parser.add_argument("--predictions", type=Path, required=True, help="folder of <forecaster>.csv")
+    parser.add_argument("--backtests", type=Path, required=True, help="folder of <forecaster>/ written by backtest")
     parser.add_argument("--metrics", type=Path, required=True)
-    parser.add_argument("--histories", type=Path, required=True, help="folder of <model>.csv training losses")
     parser.add_argument("--plot-data", type=Path, required=True, help="folder: actual.csv and <forecaster>.csv")
-    parser.add_argument("--figures", type=Path, required=True, help="folder for the PNGs")
+    parser.add_argument("--figure", type=Path, required=True, help="PNG: series, in-sample fit, forecasts, intervals")
     args = parser.parse_args(argv)
 
     params = load_params()
-    series = pd.read_csv(args.series)
+    ds, bt, rule = params.dataset(args.dataset), params.backtest, params.evaluate_forecast.persistence
+    series = pd.read_csv(args.series, dtype={"time": str})
     y = series["value"].to_numpy(dtype=float)
-    n_train = len(y) - params.preprocess.test_len
-    forecasters = [*params.train_forecast.models, "arima"]
+    names = list(params.forecasters)
+    frames = {name: pd.read_csv(args.backtests / name / "forecasts.csv", dtype={"time": str}) for name in names}
+    fitted = {name: pd.read_csv(args.backtests / name / "fitted.csv", dtype={"time": str}) for name in names}
+    facts = {name: read_json(args.backtests / name / "facts.json") for name in names}
 
     from stages.core import plots
 
-    run_params = {"dataset": args.dataset, "forecasters": forecasters,
-                  "baselines": params.evaluate_forecast.baselines, "test_len": params.preprocess.test_len}
-    inputs = [args.series, args.histories, *(args.predictions / f"{name}.csv" for name in forecasters)]
+    run_params = {"dataset": args.dataset, "forecasters": names, "backtest": bt.model_dump(),
+                  "persistence": rule.model_dump(), "season_length": ds.season_length}
+    inputs = [args.series, *(args.backtests / name / "forecasts.csv" for name in names)]
     with stage_run("forecast", f"evaluate_forecast@{args.dataset}", run_params, inputs,
                    tags={"dataset": args.dataset}) as run:
-        predicted = {name: pd.read_csv(args.predictions / f"{name}.csv")["predicted"].to_numpy() for name in forecasters}
-        predicted |= {name: BASELINES[name](y, n_train) for name in params.evaluate_forecast.baselines}
-        actual = y[n_train:]
-        results = {name: score(actual, pred, y[:n_train]) for name, pred in predicted.items()}
-        for name, values in results.items():
-            print(f"evaluate_forecast@{args.dataset}: {name:>8}: " + "  ".join(f"{k}={v:.4g}" for k, v in values.items()))
+        origin_list = facts[names[0]]["origins"]
+        scales = naive_scales(y, origin_list, ds.season_length)
+        results = {}
+        for name, frame in frames.items():
+            evaluation = frame[frame["window"] == "evaluation"]
+            results[name] = {
+                "kind": params.forecasters[name].kind,
+                **score_by_horizon(evaluation, scales, bt.levels),
+                "interval": facts[name]["interval"],
+                "persistence": persistence(y, frame[frame["h"] == 1], rule.min_lag_corr, rule.lag_margin,
+                                           rule.min_change_ratio),
+                **{k: facts[name][k] for k in ("order", "seasonal_order", "trend") if k in facts[name]},
+            }
+        best = best_of(results)
+        baselines = [n for n in names if params.forecasters[n].kind in BASELINE_KINDS]
+        best_baseline = best_of({n: results[n] for n in baselines})
+        evaluation_origins = origin_list[bt.calibration_windows:]
+        write_json(args.metrics, {
+            "dataset": args.dataset, "n_points": len(y), "season_length": ds.season_length,
+            "filled_points": int(series["filled"].sum()), "horizon": bt.horizon, "n_windows": bt.n_windows,
+            "first_evaluation_time": series["time"].iloc[evaluation_origins[0]],
+            "best": best, "best_baseline": best_baseline,
+            "beats_baselines": [n for n in names if n not in baselines
+                                and results[n]["all"]["mase"] < results[best_baseline]["all"]["mase"]],
+            **results,
+        })
+        for name, r in results.items():
+            flag = "  PERSISTENT" if r["persistence"]["persistent"] else ""
+            print(f"evaluate_forecast@{args.dataset}: {name:>15}: MASE h1={r['h1']['mase']:.3f} "
+                  f"all={r['all']['mase']:.3f}  RMSE all={r['all']['rmse']:.4g}{flag}")
+        print(f"evaluate_forecast@{args.dataset}: best {best} (best baseline {best_baseline})")
 
-        write_json(args.metrics, {"dataset": args.dataset, "n_train": n_train, "n_test": len(actual),
-                                  "filled_points": int(series["filled"].sum()), **results})
-        times = series["time"].iloc[n_train:].to_numpy()
-        # One file per line of the DVC plot, so the plot follows the list of models.
+        # One file per line of the DVC plot (one-step forecasts of the evaluation windows).
         with atomic_dir(args.plot_data) as folder:
-            for name, values in {"actual": actual, **predicted}.items():
-                write_csv(folder / f"{name}.csv", pd.DataFrame({"time": times, "value": values}))
-        figures = {
-            "forecast": args.figures / f"forecast-{args.dataset}.png",
-            "loss": args.figures / f"forecast_loss-{args.dataset}.png",
-        }
-        frames = {name: pd.DataFrame({"time": times, "predicted": pred}) for name, pred in predicted.items()}
-        plots.forecast(series, frames, n_train, figures["forecast"], f"{args.dataset}: one-step-ahead forecasts of the test part")
-        histories = {name: pd.read_csv(args.histories / f"{name}.csv") for name in params.train_forecast.models}
-        plots.loss_curves(histories, figures["loss"], f"{args.dataset}: training loss")
+            one_step = {name: f[(f["h"] == 1) & (f["window"] == "evaluation")] for name, f in frames.items()}
+            first = next(iter(one_step.values()))
+            write_csv(folder / "actual.csv", pd.DataFrame({"time": first["time"], "value": first["actual"]}))
+            for name, rows in one_step.items():
+                write_csv(folder / f"{name}.csv", pd.DataFrame({"time": rows["time"], "value": rows["forecast"]}))
+        plots.backtest(series, frames, fitted, bt.levels, args.figure,
+                       f"{args.dataset}: one-step backtest forecasts with {'/'.join(map(str, bt.levels))}% intervals "
+                       f"(shaded: evaluation windows)", best=best)
 
-        for name, values in results.items():
-            run.log_metrics(values, prefix=f"{name}.")
-        for path in (args.metrics, *figures.values()):
-            run.log_artifact(path)
+        for name, r in results.items():
+            run.log_metrics({k: v for k, v in r.items() if k not in ("kind", "interval")}, prefix=f"{name}.")
+        run.log_artifact(args.metrics)
+        run.log_artifact(args.figure)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,9 @@ def summarise_seeds(per_seed: list[dict]) -> dict:
 
     ``remembers_first`` is the majority verdict; ``remembers_first_fraction`` the
     fraction of seeds whose verdict is true. Counts (epochs run, samples seen)
-    report the median, the budget a typical seed was given.
+    report the median, the budget a typical seed was given. A seed whose probe is
+    undefined (every prediction near 0, so no relative change) is left out of
+    that probe's median and range rather than making them undefined too.
     """
     summary: dict = {"seeds": len(per_seed)}
     for key in per_seed[0]:
@@ -54,8 +56,12 @@ def summarise_seeds(per_seed: list[dict]) -> dict:
                 fraction = sum(values) / len(values)
                 summary[key], summary[f"{key}_fraction"] = fraction > 0.5, fraction
         elif key in SPREAD_KEYS:
-            summary[key] = float(np.median(values))
-            summary[f"{key}_min"], summary[f"{key}_max"] = float(np.min(values)), float(np.max(values))
+            values = np.array(values, dtype=float)
+            if np.isnan(values).all():
+                summary[key] = summary[f"{key}_min"] = summary[f"{key}_max"] = float("nan")
+            else:
+                summary[key] = float(np.nanmedian(values))
+                summary[f"{key}_min"], summary[f"{key}_max"] = float(np.nanmin(values)), float(np.nanmax(values))
         else:
             median = float(np.median(values))
             summary[key] = int(median) if median.is_integer() else median

@@ -105,8 +105,9 @@ def render(table: pd.DataFrame, found: dict[str, dict]) -> str:
         seeds = f"{'yes' if row.remembers_first else 'no'} ({fraction:.0%} of {row.seeds})" if pd.notna(fraction) else (
             "yes" if row.remembers_first else "no")
         budget = f"{row.max_epochs}, {row.batch_size}, {row.patience}, {row.target_val_loss}"
-        lines.append(f"| {row.model} | {row.seq} | {row.change_first_pct:+.1f}% [{row.change_first_pct_min:+.1f}, "
-                     f"{row.change_first_pct_max:+.1f}] | {row.blind_first_mse:.3f} | {seeds} | {row.epochs_run} | "
+        change = (f"{row.change_first_pct:+.1f}% [{row.change_first_pct_min:+.1f}, {row.change_first_pct_max:+.1f}]"
+                  if pd.notna(row.change_first_pct) else "n/a (every prediction near 0)")
+        lines.append(f"| {row.model} | {row.seq} | {change} | {row.blind_first_mse:.3f} | {seeds} | {row.epochs_run} | "
                      f"{row.samples_seen} | {budget} | {row.experiment} |")
     lines += ["", "Wall time per stage is in MLflow (`wall_time_s` of the runs tagged with each `dvc.exp`)."]
     return "\n".join(lines) + "\n"

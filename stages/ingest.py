@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     ds = load_params().dataset(args.dataset)
-    series = load_series(Path(ds.file), ds.time_col, ds.value_col, ds.fill)
+    series = load_series(Path(ds.file), ds.time_col, ds.value_col, ds.fill, ds.freq)
     write_csv(args.out, series, digits=None)  # data, not a report: no rounding
     filled = int(series["filled"].sum())
     note = f", {filled} filled by policy {ds.fill!r}" if filled else ""

@@ -18,9 +18,15 @@ def tiny(params: dict) -> dict:
     params["seq"] = 6
     params["generate"].update(n_train=64, n_val=32, n_test=64)
     params["train_memory"]["fit"].update(max_epochs=2, batch_size=32)
-    params["train_forecast"]["fit"].update(max_epochs=2)
-    params["train_forecast"]["arch"]["lstm"].update(units=[8, 8], dense=[4])
-    params["train_forecast"]["arch"]["tcn"].update(filters=4)
+    # Two of the three datasets: the integer and the dated, seasonal one.
+    params["datasets"] = {name: params["datasets"][name] for name in ("sales", "elnino")}
+    params["backtest"].update(n_windows=3, calibration_windows=5)
+    forecasters = params["forecasters"]
+    forecasters["arima"].update(max_p=1, max_q=1, max_P=1, max_Q=0)
+    for name in ("lstm", "tcn"):
+        forecasters[name]["fit"].update(max_epochs=2)
+    forecasters["lstm"]["arch"].update(units=[8, 8], dense=[4])
+    forecasters["tcn"]["arch"].update(filters=4)
     return params
 
 

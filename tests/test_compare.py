@@ -16,6 +16,10 @@ from stages.compare import changed_data_plots, judge, metric_rows, render, verdi
     ("lstm.change_first_pct", 20.0, 30.0, "same"),    # as far from +25 either way
     ("lstm.remembers_first", True, False, "worse"),
     ("lstm.remembers_first", False, True, "better"),
+    ("lstm.persistence.persistent", False, True, "worse"),   # a warning flag: false is the good news
+    ("lstm.persistence.persistent", True, False, "better"),
+    ("lstm.all.smape", 2.0, 1.5, "better"),
+    ("lstm.mse_all", 9000.0, 2500.0, "better"),
     ("seq", 70, 69, "changed"),                       # no better direction
     ("lstm.epochs_run", 40, 12, "changed"),
     ("tcn.val_mse", None, 0.1, "changed"),            # new metric

@@ -67,8 +67,11 @@ PARAM_CASES = [
      "params.yaml: seq: Input should be greater than or equal to 2 (got 1)"),
     ("generate", ["data/memory/dataset"], lambda p: p["generate"].update(task="copy"),
      "params.yaml: generate.task: Input should be 'first_last', 'adding' or 'sincos' (got 'copy')"),
-    ("preprocess@sales", ["data/forecast/sales/windows", "data/forecast/sales/windows.json"],
+    ("backtest@sales-naive", ["data/forecast/sales/backtest/naive"],
      lambda p: p.update(num_steps=0), "params.yaml: num_steps: Input should be greater than 0 (got 0)"),
+    ("backtest@sales-arima", ["data/forecast/sales/backtest/arima"],
+     lambda p: p["forecasters"]["arima"].update(order=[1, -1, 0]),
+     "params.yaml: forecasters.arima: order: every term must be 0 or more (got [1, -1, 0])"),
     ("train_memory@lstm", ["data/memory/models/lstm"],
      lambda p: p["train_memory"]["fit"].update(learning_rate=-0.01),
      "params.yaml: train_memory.fit.learning_rate: Input should be greater than 0 (got -0.01)"),
@@ -88,11 +91,11 @@ def test_bad_param_stops_the_stage(proj, edited, stage, outputs, change, message
     expect_failure(proj, stage, outputs, message)
 
 
-def test_test_len_leaving_too_few_training_windows(proj, edited):
-    edited(lambda p: p["preprocess"].update(test_len=40))
-    expect_failure(proj, "preprocess@sales", ["data/forecast/sales/windows"],
-                   "data/raw/sales.csv: 45 points is too short for num_steps=3, preprocess.test_len=40, "
-                   "preprocess.diff_order=1 (needs at least 46)")
+def test_series_too_short_for_the_backtest(proj, edited):
+    edited(lambda p: p["backtest"].update(n_windows=38))
+    expect_failure(proj, "backtest@sales-lstm", ["data/forecast/sales/backtest/lstm"],
+                   "data/raw/sales.csv: 45 points is too short for backtest.horizon=3, n_windows=38, step_size=1, "
+                   "calibration_windows=5 with forecaster 'lstm' (needs at least 51: 6 before the first origin)")
 
 
 def test_exp_run_with_a_non_integer_seq(proj):

@@ -70,6 +70,7 @@ def run_ingest(raw_params: dict, data: bytes, fill: str) -> tuple[int, str, Path
     source, out = folder / "in.csv", folder / "out" / "series.csv"
     source.write_bytes(data)
     raw_params["datasets"] = {"fuzz": {"file": str(source), "time_col": "month", "value_col": "sales", "fill": fill}}
+    raw_params["article"]["dataset"] = "fuzz"
     params = parse_params(raw_params)
     errors = io.StringIO()
     original = ingest.load_params

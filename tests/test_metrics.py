@@ -1,11 +1,11 @@
-"""Error metrics by hand, baselines, and the memory probes on models with known answers."""
+"""Error metrics by hand and the memory probes on models with known answers."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from stages.core import baselines, metrics
+from stages.core import metrics
 
 ACTUAL = np.array([10.0, 20.0, 30.0, 40.0])
 PRED = np.array([12.0, 18.0, 33.0, 40.0])
@@ -30,11 +30,17 @@ def test_mape_undefined_at_zero():
     assert np.isnan(metrics.mape(np.array([0.0, 1.0]), np.array([1.0, 1.0])))
 
 
-def test_baselines_on_a_known_series():
-    y = np.array([1.0, 2.0, 4.0, 7.0, 11.0])
-    np.testing.assert_array_equal(baselines.naive(y, 3), [4.0, 7.0])
-    # mean training step: (1 + 2) / 2 = 1.5
-    np.testing.assert_array_equal(baselines.drift(y, 3), [5.5, 8.5])
+def test_smape_by_hand():
+    # |a - p| / ((|a| + |p|) / 2): 2/11, 2/19, 3/31.5, 0
+    expected = 100 * (2 / 11 + 2 / 19 + 3 / 31.5 + 0) / 4
+    assert metrics.smape(ACTUAL, PRED) == pytest.approx(expected)
+    assert metrics.smape(np.array([0.0, 2.0]), np.array([0.0, 2.0])) == 0.0  # a pair of zeros is no error
+
+
+def test_scaled_mae_divides_each_error_by_its_own_origin_scale():
+    # errors 2, 2, 3, 0; scales 1, 2, 3, 4 -> (2 + 1 + 1 + 0) / 4
+    assert metrics.scaled_mae(ACTUAL, PRED, np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(1.0)
+    assert np.isnan(metrics.scaled_mae(ACTUAL, PRED, np.array([1.0, 0.0, 1.0, 1.0])))  # a flat history
 
 
 def sequences(n=2000, seq=10, seed=0):
@@ -153,3 +159,15 @@ def test_seeds_summarised_by_median_range_and_majority_verdict():
     # a tie is not a majority
     tie = summarise_seeds([{"remembers_first": True}, {"remembers_first": False}])
     assert tie["remembers_first"] is False and tie["remembers_first_fraction"] == 0.5
+
+
+def test_a_seed_with_an_undefined_probe_does_not_blank_the_others():
+    from stages.evaluate_memory import summarise_seeds
+
+    per_seed = [{"change_first_pct": 0.1, "remembers_first": False},
+                {"change_first_pct": float("nan"), "remembers_first": False},  # predicted ~0 everywhere
+                {"change_first_pct": 0.3, "remembers_first": False}]
+    s = summarise_seeds(per_seed)
+    assert s["change_first_pct"] == pytest.approx(0.2)
+    assert (s["change_first_pct_min"], s["change_first_pct_max"]) == (0.1, 0.3)
+    assert np.isnan(summarise_seeds(per_seed[1:2])["change_first_pct"])

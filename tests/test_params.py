@@ -12,7 +12,8 @@ def test_shipped_params_are_valid():
     params = load_params()
     assert params.seq == 70 and params.num_steps == 3
     assert isinstance(params.train_memory.spec("lstm"), LSTMSpec)
-    assert isinstance(params.train_forecast.spec("tcn"), TCNSpec)
+    assert isinstance(params.forecaster("tcn").model_spec(), TCNSpec)
+    assert params.forecaster("arima").order == "auto"
     assert params.train_memory.spec("lstm").units == [8, 6]
 
 
@@ -24,7 +25,17 @@ def test_shipped_params_are_valid():
     (lambda p: p["train_memory"]["fit"].update(learning_rate=-0.1), r"train_memory\.fit\.learning_rate: Input should be greater than 0"),
     (lambda p: p["train_memory"]["fit"].update(epochs=3), r"train_memory\.fit\.epochs: unknown key"),
     (lambda p: p["train_memory"]["fit"].update(seed=1), r"^params\.yaml: train_memory: fit\.seed is not used here: list the training seeds in train_memory\.seeds$"),
-    (lambda p: p["train_forecast"]["fit"].pop("seed"), r"^params\.yaml: train_forecast: fit\.seed is required: the training seed of the forecasters$"),
+    (lambda p: p["forecasters"]["lstm"]["fit"].pop("seed"), r"^params\.yaml: forecasters\.lstm\.fit\.seed is required: the training seed of the forecaster$"),
+    (lambda p: p["forecasters"]["lstm"]["fit"].update(max_epochs=0), r"^params\.yaml: forecasters\.lstm\.fit\.max_epochs: Input should be greater than 0 \(got 0\)$"),
+    (lambda p: p["forecasters"]["tcn"]["arch"].update(dilations=[2, 1]), r"forecasters\.tcn: arch\.dilations: Value error, must be strictly increasing \(model 'tcn'\)"),
+    (lambda p: p["forecasters"]["arima"].update(order=[1, -1, 0]), r"^params\.yaml: forecasters\.arima: order: every term must be 0 or more \(got \[1, -1, 0\]\)$"),
+    (lambda p: p["forecasters"]["arima"].update(kind="sarima"), r"forecasters\.arima: Input tag 'sarima' found using 'kind' does not match any of the expected tags"),
+    (lambda p: p["forecasters"].pop("drift"), r"^params\.yaml: forecasters: the baselines drift must always be present"),
+    (lambda p: p["forecasters"]["lstm"].update(diff_order=3), r"forecasters\.lstm\.diff_order: Input should be less than or equal to 2"),
+    (lambda p: p["backtest"].update(horizon=0), r"backtest\.horizon: Input should be greater than 0"),
+    (lambda p: p["backtest"].update(levels=[80, 100]), r"backtest\.levels\.1: Input should be less than 100"),
+    (lambda p: p["datasets"]["elnino"].update(freq="monthly"), r"datasets\.elnino: freq: 'monthly' is not a pandas period frequency"),
+    (lambda p: p["article"].update(forecaster="arima"), r"article\.forecaster: 'arima' is not a keras forecaster"),
     (lambda p: p["train_memory"].update(seeds=[0, 0]), r"train_memory: seeds must be distinct, got \[0, 0\]"),
     (lambda p: p["train_memory"].update(seeds=[]), r"train_memory\.seeds: List should have at least 1 item"),
     (lambda p: p["train_memory"].update(truncate=0), r"train_memory\.truncate: Input should be greater than 0 \(got 0\)"),
@@ -34,10 +45,9 @@ def test_shipped_params_are_valid():
      r"^params\.yaml: train_memory\.arch\.tcn\.dilations: must be strictly increasing \(got \[1, 4, 2\]\)$"),
     (lambda p: p["datasets"]["sales"].update(fill="mean"), r"datasets\.sales\.fill: Input should be 'none', 'ffill' or 'linear'"),
     (lambda p: p["train_memory"]["arch"].update(rnn={}), r"train_memory\.arch\.rnn: unknown key"),
-    (lambda p: p["train_memory"].update(models=["gru"]), r"^params\.yaml: train_memory: model 'gru' is listed but has no entry under arch$"),
+    (lambda p: (p["train_memory"].update(models=["gru"]), p["train_memory"]["arch"].pop("gru")), r"^params\.yaml: train_memory: model 'gru' is listed but has no entry under arch$"),
     (lambda p: p["generate"].update(task="copy"), r"generate\.task: Input should be 'first_last', 'adding' or 'sincos'"),
-    (lambda p: p["preprocess"].update(diff_order=3), r"preprocess\.diff_order"),
-    (lambda p: p.pop("arima"), r"arima: required key is missing"),
+    (lambda p: p.pop("backtest"), r"backtest: required key is missing"),
 ])
 def test_bad_params_name_the_key(raw_params, edit, message):
     edit(raw_params)

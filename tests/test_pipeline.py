@@ -11,8 +11,9 @@ import pytest
 
 from tests.project import Project, ran_stages
 MEMORY_KEYS = {"val_mse", "change_first_pct", "change_last_pct", "blind_first_mse", "blind_last_mse", "remembers_first"}
-FORECAST_KEYS = {"mse", "rmse", "mae", "mape", "mase"}
-FORECAST_STAGES = ("ingest@", "preprocess@", "train_forecast@", "arima@", "evaluate_forecast@")
+FORECAST_KEYS = {"mae", "rmse", "mape", "smape", "mase", "coverage_80", "coverage_95"}
+FORECAST_STAGES = ("ingest@", "backtest@", "evaluate_forecast@", "article")
+FORECASTERS = ("naive", "seasonal_naive", "drift", "arima", "lstm", "tcn")
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -31,8 +32,8 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
     repo, _, first = project
     stages = ran_stages(first.stdout)
     for name in ("generate", "train_memory@lstm", "train_memory@fullconv", "train_memory@tcn", "evaluate_memory",
-                 "ingest@sales", "preprocess@sales", "train_forecast@sales-lstm", "train_forecast@sales-tcn",
-                 "arima@sales", "evaluate_forecast@sales", "report"):
+                 "ingest@sales", "ingest@elnino", *(f"backtest@{d}-{f}" for d in ("sales", "elnino") for f in FORECASTERS),
+                 "evaluate_forecast@sales", "evaluate_forecast@elnino", "article", "report"):
         assert name in stages
     memory = json.loads((repo / "reports/metrics/memory.json").read_text())
     assert memory["seq"] == 6 and memory["probed_positions"] == {"first": 0, "last": 5}
@@ -40,11 +41,24 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
         assert MEMORY_KEYS <= set(memory[model])
     assert memory["tcn"]["receptive_field"] >= 6 and memory["tcn"]["receptive_field_shortfall"] == 0
     forecast = json.loads((repo / "reports/metrics/forecast-sales.json").read_text())
-    for model in ("lstm", "tcn", "arima", "naive", "drift"):
-        assert FORECAST_KEYS <= set(forecast[model])
-    assert forecast["naive"]["mse"] == pytest.approx(1125.1, abs=0.1)  # the brief's figure
-    for png in ("memory_loss", "memory_probes", "forecast-sales", "forecast_loss-sales"):
+    for model in FORECASTERS:
+        for step in ("h1", "h2", "h3", "all"):
+            assert FORECAST_KEYS <= set(forecast[model][step]), (model, step)
+        assert isinstance(forecast[model]["persistence"]["persistent"], bool)
+    assert forecast["best"] in FORECASTERS and forecast["naive"]["persistence"]["persistent"] is True
+    assert forecast["arima"]["interval"] == "model" and forecast["lstm"]["interval"] == "empirical"
+    # The naive one-step MAE by hand: 3 evaluation origins, the last leaves room for 3 steps.
+    y = [float(line.split(",")[1]) for line in (repo / "data/raw/sales.csv").read_text().splitlines()[1:]]
+    targets = range(len(y) - 3 - 2, len(y) - 3 + 1)
+    assert forecast["naive"]["h1"]["mae"] == pytest.approx(sum(abs(y[t] - y[t - 1]) for t in targets) / 3, rel=1e-5)
+    seasonal = json.loads((repo / "reports/metrics/forecast-elnino.json").read_text())
+    assert seasonal["season_length"] == 12 and seasonal["arima"]["seasonal_order"][3] == 12
+    assert json.loads((repo / "reports/metrics/article.json").read_text())["lstm"]["published_mse"] == 2521.3
+    for png in ("memory_loss", "memory_probes", "forecast-sales", "forecast-elnino"):
         assert (repo / f"reports/figures/{png}.png").stat().st_size > 1000
+    report = (repo / "reports/forecast.md").read_text()
+    assert "### sales: 45 points, no season" in report and "### elnino: 156 points, season 12" in report
+    assert "## The article's own protocol (sales)" in report and "★" in report
     assert "## Memory experiment" in (repo / "reports/summary.md").read_text()
 
 
@@ -57,10 +71,11 @@ def test_mlflow_store_holds_one_run_per_stage_with_tags(project):
     names = {(name, experiment, status) for name, experiment, status in runs}
     assert ("train_memory@lstm", "memory", "FINISHED") in names
     assert ("evaluate_memory", "memory", "FINISHED") in names
-    assert ("arima@sales", "forecast", "FINISHED") in names
-    assert ("train_forecast@sales-tcn", "forecast", "FINISHED") in names
+    assert ("backtest@sales-arima", "forecast", "FINISHED") in names
+    assert ("backtest@elnino-tcn", "forecast", "FINISHED") in names
+    assert ("evaluate_forecast@elnino", "forecast", "FINISHED") in names
     keys = {key for (key,) in tags}
-    assert {"dvc.stage", "dvc.exp", "git.commit", "params.hash"} <= keys
+    assert {"dvc.stage", "dvc.exp", "git.commit", "params.hash", "dataset", "forecaster"} <= keys
     assert (repo / "mlartifacts").is_dir()
 
 

@@ -1,6 +1,8 @@
-"""Differencing, its inverse, windows and the train-only scaler."""
+"""Differencing, its inverse, windows, and loading integer and dated series."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
@@ -10,9 +12,6 @@ from stages.core.series import (
     difference,
     load_series,
     make_windows,
-    min_length,
-    prepare,
-    levels_from_diffs,
     undifference_next,
 )
 
@@ -37,41 +36,6 @@ def test_make_windows_by_hand():
     assert X.shape == (3, 3, 1)
     np.testing.assert_array_equal(X[:, :, 0], [[0, 1, 2], [1, 2, 3], [2, 3, 4]])
     np.testing.assert_array_equal(y, [3, 4, 5])
-
-
-def test_scaler_is_fitted_on_train_only():
-    # A huge jump inside the test part must not change the scale.
-    y = np.concatenate([np.arange(20.0), [1000.0, 1001.0, 1002.0]])
-    prepared = prepare(y, num_steps=3, test_len=3, diff_order=1)
-    assert prepared.scale == pytest.approx(1.0)  # max |diff| over the training part
-    assert prepared.n_train == 20
-    assert np.abs(prepared.X_train).max() <= 1.0
-    assert prepared.y_test.max() == pytest.approx(981.0)  # the jump 1000 - 19, scaled by the train scale
-
-
-def test_prepare_split_sizes_and_targets():
-    y = np.arange(45.0) ** 1.5
-    p = prepare(y, num_steps=3, test_len=10, diff_order=1)
-    assert len(p.y_test) == 10
-    assert len(p.y_train) == 45 - 10 - 1 - 3
-    # Every training target is a difference of training levels only.
-    z = difference(y, 1) / p.scale
-    np.testing.assert_allclose(p.y_train, z[3:3 + len(p.y_train)], rtol=1e-6)
-    assert 3 + len(p.y_train) + 1 == p.n_train
-
-
-@pytest.mark.parametrize("order", [0, 1, 2])
-def test_perfect_diff_predictions_give_exact_levels(order):
-    y = np.random.default_rng(1).normal(size=40).cumsum() + 50
-    p = prepare(y, num_steps=4, test_len=6, diff_order=order)
-    levels = levels_from_diffs(p.y_test, y, p.n_train, p.scale, order)
-    np.testing.assert_allclose(levels, y[-6:], rtol=1e-5)
-
-
-def test_min_length_matches_prepare():
-    need = min_length(num_steps=3, test_len=10, diff_order=1)
-    p = prepare(np.arange(float(need)), num_steps=3, test_len=10, diff_order=1)
-    assert len(p.y_train) >= 2
 
 
 def write(tmp_path, text: str):
@@ -116,14 +80,27 @@ def test_load_series_missing_file(tmp_path):
         load_series(tmp_path / "nope.csv", "t", "v")
 
 
-def test_check_length_names_the_source_and_the_params():
-    from stages.core.series import check_length
+def test_dated_series_at_a_monthly_frequency(tmp_path):
+    frame = load_series(write(tmp_path, "m,v\n1999-11,1\n1999-12-31,2\n2000-01-15,3\n"), "m", "v", freq="M")
+    assert frame["time"].tolist() == ["1999-11", "1999-12", "2000-01"]  # each date stands for its month
+    assert frame["value"].tolist() == [1, 2, 3]
 
-    need = min_length(num_steps=3, test_len=10, diff_order=1)
-    check_length(need, "s.csv", num_steps=3, test_len=10, diff_order=1)  # just long enough
-    with pytest.raises(DataError, match=rf"^s\.csv: {need - 1} points is too short for num_steps=3, "
-                                        rf"preprocess\.test_len=10, preprocess\.diff_order=1 \(needs at least {need}\)$"):
-        check_length(need - 1, "s.csv", num_steps=3, test_len=10, diff_order=1)
+
+@pytest.mark.parametrize("text, message", [
+    ("m,v\n2000-01,1\n2000-03,2\n", "line 3: gap in column 'm', 2000-01 is followed by 2000-03 (expected 2000-02"),
+    ("m,v\n2000-01,1\n2000-01-20,2\n", "line 3: duplicate time 2000-01 in column 'm'"),
+    ("m,v\n2000-02,1\n2000-01,2\n", "line 3: time 2000-01 is before the previous row's 2000-02"),
+    ("m,v\n2000-01,1\nJanuary,2\n", "line 3: time 'January' in column 'm' is not a date"),
+])
+def test_dated_series_rules_name_the_line(tmp_path, text, message):
+    with pytest.raises(DataError, match=re.escape(message)):
+        load_series(write(tmp_path, text), "m", "v", freq="M")
+
+
+def test_dated_series_fill_policy_labels_missing_months(tmp_path):
+    frame = load_series(write(tmp_path, "m,v\n2000-01,1\n2000-03,3\n"), "m", "v", fill="linear", freq="M")
+    assert frame["time"].tolist() == ["2000-01", "2000-02", "2000-03"]
+    assert frame["value"].tolist() == [1, 2, 3] and frame["filled"].tolist() == [0, 1, 0]
 
 
 def test_load_series_accepts_a_byte_order_mark(tmp_path):

@@ -31,16 +31,37 @@ def mape(actual: np.ndarray, predicted: np.ndarray) -> float:
     return float(100.0 * np.mean(np.abs((actual - np.asarray(predicted)) / actual)))
 
 
-def mase(actual: np.ndarray, predicted: np.ndarray, train: np.ndarray, season: int = 1) -> float:
-    """MAE scaled by the in-sample MAE of the (seasonal) naive forecast on train."""
+def smape(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Symmetric MAPE in percent (0..200): |a - p| / ((|a| + |p|) / 2); a pair of zeros counts 0."""
+    actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
+    denom = (np.abs(actual) + np.abs(predicted)) / 2
+    ratio = np.divide(np.abs(actual - predicted), denom, out=np.zeros_like(denom), where=denom > 0)
+    return float(100.0 * np.mean(ratio))
+
+
+def naive_scale(train: np.ndarray, season: int = 1) -> float:
+    """In-sample MAE of the seasonal naive forecast (the naive one for season 1): MASE's denominator."""
     train = np.asarray(train, dtype=float)
     if len(train) <= season:
         return float("nan")
-    scale = np.mean(np.abs(train[season:] - train[:-season]))
+    return float(np.mean(np.abs(train[season:] - train[:-season])))
+
+
+def mase(actual: np.ndarray, predicted: np.ndarray, train: np.ndarray, season: int = 1) -> float:
+    """MAE scaled by the in-sample MAE of the (seasonal) naive forecast on train."""
+    scale = naive_scale(train, season)
     return float(mae(actual, predicted) / scale) if scale > 0 else float("nan")
 
 
-FORECAST_METRICS = {"mse": mse, "rmse": rmse, "mae": mae, "mape": mape}
+def scaled_mae(actual: np.ndarray, predicted: np.ndarray, scales: np.ndarray) -> float:
+    """MASE over rolling origins: each error divided by the naive scale of its own origin's history."""
+    scales = np.asarray(scales, dtype=float)
+    if not np.all(scales > 0):
+        return float("nan")
+    return float(np.mean(np.abs(np.asarray(actual) - np.asarray(predicted)) / scales))
+
+
+FORECAST_METRICS = {"mae": mae, "rmse": rmse, "mape": mape, "smape": smape}
 
 
 # -------------------------------------------------------------- memory probes

@@ -12,9 +12,25 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
 Activation = Literal["linear", "tanh", "relu", "softplus", "sigmoid"]
+
+
+class FitParams(BaseModel):
+    """How one Keras model is trained (stages/core/training.py): the same for every model and task."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    seed: NonNegativeInt | None = None  # the forecast's training seed; memory lists its seeds instead
+    max_epochs: PositiveInt = 100
+    # "auto" (forecasters only): a fifth of the series, the article's rule.
+    batch_size: PositiveInt | Literal["auto"] = 256
+    learning_rate: PositiveFloat = 1e-3
+    patience: PositiveInt | None = None
+    target_val_loss: PositiveFloat | None = None
+    clipnorm: PositiveFloat | None = None
+    lr_decay_every: PositiveInt | None = None
+    lr_decay_factor: float = Field(default=0.1, gt=0.0, le=1.0)
 
 
 class ModelSpec(BaseModel):

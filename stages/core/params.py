@@ -8,7 +8,7 @@ the value given and what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
@@ -24,7 +24,8 @@ from pydantic import (
 )
 
 from stages.core import paths
-from stages.core.models import REGISTRY, ModelSpec
+from stages.core.forecasters import BASELINE_KINDS, FORECASTERS
+from stages.core.models import REGISTRY, FitParams, ModelSpec
 from stages.core.tasks import TASKS
 
 
@@ -56,18 +57,6 @@ class GenerateParams(Strict):
     n_test: PositiveInt = 1000
 
 
-class FitParams(Strict):
-    seed: NonNegativeInt | None = None  # the forecast's training seed; memory lists its seeds instead
-    max_epochs: PositiveInt = 100
-    batch_size: PositiveInt = 256
-    learning_rate: PositiveFloat = 1e-3
-    patience: PositiveInt | None = None
-    target_val_loss: PositiveFloat | None = None
-    clipnorm: PositiveFloat | None = None
-    lr_decay_every: PositiveInt | None = None
-    lr_decay_factor: float = Field(default=0.1, gt=0.0, le=1.0)
-
-
 class TrainParams(Strict):
     models: list[ModelName] = Field(min_length=1)  # type: ignore[valid-type]
     fit: FitParams
@@ -97,6 +86,8 @@ class MemoryTrainParams(TrainParams):
     def _seeds_in_one_place(self) -> MemoryTrainParams:
         if self.fit.seed is not None:
             raise ValueError("fit.seed is not used here: list the training seeds in train_memory.seeds")
+        if self.fit.batch_size == "auto":
+            raise ValueError("fit.batch_size: 'auto' is for forecasters; give a number of samples")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {self.seeds}")
         return self
@@ -115,32 +106,67 @@ class DatasetParams(Strict):
     file: str
     time_col: str
     value_col: str
-    time_kind: Literal["integer"] = "integer"
+    # integer: periods 1, 2, 3, ... (or years 1871, 1872, ...); date: ISO dates at
+    # the pandas period frequency `freq` (M monthly, Q, Y, W, D).
+    time_kind: Literal["integer", "date"] = "integer"
+    freq: str | None = None
+    season_length: PositiveInt = 1  # 12 for monthly data with a yearly cycle; 1: no season
     # What to do with a blank value or a missing period: "none" rejects the
     # file; "ffill" repeats the last value; "linear" interpolates. Filled points
     # are counted in the forecast metrics and the summary.
     fill: Literal["none", "ffill", "linear"] = "none"
 
+    @model_validator(mode="after")
+    def _freq_with_dates(self) -> DatasetParams:
+        if self.time_kind == "date":
+            import pandas as pd
 
-class PreprocessParams(Strict):
-    diff_order: int = Field(default=1, ge=0, le=2)
-    test_len: PositiveInt = 10
+            try:
+                pd.Period("2000-01-01", freq=self.freq)
+            except (ValueError, TypeError):
+                raise ValueError(f"freq: {self.freq!r} is not a pandas period frequency such as M, Q, Y, W or D") from None
+        elif self.freq is not None:
+            raise ValueError("freq: only for time_kind: date (integer periods need none)")
+        return self
 
 
-class ArimaParams(Strict):
-    order: tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt] = (1, 1, 1)
+class BacktestParams(Strict):
+    """Rolling origin: the last `n_windows` origins, `step_size` apart, each forecasting `horizon` points.
+
+    `calibration_windows` more origins before them are forecast the same way; their
+    errors give the empirical intervals of forecasters without their own, and the
+    evaluation windows' intervals only use errors already known at their origin.
+    """
+
+    horizon: PositiveInt = 3
+    n_windows: PositiveInt = 10
+    step_size: PositiveInt = 1
+    calibration_windows: NonNegativeInt = 10
+    levels: list[Annotated[int, Field(gt=0, lt=100)]] = [80, 95]
+
+
+Forecaster = Annotated[Union[tuple(FORECASTERS.values())], Field(discriminator="kind")]  # type: ignore[valid-type]
+
+
+class PersistenceParams(Strict):
+    """The article's failure: forecasts that track the actual series one step late."""
+
+    min_lag_corr: float = Field(default=0.7, ge=-1.0, le=1.0)
+    lag_margin: float = Field(default=0.1, ge=0.0)
+    min_change_ratio: float = Field(default=0.1, ge=0.0)
 
 
 class EvaluateForecastParams(Strict):
-    baselines: list[Literal["naive", "drift"]] = ["naive"]
+    persistence: PersistenceParams = PersistenceParams()
 
 
-class ForecastTrainParams(TrainParams):
-    @model_validator(mode="after")
-    def _has_a_seed(self) -> ForecastTrainParams:
-        if self.fit.seed is None:
-            raise ValueError("fit.seed is required: the training seed of the forecasters")
-        return self
+class ArticleParams(Strict):
+    """The article's own protocol on one dataset (brief, section B), to set beside its figures."""
+
+    dataset: str = "sales"
+    test_len: PositiveInt = 10
+    forecaster: str = "lstm"       # a keras forecaster: its fit and arch are the article's recipe
+    arima_order: tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt] = (1, 1, 1)
 
 
 class Params(Strict):
@@ -150,19 +176,46 @@ class Params(Strict):
     train_memory: MemoryTrainParams
     evaluate_memory: EvaluateMemoryParams
     datasets: dict[str, DatasetParams] = Field(min_length=1)
-    preprocess: PreprocessParams
-    train_forecast: ForecastTrainParams
-    arima: ArimaParams
+    backtest: BacktestParams
+    forecasters: dict[str, Forecaster] = Field(min_length=1)  # type: ignore[valid-type]
     evaluate_forecast: EvaluateForecastParams
+    article: ArticleParams
+
+    @model_validator(mode="after")
+    def _baselines_and_article(self) -> Params:
+        kinds = {spec.kind for spec in self.forecasters.values()}
+        missing = [kind for kind in BASELINE_KINDS if kind not in kinds]
+        if missing:
+            raise ValueError(f"forecasters: the baselines {', '.join(missing)} must always be present "
+                             "(add e.g. `naive: {kind: naive}`)")
+        if self.article.dataset not in self.datasets:
+            raise ValueError(f"article.dataset: no dataset named {self.article.dataset!r}")
+        spec = self.forecasters.get(self.article.forecaster)
+        if spec is None or spec.kind != "keras":
+            raise ValueError(f"article.forecaster: {self.article.forecaster!r} is not a keras forecaster")
+        for name, spec in self.forecasters.items():
+            if spec.kind == "keras" and spec.fit.seed is None:
+                raise ValueError(f"forecasters.{name}.fit.seed is required: the training seed of the forecaster")
+        return self
 
     def dataset(self, name: str) -> DatasetParams:
         if name not in self.datasets:
             raise ParamsError(f"params.yaml: datasets: no dataset named {name!r} (have: {', '.join(self.datasets)})")
         return self.datasets[name]
 
+    def forecaster(self, name: str):
+        if name not in self.forecasters:
+            raise ParamsError(f"params.yaml: forecasters: no forecaster named {name!r} (have: {', '.join(self.forecasters)})")
+        return self.forecasters[name]
+
 
 def _describe(error: dict[str, Any]) -> str:
-    loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    parts = list(error["loc"])
+    if parts[:1] == ["forecasters"] and len(parts) > 2 and parts[2] in FORECASTERS:
+        del parts[2]  # pydantic puts the `kind` tag in the path; the user never wrote it
+    loc = ".".join(str(part) for part in parts) or "(top level)"
+    if not parts and error["type"] == "value_error":  # a rule across sections names its keys itself
+        return error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         return f"{loc}: unknown key"
     if error["type"] == "missing":

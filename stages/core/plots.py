@@ -72,17 +72,49 @@ def memory_probes(probes: pd.DataFrame, blind: pd.DataFrame, ideal_pct: float, p
     _save(fig, path)
 
 
-def forecast(series: pd.DataFrame, predictions: dict[str, pd.DataFrame], n_train: int, path: Path, title: str) -> None:
-    """The actual series, the train/test boundary and each model's test forecasts."""
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    ax.plot(series["time"], series["value"], color="k", lw=1.5, label="actual")
-    boundary = series["time"].iloc[n_train] - 0.5
-    ax.axvline(boundary, color="grey", ls="--", lw=1)
-    ax.text(boundary, ax.get_ylim()[1], " test →", va="top", fontsize=8, color="grey")
-    for i, (name, frame) in enumerate(predictions.items()):
-        ax.plot(frame["time"], frame["predicted"], marker="o", ms=3, lw=1, color=f"C{i}", label=name)
-    ax.set(xlabel="time", ylabel="value", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+def _time_ticks(ax, times: pd.Series, start: int, count: int = 6) -> None:
+    """Label positions start..end with the series' own time labels (integers or dates)."""
+    positions = np.unique(np.linspace(start, len(times) - 1, count).round().astype(int))
+    ax.set_xticks(positions, [str(times.iloc[p]) for p in positions], fontsize=7)
+    ax.set_xlim(start - 0.5, len(times) - 0.5)  # set_xticks widens the view to its ticks
+
+
+def backtest(series: pd.DataFrame, forecasts: dict[str, pd.DataFrame], fitted: dict[str, pd.DataFrame],
+             levels: list[int], path: Path, title: str, best: str | None = None) -> None:
+    """One panel per forecaster: the series, the in-sample fit of its last history, and its
+    one-step backtest forecasts with their intervals; the evaluation windows shaded."""
+    n = len(forecasts)
+    cols = 2 if n > 1 else 1
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(11, 2.6 * rows), sharex=True, squeeze=False)
+    y = series["value"].to_numpy()
+    # Zoom on the backtest with as much history again before it: the whole series would hide the forecasts.
+    first = min(int(frame["origin"].min()) for frame in forecasts.values())
+    start = max(0, first - (len(y) - first))
+    for ax, (name, frame) in zip(axes.flat, forecasts.items()):
+        one = frame[frame["h"] == 1]
+        evaluation = one[one["window"] == "evaluation"]
+        ax.axvspan(evaluation["index"].min() - 0.5, evaluation["index"].max() + 0.5, color="0.92", lw=0)
+        ax.plot(np.arange(len(y)), y, color="k", lw=1.2, label="actual")
+        fit = fitted[name]["fitted"].to_numpy()
+        ax.plot(np.arange(len(fit)), fit, color="C0", lw=0.8, alpha=0.6, label="in-sample fit (last history)")
+        for level, alpha in zip(sorted(levels, reverse=True), (0.18, 0.32, 0.45)):
+            ax.fill_between(one["index"], one[f"lo{level}"], one[f"hi{level}"], color="C3", alpha=alpha, lw=0,
+                            label=f"{level}% interval")
+        ax.plot(one["index"], one["forecast"], color="C3", marker="o", ms=2.5, lw=1, label="one-step forecast")
+        interval = str(frame["interval"].iloc[0])
+        ax.set_title(f"{name}{'  (best)' if name == best else ''}  [{interval} intervals]", fontsize=9,
+                     fontweight="bold" if name == best else "normal")
+        ax.grid(alpha=0.3)
+        window = y[start:]
+        pad = 0.15 * (window.max() - window.min() or 1.0)
+        ax.set_ylim(window.min() - pad, window.max() + pad)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        _time_ticks(ax, series["time"], start)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     _save(fig, path)

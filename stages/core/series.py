@@ -1,19 +1,20 @@
-"""Univariate series: loading and validation, differencing, scaling, windows.
+"""Univariate series: loading and validation, differencing, windows.
 
-Every statistic (the scaler, the differencing origin) is fitted on the training
-part only and applied to the test part.
+The statistics fitted on a series (the scaler, the differencing origin) belong
+to the forecasters (stages/core/forecasters.py), which fit them on the history
+before each backtest origin only.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+import re
+from collections.abc import Callable
 from math import comb
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.preprocessing import MaxAbsScaler
 
 
 class DataError(ValueError):
@@ -23,11 +24,17 @@ class DataError(ValueError):
 # ------------------------------------------------------------------ loading
 
 FILL_POLICIES = ("none", "ffill", "linear")
+ISO_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?)?)?$")
 OTHER_DELIMITERS = (";", "\t", "|")
 
 
-def load_series(path: Path, time_col: str, value_col: str, fill: str = "none") -> pd.DataFrame:
-    """Read and validate a CSV of one integer time column and one value column.
+def load_series(path: Path, time_col: str, value_col: str, fill: str = "none", freq: str | None = None) -> pd.DataFrame:
+    """Read and validate a CSV of one time column and one value column.
+
+    The time column holds integer periods 1, 2, 3, ... when ``freq`` is None, or
+    dates at a regular pandas period frequency ``freq`` (``M`` monthly, ``Q``,
+    ``Y``, ``W``, ``D``): each date stands for its period, so ``1998-01`` and
+    ``1998-01-15`` are both January 1998.
 
     Returns a frame with columns ``time``, ``value`` and ``filled`` (1 where the
     fill policy supplied the value). Rows are reported by their line number in
@@ -51,12 +58,16 @@ def load_series(path: Path, time_col: str, value_col: str, fill: str = "none") -
             continue
         if len(row) != len(header):
             raise DataError(f"{path}: line {line}: expected {len(header)} fields, found {len(row)}")
-        times.append((_parse_int(row[ti], path, line, time_col), line))
+        parse = _parse_int if freq is None else _period_parser(freq)
+        times.append((parse(row[ti], path, line, time_col), line))
         values.append(_parse_float(row[vi], path, line, value_col, allow_missing=fill != "none"))
     if not values:
         raise DataError(f"{path}: no data rows after the header")
-    _check_order(times, path, time_col, allow_gaps=fill != "none")
-    return _fill(path, [t for t, _ in times], values, fill)
+    label = (lambda t: t) if freq is None else (lambda t: str(pd.Period(ordinal=t, freq=freq)))
+    _check_order(times, path, time_col, allow_gaps=fill != "none", label=label)
+    frame = _fill(path, [t for t, _ in times], values, fill, label)
+    frame["time"] = frame["time"].map(label)
+    return frame
 
 
 def _read_rows(path: Path) -> list[list[str]]:
@@ -86,18 +97,22 @@ def _delimiter_hint(header: list[str]) -> str:
     return ""
 
 
-def _check_order(times: list[tuple[int, int]], path: Path, col: str, allow_gaps: bool) -> None:
+def _check_order(times: list[tuple[int, int]], path: Path, col: str, allow_gaps: bool,
+                 label: Callable[[int], object] = lambda t: t) -> None:
+    """Times are period numbers here (dates already turned into period ordinals); ``label`` names them."""
     for (before, _), (t, line) in zip(times, times[1:]):
         if t == before:
-            raise DataError(f"{path}: line {line}: duplicate time {t} in column {col!r}")
+            raise DataError(f"{path}: line {line}: duplicate time {label(t)} in column {col!r}")
         if t < before:
-            raise DataError(f"{path}: line {line}: time {t} is before the previous row's {before} (rows must be sorted)")
+            raise DataError(f"{path}: line {line}: time {label(t)} is before the previous row's {label(before)} "
+                            "(rows must be sorted)")
         if t != before + 1 and not allow_gaps:
-            raise DataError(f"{path}: line {line}: gap in column {col!r}, {before} is followed by {t} "
-                            f"(expected {before + 1}; or set a fill policy for the dataset in params.yaml)")
+            raise DataError(f"{path}: line {line}: gap in column {col!r}, {label(before)} is followed by {label(t)} "
+                            f"(expected {label(before + 1)}; or set a fill policy for the dataset in params.yaml)")
 
 
-def _fill(path: Path, times: list[int], values: list[float], fill: str) -> pd.DataFrame:
+def _fill(path: Path, times: list[int], values: list[float], fill: str,
+          label: Callable[[int], object] = lambda t: t) -> pd.DataFrame:
     """Put every period from first to last on the index and fill what is missing."""
     observed = pd.Series(values, index=times, dtype=float)
     full = observed.reindex(range(times[0], times[-1] + 1))
@@ -108,7 +123,7 @@ def _fill(path: Path, times: list[int], values: list[float], fill: str) -> pd.Da
         full = full.interpolate(method="linear", limit_area="inside")
     if full.isna().any():
         first = int(full.index[full.isna()][0])
-        raise DataError(f"{path}: time {first}: missing value that fill policy {fill!r} cannot fill "
+        raise DataError(f"{path}: time {label(first)}: missing value that fill policy {fill!r} cannot fill "
                         "(no value before it" + (" or after it)" if fill == "linear" else ")"))
     return pd.DataFrame({"time": full.index.to_numpy(), "value": full.to_numpy(), "filled": missing.to_numpy().astype(int)})
 
@@ -118,6 +133,22 @@ def _parse_int(cell: str, path: Path, line: int, col: str) -> int:
         return int(cell.strip())
     except ValueError:
         raise DataError(f"{path}: line {line}: time {cell!r} in column {col!r} is not an integer period") from None
+
+
+def _period_parser(freq: str) -> Callable[[str, Path, int, str], int]:
+    """A parser of one date cell into the ordinal of its period at ``freq``."""
+
+    def parse(cell: str, path: Path, line: int, col: str) -> int:
+        try:
+            # ISO dates only: pandas alone would read "January" as January of the year 1.
+            if not ISO_DATE.match(cell.strip()):
+                raise ValueError(cell)
+            return pd.Period(cell.strip(), freq=freq).ordinal
+        except (ValueError, TypeError):
+            raise DataError(f"{path}: line {line}: time {cell!r} in column {col!r} is not a date "
+                            f"(expected ISO dates such as {pd.Period('2000-01-01', freq=freq)!s})") from None
+
+    return parse
 
 
 def _parse_float(cell: str, path: Path, line: int, col: str, allow_missing: bool = False) -> float:
@@ -167,66 +198,3 @@ def make_windows(z: np.ndarray, num_steps: int) -> tuple[np.ndarray, np.ndarray]
         return np.empty((0, num_steps, 1), np.float32), np.empty((0,), np.float32)
     idx = np.arange(num_steps)[None, :] + np.arange(n)[:, None]
     return z[idx][..., None], z[num_steps:]
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """Windows of the scaled, differenced series, split into train and test."""
-
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-    scale: float
-    n_train: int  # number of training levels; test points are levels n_train..end
-    diff_order: int
-
-
-def min_length(num_steps: int, test_len: int, diff_order: int, min_train_windows: int = 2) -> int:
-    """Fewest points a series needs for the windows and the test part."""
-    return test_len + diff_order + num_steps + min_train_windows
-
-
-def check_length(n_points: int, source: str, num_steps: int, test_len: int, diff_order: int) -> None:
-    """Raise a one-line DataError if a series is too short for the windows and the test part."""
-    need = min_length(num_steps, test_len, diff_order)
-    if n_points < need:
-        raise DataError(f"{source}: {n_points} points is too short for num_steps={num_steps}, "
-                        f"preprocess.test_len={test_len}, preprocess.diff_order={diff_order} (needs at least {need})")
-
-
-def prepare(y: np.ndarray, num_steps: int, test_len: int, diff_order: int) -> Prepared:
-    """Difference, scale on the training part only, window, and hold out the tail.
-
-    The test targets are the last ``test_len`` levels. The scaler sees only the
-    differences made of training levels, so nothing of the test period leaks in.
-    """
-    y = np.asarray(y, dtype=float)
-    n_train = len(y) - test_len
-    z = difference(y, diff_order)
-    z_train_end = n_train - diff_order  # z[j] belongs to level j + diff_order
-    scaler = MaxAbsScaler().fit(z[:z_train_end].reshape(-1, 1))
-    zs = scaler.transform(z.reshape(-1, 1)).reshape(-1)
-    X, target = make_windows(zs, num_steps)
-    # Window i predicts z[i + num_steps], i.e. level i + num_steps + diff_order.
-    level_of = np.arange(len(target)) + num_steps + diff_order
-    train = level_of < n_train
-    return Prepared(
-        X_train=X[train], y_train=target[train], X_test=X[~train], y_test=target[~train],
-        scale=float(scaler.scale_[0]), n_train=int(n_train), diff_order=diff_order,
-    )
-
-
-def levels_from_diffs(pred_scaled: np.ndarray, y: np.ndarray, n_train: int, scale: float, diff_order: int) -> np.ndarray:
-    """Turn scaled one-step predictions of the differenced test points into levels.
-
-    Undo the scaling, then undo the differencing from the true levels before
-    each test point (one-step ahead: every origin knows the truth up to t - 1).
-    """
-    y = np.asarray(y, dtype=float)
-    diffs = np.asarray(pred_scaled, dtype=float).reshape(-1) * scale
-    test_idx = np.arange(n_train, len(y))
-    if diff_order == 0:
-        return diffs
-    past = np.stack([y[t - diff_order:t] for t in test_idx])
-    return undifference_next(diffs, past, diff_order)

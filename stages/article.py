@@ -1,0 +1,108 @@
+"""Stage article: the LSTM-vs-ARIMA article's own protocol, to set beside its published figures.
+
+The article (brief, section B): first difference; divide by the largest
+absolute difference of the *whole* series (it looks at the test period);
+windows of ``num_steps`` differences predict the next one; the last
+``article.test_len`` windows are the test set; one fit; the predicted
+differences are turned back into levels by a cumulative sum; MSE over all
+predicted points. Published: LSTM 2521.30, ARIMA 4401.02.
+
+The default protocol (the backtest stages) differs on purpose: the scaler is
+fitted on each origin's history only, forecasts come from many origins rather
+than one split, levels are rebuilt from the last true level rather than by
+accumulating predicted differences (whose errors add up), and every model is
+compared with naive baselines on the original scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stages.core import cli, metrics
+from stages.core.forecasters import fit_arima
+from stages.core.io import write_json
+from stages.core.params import load_params
+from stages.core.series import difference, make_windows
+from stages.core.tracking import stage_run
+
+PUBLISHED = {"lstm": 2521.30, "arima": 4401.02}
+
+
+def article_windows(y: np.ndarray, num_steps: int, test_len: int) -> dict[str, np.ndarray | float | int]:
+    """The article's preprocessing: differences scaled by the max |difference| of the whole series."""
+    z = difference(y, 1)
+    scale = float(np.max(np.abs(z)))  # the article's normalisation, test period included
+    X, target = make_windows(z / scale, num_steps)
+    first_level = num_steps + 1  # window 0 predicts z[num_steps], the step into level num_steps + 1
+    return {"X": X, "target": target, "scale": scale, "first_level": first_level, "n_train": len(target) - test_len}
+
+
+def cumsum_levels(y: np.ndarray, diffs: np.ndarray, first_level: int) -> np.ndarray:
+    """The article's inversion: the level before the first prediction plus the running sum of predicted differences."""
+    return y[first_level - 1] + np.cumsum(diffs)
+
+
+def one_step_levels(y: np.ndarray, diffs: np.ndarray, first_level: int) -> np.ndarray:
+    """Our inversion: each predicted difference added to the true level before it."""
+    return y[first_level - 1:first_level - 1 + len(diffs)] + diffs
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--series", type=Path, required=True, help="CSV written by ingest for article.dataset")
+    parser.add_argument("--metrics", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    params = load_params()
+    a = params.article
+    spec = params.forecaster(a.forecaster)
+    y = pd.read_csv(args.series)["value"].to_numpy(dtype=float)
+    w = article_windows(y, params.num_steps, a.test_len)
+    if w["n_train"] < 2:
+        raise cli.DataError(f"{params.dataset(a.dataset).file}: {len(y)} points leave {w['n_train']} training windows "
+                            f"for article.test_len={a.test_len} and num_steps={params.num_steps} (needs at least 2)")
+
+    from stages.core.training import predictor, seed_everything, train
+
+    run_params = {"dataset": a.dataset, "num_steps": params.num_steps, **a.model_dump(), "spec": spec.model_dump()}
+    with stage_run("forecast", "article", run_params, inputs=[args.series], tags={"dataset": a.dataset}) as run:
+        n_train, first = int(w["n_train"]), int(w["first_level"])
+        seed_everything(spec.fit.seed or 0)
+        model = spec.model_spec().build(params.num_steps, 1)
+        batch = spec.fit.batch_size if spec.fit.batch_size != "auto" else max(1, round(len(y) / 5))
+        history = train(model, w["X"][:n_train], w["target"][:n_train], spec.fit.model_copy(update={"batch_size": batch}))
+        diffs = predictor(model)(w["X"]) * w["scale"]
+        levels = {"cumsum": cumsum_levels(y, diffs, first), "one_step": one_step_levels(y, diffs, first)}
+        actual = y[first:]
+        test = slice(n_train, None)
+
+        # ARIMA on the same split: fitted on the training levels, one-step predictions of every point after it.
+        arima = fit_arima(y[:first + n_train], tuple(a.arima_order), (0, 0, 0, 0), "n")
+        arima_pred = np.asarray(arima.append(y[first + n_train:], refit=False).predict(start=first, end=len(y) - 1))
+        naive = y[first - 1:-1]
+        results = {
+            "lstm": {"mse_all": metrics.mse(actual, levels["cumsum"]), "mse_test": metrics.mse(actual[test], levels["cumsum"][test]),
+                     "mse_test_one_step_inversion": metrics.mse(actual[test], levels["one_step"][test]),
+                     "published_mse": PUBLISHED["lstm"]},
+            "arima": {"order": list(a.arima_order), "mse_all": metrics.mse(actual, arima_pred),
+                      "mse_test": metrics.mse(actual[test], arima_pred[test]), "published_mse": PUBLISHED["arima"]},
+            "naive": {"mse_all": metrics.mse(actual, naive), "mse_test": metrics.mse(actual[test], naive[test])},
+        }
+        write_json(args.metrics, {"dataset": a.dataset, "test_len": a.test_len, "num_steps": params.num_steps,
+                                  "scale": w["scale"], "scaler": "max |difference| of the whole series (the article's)",
+                                  "train_windows": n_train, "predicted_points": len(actual), **results})
+        run.log_history(history)
+        run.log_metrics({k: v for k, v in results.items()})
+        run.log_artifact(args.metrics)
+        for name, r in results.items():
+            published = f" (published {r['published_mse']})" if "published_mse" in r else ""
+            print(f"article: {name:>6}: MSE over all {len(actual)} predicted points {r['mse_all']:.1f}, "
+                  f"test {r['mse_test']:.1f}{published}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
