@@ -102,7 +102,7 @@ def render(table: pd.DataFrame, found: dict[str, dict]) -> str:
               "|---|---:|---|---:|---|---:|---:|---|---|"]
     for row in table.itertuples():
         fraction = row.remembers_first_fraction
-        seeds = f"{'yes' if row.remembers_first else 'no'} ({fraction:.0%} of {row.seeds})" if pd.notna(fraction) else (
+        seeds = f"{'yes' if row.remembers_first else 'no'} ({fraction:.0%} of {int(row.seeds)})" if pd.notna(fraction) else (
             "yes" if row.remembers_first else "no")
         budget = f"{row.max_epochs}, {row.batch_size}, {row.patience}, {row.target_val_loss}"
         change = (f"{row.change_first_pct:+.1f}% [{row.change_first_pct_min:+.1f}, {row.change_first_pct_max:+.1f}]"
