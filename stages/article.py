@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from stages.core import cli, metrics
-from stages.core.forecasters import fit_arima
+from stages.core.forecasters import fit_arima, resolved_fit
 from stages.core.io import write_json
 from stages.core.params import load_params
 from stages.core.series import difference, make_windows
@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         n_train, first = int(w["n_train"]), int(w["first_level"])
         seed_everything(spec.fit.seed or 0)
         model = spec.model_spec().build(params.num_steps, 1)
-        batch = spec.fit.batch_size if spec.fit.batch_size != "auto" else max(1, round(len(y) / 5))
-        history = train(model, w["X"][:n_train], w["target"][:n_train], spec.fit.model_copy(update={"batch_size": batch}))
+        history = train(model, w["X"][:n_train], w["target"][:n_train], resolved_fit(spec.fit, len(y)))
         diffs = predictor(model)(w["X"]) * w["scale"]
         levels = {"cumsum": cumsum_levels(y, diffs, first), "one_step": one_step_levels(y, diffs, first)}
         actual = y[first:]

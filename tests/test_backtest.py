@@ -213,3 +213,13 @@ def test_forecaster_contract(kind):
     bands = first.predict_interval(5, [80])
     assert bands is None or (bands[80][0] <= bands[80][1]).all()
     assert spec.min_history(4, 3) <= 40
+
+
+def test_a_fixed_part_of_the_order_is_not_searched():
+    y = 10 + np.tile([0.0, 3.0, 1.0, 5.0], 12) + np.random.default_rng(10).normal(scale=0.2, size=48).cumsum()
+    fixed_order = ArimaSpec(kind="arima", order=(1, 1, 0), seasonal_order="auto", max_P=1, max_Q=1)
+    chosen = select_order(y, 4, fixed_order)
+    assert chosen["order"] == (1, 1, 0)
+    fixed_season = ArimaSpec(kind="arima", order="auto", seasonal_order=(0, 1, 1), max_p=1, max_q=1)
+    chosen = select_order(y, 4, fixed_season)
+    assert chosen["seasonal_order"] == (0, 1, 1, 4)

@@ -219,14 +219,24 @@ def select_order(y: np.ndarray, season_length: int, spec: ArimaSpec) -> dict[str
     """
     m = season_length if season_length > 1 else 0
     D = 0
-    if m and spec.max_P + spec.max_Q + spec.max_D > 0:
+    if m and spec.seasonal_order == "auto" and spec.max_P + spec.max_Q + spec.max_D > 0:
         D = int(spec.max_D >= 1 and seasonal_strength(y, m) > 0.64)
+    if m and spec.seasonal_order != "auto":
+        D = spec.seasonal_order[1]
     seasonally_differenced = y[m:] - y[:-m] if D else y
     d = kpss_diffs(seasonally_differenced, spec.max_d) if spec.order == "auto" else spec.order[1]
-    seasonal_grid = list(itertools.product(range(spec.max_P + 1), range(spec.max_Q + 1))) if m else [(0, 0)]
+    # A fixed part of the order stays fixed: only the "auto" part is searched.
+    ps, qs = ((range(spec.max_p + 1), range(spec.max_q + 1)) if spec.order == "auto"
+              else ([spec.order[0]], [spec.order[2]]))
+    if not m:
+        seasonal_grid = [(0, 0)]
+    elif spec.seasonal_order == "auto":
+        seasonal_grid = list(itertools.product(range(spec.max_P + 1), range(spec.max_Q + 1)))
+    else:
+        seasonal_grid = [(spec.seasonal_order[0], spec.seasonal_order[2])]
     best: dict[str, Any] | None = None
     tried = 0
-    for p, q in itertools.product(range(spec.max_p + 1), range(spec.max_q + 1)):
+    for p, q in itertools.product(ps, qs):
         for P, Q in seasonal_grid:
             for trend in dict.fromkeys([trend_for(d, D), "n"]):
                 try:
@@ -328,6 +338,14 @@ class ArimaSpec(Spec):
 
 # ------------------------------------------------------------- Keras models
 
+def resolved_fit(fit: FitParams, n_points: int) -> FitParams:
+    """``batch_size: auto`` made a number: the article's batch of a fifth of the series,
+    so every fit takes about five steps per epoch whatever the series' length."""
+    if fit.batch_size != "auto":
+        return fit
+    return fit.model_copy(update={"batch_size": max(1, round(n_points / 5))})
+
+
 class KerasForecaster(Forecaster):
     """A Keras sequence-to-one model made a forecaster: it owns its preprocessing.
 
@@ -352,13 +370,9 @@ class KerasForecaster(Forecaster):
         peak = np.max(np.abs(z))
         self.scale = float(peak) if peak > 0 else 1.0
         X, target = make_windows(z / self.scale, self.num_steps)
-        fit = self.spec.fit
-        # "auto": the article's batch of a fifth of the series, so every fit takes
-        # about five steps per epoch whatever the series' length.
-        batch = fit.batch_size if fit.batch_size != "auto" else max(1, round(len(self.history) / 5))
-        seed_everything(fit.seed or 0)
+        seed_everything(self.spec.fit.seed or 0)
         self.model = self.model_spec.build(self.num_steps, 1)
-        self.histories.append(train(self.model, X, target, fit.model_copy(update={"batch_size": batch})))
+        self.histories.append(train(self.model, X, target, resolved_fit(self.spec.fit, len(self.history))))
         return self
 
     def update(self, history: np.ndarray) -> KerasForecaster:
@@ -376,7 +390,7 @@ class KerasForecaster(Forecaster):
         out = []
         for _ in range(horizon):
             z_next = float(self._step(np.array([z[-self.num_steps:]]))[0])
-            level = float(undifference_next(z_next * self.scale, np.array(levels[-d:] if d else []), d)) if d else z_next * self.scale
+            level = float(undifference_next(z_next * self.scale, np.array(levels), d))  # order 0: the value itself
             z.append(z_next)
             levels.append(level)
             out.append(level)
