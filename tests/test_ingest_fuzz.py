@@ -89,6 +89,10 @@ def run_ingest(raw_params: dict, data: bytes, fill: str) -> tuple[int, str, Path
     return code, errors.getvalue(), source, out
 
 
+# The README's missing-value markers (blank cells count too): a fill policy may fill them.
+MISSING_MARKERS = {"nan", "na", "n/a", "null"}
+
+
 def observed_pairs(data: bytes) -> set[tuple[int, float]]:
     """(time, value) pairs of the rows a correct reader would have taken."""
     text = data.decode("utf-8-sig")
@@ -97,7 +101,7 @@ def observed_pairs(data: bytes) -> set[tuple[int, float]]:
     ti, vi = header.index("month"), header.index("sales")
     pairs = set()
     for row in rows[1:]:
-        if len(row) == len(header) and row[vi].strip():
+        if len(row) == len(header) and row[vi].strip() and row[vi].strip().lower() not in MISSING_MARKERS:
             try:
                 pairs.add((int(row[ti].strip()), float(row[vi])))
             except ValueError:
