@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from stages.core import cli
-from stages.core.backtest import empirical_intervals, first_origin_needed, origins, run_backtest
+from stages.core.backtest import check_length, empirical_intervals, origins, run_backtest
 from stages.core.io import atomic_dir, write_csv, write_json
 from stages.core.params import load_params
 from stages.core.tracking import stage_run
@@ -37,13 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     ds, spec, bt = params.dataset(args.dataset), params.forecaster(args.forecaster), params.backtest
     series = pd.read_csv(args.series, dtype={"time": str})
     y = series["value"].to_numpy(dtype=float)
-    min_history = spec.min_history(ds.season_length, params.num_steps)
-    need = first_origin_needed(bt.horizon, bt.n_windows, bt.step_size, bt.calibration_windows, min_history)
-    if len(y) < need:
-        raise cli.DataError(
-            f"{ds.file}: {len(y)} points is too short for backtest.horizon={bt.horizon}, n_windows={bt.n_windows}, "
-            f"step_size={bt.step_size}, calibration_windows={bt.calibration_windows} with forecaster "
-            f"{args.forecaster!r} (needs at least {need}: {min_history} before the first origin)")
+    check_length(len(y), ds.file, bt, args.forecaster, spec, ds.season_length, params.num_steps)
     origin_list = origins(len(y), bt.horizon, bt.n_windows, bt.step_size, bt.calibration_windows)
     evaluation = set(origin_list[bt.calibration_windows:])
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from stages.core import cli
 from stages.core.params import load_params
-from stages.core.backtest import first_origin_needed
-from stages.core.series import DataError, load_series
+from stages.core.backtest import check_lengths
+from stages.core.series import load_series
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,12 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     bt = params.backtest
     for name, ds in params.datasets.items():
         series = load_series(Path(ds.file), ds.time_col, ds.value_col, ds.fill, ds.freq)
-        for forecaster, spec in params.forecasters.items():
-            need = first_origin_needed(bt.horizon, bt.n_windows, bt.step_size, bt.calibration_windows,
-                                       spec.min_history(ds.season_length, params.num_steps))
-            if len(series) < need:
-                raise DataError(f"{ds.file}: {len(series)} points is too short for the backtest with forecaster "
-                                f"{forecaster!r} (needs at least {need})")
+        check_lengths(len(series), ds.file, bt, params.forecasters, ds.season_length, params.num_steps)
         print(f"check: dataset {name}: {len(series)} points, ok")
     print(f"check: params.yaml ok (seq={params.seq}, num_steps={params.num_steps}, "
           f"memory models: {', '.join(params.train_memory.models)}, forecasters: {', '.join(params.forecasters)})")

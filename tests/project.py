@@ -25,6 +25,7 @@ def tiny(params: dict) -> dict:
     forecasters["arima"].update(max_p=1, max_q=1, max_P=1, max_Q=0)
     for name in ("lstm", "tcn"):
         forecasters[name]["fit"].update(max_epochs=2)
+    params["article"]["max_epochs"] = 2
     forecasters["lstm"]["arch"].update(units=[8, 8], dense=[4])
     forecasters["tcn"]["arch"].update(filters=4)
     return params

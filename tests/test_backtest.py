@@ -65,14 +65,18 @@ def test_no_origin_ever_sees_its_future(n, horizon, n_windows, step, calibration
     assert len(frame) == len(origins) * horizon
 
 
-def test_keras_forecaster_scales_on_its_history_only():
+def test_keras_forecaster_refits_its_scaler_at_each_origin_from_the_past_only():
     spec = KerasSpec(kind="keras", model="lstm", fit=FitParams(seed=0, max_epochs=1, batch_size=4), arch={"units": [4]})
     history = np.arange(20.0)  # differences all 1
-    future = np.concatenate([history, [1000.0, 1001.0]])
+    longer = np.concatenate([history, [1000.0, 1001.0]])  # a jump of 981 after the first origin
     f = spec.build(season_length=1, num_steps=3).fit(history)
     assert f.scale == 1.0  # max |difference| of the history; the jump to 1000 is not in it
-    f.update(future)
-    assert f.scale == 1.0 and len(f.histories) == 1  # an update re-estimates nothing
+    weights = [w.copy() for w in f.model.get_weights()]
+    f.update(longer)
+    assert f.scale == 981.0 and len(f.histories) == 1  # the scaler is refitted, the network is not retrained
+    assert all(np.array_equal(a, b) for a, b in zip(weights, f.model.get_weights()))
+    step = f.predict(1)[0] - longer[-1]  # the next change, in the scale of the longer history
+    assert step == pytest.approx(float(f._step(np.array([[1 / 981, 1.0, 1 / 981]]))[0]) * 981.0, rel=1e-5)
 
 
 @settings(max_examples=40, deadline=None)
@@ -223,3 +227,17 @@ def test_a_fixed_part_of_the_order_is_not_searched():
     fixed_season = ArimaSpec(kind="arima", order="auto", seasonal_order=(0, 1, 1), max_p=1, max_q=1)
     chosen = select_order(y, 4, fixed_season)
     assert chosen["seasonal_order"] == (0, 1, 1, 4)
+
+
+def test_the_length_check_names_the_most_demanding_forecaster():
+    from stages.core.params import BacktestParams
+    from stages.core.series import DataError
+
+    backtest = BacktestParams(horizon=2, n_windows=3, step_size=2, calibration_windows=1)
+    specs = {"naive": FORECASTERS["naive"](kind="naive"), "arima": ArimaSpec(kind="arima", order=[1, 0, 0])}
+    # ARIMA needs max(10, 2 * 12 + 4) = 28 points before the first origin, then 2 + (3 + 1 - 1) * 2 = 8 more.
+    bt.check_lengths(36, "in.csv", backtest, specs, season_length=12, num_steps=3)
+    with pytest.raises(DataError, match=r"^in\.csv: 35 points is too short for backtest\.horizon=2, n_windows=3, "
+                                        r"step_size=2, calibration_windows=1 with forecaster 'arima' \(needs at least 36: "
+                                        r"28 before the first origin\)$"):
+        bt.check_lengths(35, "in.csv", backtest, specs, season_length=12, num_steps=3)

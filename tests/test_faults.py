@@ -91,11 +91,12 @@ def test_bad_param_stops_the_stage(proj, edited, stage, outputs, change, message
     expect_failure(proj, stage, outputs, message)
 
 
-def test_series_too_short_for_the_backtest(proj, edited):
+def test_series_too_short_for_the_backtest_stops_ingest(proj, edited):
     edited(lambda p: p["backtest"].update(n_windows=38))
-    expect_failure(proj, "backtest@sales-lstm", ["data/forecast/sales/backtest/lstm"],
+    # ARIMA needs the longest history (10 points) of the forecasters in params.
+    expect_failure(proj, "ingest@sales", ["data/forecast/sales/series.csv"],
                    "data/raw/sales.csv: 45 points is too short for backtest.horizon=3, n_windows=38, step_size=1, "
-                   "calibration_windows=5 with forecaster 'lstm' (needs at least 51: 6 before the first origin)")
+                   "calibration_windows=5 with forecaster 'arima' (needs at least 55: 10 before the first origin)")
 
 
 def test_exp_run_with_a_non_integer_seq(proj):

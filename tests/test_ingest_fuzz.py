@@ -71,6 +71,13 @@ def run_ingest(raw_params: dict, data: bytes, fill: str) -> tuple[int, str, Path
     source.write_bytes(data)
     raw_params["datasets"] = {"fuzz": {"file": str(source), "time_col": "month", "value_col": "sales", "fill": fill}}
     raw_params["article"]["dataset"] = "fuzz"
+    # The smallest backtest (one origin, one step: 4 points for an LSTM on one
+    # past level), so that the accepted path is explored on short files too; the
+    # length rule has its own tests.
+    raw_params["backtest"] = {"horizon": 1, "n_windows": 1, "step_size": 1, "calibration_windows": 0, "levels": [80]}
+    raw_params["num_steps"] = 1
+    lstm = {**raw_params["forecasters"]["lstm"], "diff_order": 0}
+    raw_params["forecasters"] = {**{kind: {"kind": kind} for kind in ("naive", "seasonal_naive", "drift")}, "lstm": lstm}
     params = parse_params(raw_params)
     errors = io.StringIO()
     original = ingest.load_params

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from stages.core import metrics
-from stages.core.forecasters import Forecaster
+from stages.core.forecasters import Forecaster, Spec
+from stages.core.series import DataError
 
 MIN_RESIDUALS = 5  # fewer past errors than this give no empirical interval
 
@@ -30,6 +31,23 @@ def origins(n: int, horizon: int, n_windows: int, step_size: int, calibration_wi
 def first_origin_needed(horizon: int, n_windows: int, step_size: int, calibration_windows: int, min_history: int) -> int:
     """Fewest points a series needs so that the first origin has ``min_history`` points before it."""
     return min_history + horizon + (n_windows + calibration_windows - 1) * step_size
+
+
+def check_length(n: int, source: str, bt, forecaster: str, spec: Spec, season_length: int, num_steps: int) -> None:
+    """Stop, naming the file and the params, when a series of ``n`` points is too short for a forecaster's backtest."""
+    min_history = spec.min_history(season_length, num_steps)
+    need = first_origin_needed(bt.horizon, bt.n_windows, bt.step_size, bt.calibration_windows, min_history)
+    if n < need:
+        raise DataError(
+            f"{source}: {n} points is too short for backtest.horizon={bt.horizon}, n_windows={bt.n_windows}, "
+            f"step_size={bt.step_size}, calibration_windows={bt.calibration_windows} with forecaster "
+            f"{forecaster!r} (needs at least {need}: {min_history} before the first origin)")
+
+
+def check_lengths(n: int, source: str, bt, specs: dict[str, Spec], season_length: int, num_steps: int) -> None:
+    """``check_length`` for the forecaster that needs the longest history, so the error states the real minimum."""
+    name = max(specs, key=lambda k: specs[k].min_history(season_length, num_steps))
+    check_length(n, source, bt, name, specs[name], season_length, num_steps)
 
 
 def run_backtest(forecaster: Forecaster, y: np.ndarray, origin_list: list[int], horizon: int, levels: list[int],

@@ -352,6 +352,9 @@ class KerasForecaster(Forecaster):
     ``fit`` differences the history, fits the scaler on those differences only
     (max |difference| = 1, the article's normalisation without its look at the
     test period), cuts windows of ``num_steps`` and trains from the seed.
+    ``update`` keeps the weights but refits the scaler and the difference origin
+    on the longer history, so every statistic comes from the data before the
+    current origin, whether or not the network was retrained there.
     ``predict`` runs the model one step at a time on its own outputs and turns
     the predicted differences back into levels.
     """
@@ -365,19 +368,24 @@ class KerasForecaster(Forecaster):
     def fit(self, history: np.ndarray) -> KerasForecaster:
         from stages.core.training import seed_everything, train
 
-        self.history = _as_array(history)
-        z = difference(self.history, self.spec.diff_order)
-        peak = np.max(np.abs(z))
-        self.scale = float(peak) if peak > 0 else 1.0
-        X, target = make_windows(z / self.scale, self.num_steps)
+        z = self._observe(history)
+        X, target = make_windows(z, self.num_steps)
         seed_everything(self.spec.fit.seed or 0)
         self.model = self.model_spec.build(self.num_steps, 1)
         self.histories.append(train(self.model, X, target, resolved_fit(self.spec.fit, len(self.history))))
         return self
 
     def update(self, history: np.ndarray) -> KerasForecaster:
-        self.history = _as_array(history)
+        self._observe(history)
         return self
+
+    def _observe(self, history: np.ndarray) -> np.ndarray:
+        """Take the history up to the origin and refit the scaler on it; the scaled differences."""
+        self.history = _as_array(history)
+        z = difference(self.history, self.spec.diff_order)
+        peak = np.max(np.abs(z))
+        self.scale = float(peak) if peak > 0 else 1.0
+        return z / self.scale
 
     def _step(self, windows: np.ndarray) -> np.ndarray:
         # Calling the model directly: model.predict costs tens of ms per call in set-up.

@@ -166,6 +166,7 @@ class ArticleParams(Strict):
     dataset: str = "sales"
     test_len: PositiveInt = 10
     forecaster: str = "lstm"       # a keras forecaster: its fit and arch are the article's recipe
+    max_epochs: PositiveInt | None = None  # the article's epochs when the backtest trains for fewer; None: the forecaster's
     arima_order: tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt] = (1, 1, 1)
 
 
