@@ -178,3 +178,33 @@ def test_workers_starting_together_on_a_fresh_store_all_land(store):
     assert [p.exitcode for p in procs] == [0, 0, 0]
     _, found = runs(store)
     assert sorted(r.info.status for r in found) == ["FINISHED"] * 6
+
+
+def test_migration_refuses_an_unreachable_destination_in_one_line(tmp_path, capsys):
+    import socket
+
+    from stages import migrate_tracking
+    from stages.core import cli
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    source = tmp_path / "mlflow.db"
+    source.touch()
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(migrate_tracking.main, ["--from", f"sqlite:///{source}", "--to", f"http://127.0.0.1:{port}"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: MLflow tracking URI http://127.0.0.1:{port}: cannot reach the server") and err.count("\n") == 1
+
+
+def test_migration_refuses_a_missing_source_and_the_same_store(tmp_path, capsys):
+    from stages import migrate_tracking
+    from stages.core import cli
+
+    missing = f"sqlite:///{tmp_path / 'none.db'}"
+    for argv, message in ((["--from", missing, "--to", "http://127.0.0.1:1"], f"error: {missing}: no such SQLite store\n"),
+                          (["--from", missing, "--to", missing], f"error: --from and --to are the same store ({missing})\n")):
+        with pytest.raises(SystemExit) as stopped:
+            cli.run(migrate_tracking.main, argv)
+        assert stopped.value.code == 2 and capsys.readouterr().err == message

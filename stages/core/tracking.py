@@ -116,7 +116,7 @@ def check_store(uri: str) -> None:
     import mlflow
 
     hint = f"set {OFF_SWITCH}=off to run without tracking"
-    if uri.startswith(("http://", "https://")):
+    if is_server(uri):
         # MLflow's own client retries for minutes; one short request answers sooner.
         try:
             urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5).close()
@@ -175,12 +175,20 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _experiment_id(mlflow, name: str) -> str:
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def _experiment_id(mlflow, name: str, uri: str) -> str:
     experiment = with_retry(mlflow.get_experiment_by_name, name)
     if experiment is not None:
         return experiment.experiment_id
+    # A tracking server stores artifacts where its --artifacts-destination says
+    # (proxied, so teammates need no storage credentials); a store opened
+    # directly keeps them beside the repository, where queued runs find them too.
+    location = None if is_server(uri) else f"{artifact_root()}/{name}"
     try:
-        return with_retry(mlflow.create_experiment, name, artifact_location=f"{artifact_root()}/{name}")
+        return with_retry(mlflow.create_experiment, name, artifact_location=location)
     except mlflow.exceptions.MlflowException:
         # Another stage running in parallel created it first.
         return with_retry(mlflow.get_experiment_by_name, name).experiment_id
@@ -256,7 +264,7 @@ def stage_run(experiment: str, stage: str, params: Mapping[str, Any], inputs: li
         **(tags or {}),
     }
     started = time.perf_counter()
-    run = with_retry(mlflow.start_run, experiment_id=_experiment_id(mlflow, experiment),
+    run = with_retry(mlflow.start_run, experiment_id=_experiment_id(mlflow, experiment, uri),
                      run_name=run_tags["dvc.stage"], tags=run_tags)
     status = "FAILED"
     try:
