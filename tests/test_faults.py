@@ -171,6 +171,17 @@ def run_status(proj: Project, stage: str) -> list[str]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def wait_for_group(pgid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"process group {pgid} still running after {timeout:.0f} s")
+
+
 def test_interrupted_training_leaves_nothing_and_repro_recovers(proj, edited, sig):
     stage, model = "train_memory@lstm", "data/memory/models/lstm"
     proj.sh("dvc", "repro", "generate")
@@ -194,6 +205,10 @@ def test_interrupted_training_leaves_nothing_and_repro_recovers(proj, edited, si
         os.killpg(child.pid, sig)
         rest, _ = child.communicate(timeout=120)
         seen.append(rest)
+        # On SIGTERM dvc exits at once while its stage is still cleaning up (MLflow's
+        # KILLED status, the temporary folder): wait for the whole process group,
+        # as a scheduler waits for its job, before looking at what was left.
+        wait_for_group(child.pid, timeout=120)
     finally:
         watchdog.cancel()
         if child.poll() is None:
