@@ -170,7 +170,6 @@ def run_status(proj: Project, stage: str) -> list[str]:
                                                    (stage,))]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def wait_for_group(pgid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -182,6 +181,7 @@ def wait_for_group(pgid: int, timeout: float) -> None:
     raise AssertionError(f"process group {pgid} still running after {timeout:.0f} s")
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_training_leaves_nothing_and_repro_recovers(proj, edited, sig):
     stage, model = "train_memory@lstm", "data/memory/models/lstm"
     proj.sh("dvc", "repro", "generate")
