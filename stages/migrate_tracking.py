@@ -5,8 +5,10 @@
 
 Each run keeps its name, status, start and end times, params, tags, the full
 history of every metric (steps and timestamps) and its artifacts, and gets the
-tag ``migrated.from_run_id``. Runs already copied (found by that tag) are
-skipped, so an interrupted migration is finished by running it again.
+tag ``migrated.from_run_id`` once it is complete. Runs already copied (found
+by that tag) are skipped, and a copy cut short (still tagged
+``migrated.copying_from``) is deleted and made again, so an interrupted
+migration is finished by running it again.
 Deleted runs and experiments stay behind.
 
 Written on MLflow's client API rather than with mlflow-export-import: its
@@ -24,6 +26,7 @@ from pathlib import Path
 from stages.core import cli, paths, tracking
 
 MIGRATED_TAG = "migrated.from_run_id"
+COPYING_TAG = "migrated.copying_from"  # only on a copy that is not complete yet
 BATCH = 500  # metrics per log_batch call, under MLflow's 1000-entity limit
 
 
@@ -31,6 +34,14 @@ def copied_runs(client, experiment_id: str) -> set[str]:
     """Source run ids already present in a destination experiment."""
     runs = client.search_runs([experiment_id], filter_string=f"tags.`{MIGRATED_TAG}` != ''", max_results=50000)
     return {run.data.tags[MIGRATED_TAG] for run in runs}
+
+
+def discard_partial_copies(client, experiment_id: str) -> int:
+    """Delete the copies an interrupted migration left half-made; how many."""
+    partial = client.search_runs([experiment_id], filter_string=f"tags.`{COPYING_TAG}` != ''", max_results=50000)
+    for run in partial:
+        client.delete_run(run.info.run_id)
+    return len(partial)
 
 
 def destination_experiment(client, source_experiment) -> str:
@@ -45,7 +56,7 @@ def copy_run(source, dest, run, experiment_id: str) -> str:
     """Copy one run with its params, tags, metric histories and artifacts; the new run's id."""
     from mlflow.entities import Metric, Param
 
-    tags = {**run.data.tags, MIGRATED_TAG: run.info.run_id}
+    tags = {**run.data.tags, COPYING_TAG: run.info.run_id}
     new = dest.create_run(experiment_id, start_time=run.info.start_time, tags=tags, run_name=run.info.run_name)
     run_id = new.info.run_id
     params = [Param(k, v) for k, v in run.data.params.items()]
@@ -60,6 +71,9 @@ def copy_run(source, dest, run, experiment_id: str) -> str:
             local = source.download_artifacts(run.info.run_id, "", folder)
             dest.log_artifacts(run_id, local)
     dest.set_terminated(run_id, status=run.info.status, end_time=run.info.end_time)
+    # Marked complete last: a copy interrupted before this line is found and redone.
+    dest.set_tag(run_id, MIGRATED_TAG, run.info.run_id)
+    dest.delete_tag(run_id, COPYING_TAG)
     return run_id
 
 
@@ -80,6 +94,8 @@ def migrate(source_uri: str, dest_uri: str, experiments: list[str] | None = None
         runs = source.search_runs([experiment.experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=50000,
                                   order_by=["attributes.start_time ASC"])
         target = destination_experiment(dest, experiment)
+        if discard_partial_copies(dest, target):
+            progress(f"migrate: {experiment.name}: deleted the incomplete copies of an interrupted migration")
         done = copied_runs(dest, target)
         for k, run in enumerate(runs, 1):
             if run.info.run_id in done:

@@ -208,3 +208,31 @@ def test_migration_refuses_a_missing_source_and_the_same_store(tmp_path, capsys)
         with pytest.raises(SystemExit) as stopped:
             cli.run(migrate_tracking.main, argv)
         assert stopped.value.code == 2 and capsys.readouterr().err == message
+
+
+def test_migration_redoes_a_copy_an_interruption_cut_short(tmp_path, monkeypatch):
+    from stages import migrate_tracking
+
+    source, dest = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", source)
+    artifact = tmp_path / "facts.json"
+    artifact.write_text("{}")
+    with tracking.stage_run("forecast", "backtest@x-naive", {"horizon": 3}, inputs=[]) as run:
+        run.log_history(pd.DataFrame({"epoch": [1, 2], "loss": [0.5, 0.25]}))
+        run.log_artifact(artifact)
+    client = mlflow.MlflowClient(source)
+    [original] = client.search_runs([client.get_experiment_by_name("forecast").experiment_id])
+    # An interruption after the copy's run was created, before it was complete.
+    target = mlflow.MlflowClient(dest)
+    partial = target.create_run(target.create_experiment("forecast"),
+                                tags={migrate_tracking.COPYING_TAG: original.info.run_id}).info.run_id
+    counts = migrate_tracking.migrate(source, dest, progress=lambda _: None)
+    assert counts == {"copied": 1, "skipped": 0}
+    assert target.get_run(partial).info.lifecycle_stage == "deleted"
+    [copy] = target.search_runs([target.get_experiment_by_name("forecast").experiment_id])
+    assert copy.data.tags[migrate_tracking.MIGRATED_TAG] == original.info.run_id
+    assert migrate_tracking.COPYING_TAG not in copy.data.tags
+    assert [m.value for m in target.get_metric_history(copy.info.run_id, "loss")] == [0.5, 0.25]
+    assert [a.path for a in target.list_artifacts(copy.info.run_id)] == ["facts.json"]
+    assert migrate_tracking.migrate(source, dest, progress=lambda _: None) == {"copied": 0, "skipped": 1}
