@@ -6,8 +6,8 @@
 Measured in one process, one after the other, with the params of params.yaml:
 
 1. ARIMA `auto` (order search by AIC over the bounded grid, then the fit) on
-   the shipped 156-point seasonal series, and the same forecaster's whole
-   20-origin backtest.
+   the shipped 156-point seasonal series, in one process and then over the
+   cores, and the same forecaster's whole 20-origin backtest.
 2. For each Keras forecaster on each dataset named by --datasets: the whole
    backtest with `refit_every` set to each value of --refits, its wall time,
    the number of fits and the pooled MASE of the evaluation windows, so the
@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from stages.core.backtest import empirical_intervals, naive_scales, origins, run_backtest, score  # noqa: E402
+from stages.core import forecasters  # noqa: E402
 from stages.core.forecasters import select_order  # noqa: E402
 from stages.core.params import load_params  # noqa: E402
 from stages.core.series import load_series  # noqa: E402
@@ -62,11 +63,18 @@ def main() -> None:
 
     arima = next(spec for spec in params.forecasters.values() if spec.kind == "arima")
     ds, y = series_of(params, args.seasonal)
-    started = time.perf_counter()
-    chosen = select_order(y[:len(y) - params.backtest.horizon], ds.season_length, arima)
-    search = time.perf_counter() - started
-    print(f"ARIMA auto on {args.seasonal} ({len(y)} points, season {ds.season_length}): order search {search:.1f} s "
-          f"over {chosen['models_tried']} models -> {chosen['order']}{chosen['seasonal_order']} trend {chosen['trend']}")
+    searches = {}
+    # In one process first, then over the cores with workers started afresh, as in a stage.
+    for label, threshold in (("in one process", 10**9), (f"over {os.cpu_count()} cores", forecasters.PARALLEL_MIN_FITS)):
+        forecasters.PARALLEL_MIN_FITS = threshold
+        started = time.perf_counter()
+        chosen = select_order(y[:len(y) - params.backtest.horizon], ds.season_length, arima)
+        searches[label] = time.perf_counter() - started
+        print(f"ARIMA auto on {args.seasonal} ({len(y)} points, season {ds.season_length}): order search {label} "
+              f"{searches[label]:.1f} s over {chosen['models_tried']} models -> "
+              f"{chosen['order']}{chosen['seasonal_order']} trend {chosen['trend']}")
+    one, parallel = searches.values()
+    print(f"ARIMA auto: the parallel search takes {parallel / one:.2f}x the time of the one-process search")
     elapsed, mase, _ = backtest_once(params, args.seasonal, arima)
     print(f"ARIMA auto, whole backtest on {args.seasonal} (search once, refit every {arima.refit_every}): "
           f"{elapsed:.1f} s, MASE {mase:.3f}")

@@ -1,6 +1,9 @@
-"""Stage backtest@<dataset>-<forecaster>: rolling-origin forecasts of one forecaster on one dataset.
+"""Stages backtest@<dataset>-<forecaster> and baselines@<dataset>: rolling-origin forecasts on one dataset.
 
-Writes a folder:
+``--forecaster NAME`` backtests one forecaster of ``forecasters:`` into ``--out``;
+``--baselines`` backtests every forecaster of ``baselines:`` into ``--out/<name>``
+(in one process: each takes milliseconds, while a stage's start-up takes seconds).
+A forecaster's folder holds:
 
 - ``forecasts.csv``: one row per origin and step ahead (``h``), with the actual
   value, the forecast and its intervals (the forecaster's own, or empirical from
@@ -13,68 +16,98 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from stages.core import cli
 from stages.core.backtest import check_length, empirical_intervals, origins, run_backtest
+from stages.core.forecasters import Forecaster
 from stages.core.io import atomic_dir, write_csv, write_json
 from stages.core.params import load_params
-from stages.core.tracking import stage_run
+from stages.core.tracking import StageRun, UntrackedRun, stage_run
+
+
+def backtest_into(folder: Path, forecaster: Forecaster, series: pd.DataFrame, origin_list: list[int],
+                  calibration_windows: int, horizon: int, levels: list[int],
+                  progress: Callable[[str], None]) -> tuple[dict[str, Any], float]:
+    """Backtest one forecaster and write its three files; its facts and the seconds it took."""
+    y = series["value"].to_numpy(dtype=float)
+    evaluation = set(origin_list[calibration_windows:])
+    started = time.perf_counter()
+    frame = run_backtest(forecaster, y, origin_list, horizon, levels, progress=progress)
+    elapsed = time.perf_counter() - started
+    own = frame[f"lo{levels[0]}"].notna().all() if levels else True
+    frame = empirical_intervals(frame, levels)
+    frame.insert(0, "time", series["time"].to_numpy()[frame["index"]])
+    frame.insert(1, "window", np.where(frame["origin"].isin(evaluation), "evaluation", "calibration"))
+    frame["interval"] = "model" if own else "empirical"
+    write_csv(folder / "forecasts.csv", frame, digits=None)
+    fitted = forecaster.fitted()
+    write_csv(folder / "fitted.csv", pd.DataFrame({"time": series["time"].to_numpy()[:len(fitted)], "fitted": fitted}),
+              digits=None)
+    facts = {"origins": origin_list, "interval": "model" if own else "empirical", **forecaster.facts()}
+    write_json(folder / "facts.json", facts)
+    return facts, elapsed
+
+
+def log_backtest(run: StageRun | UntrackedRun, name: str, folder: Path, forecaster: Forecaster,
+                 facts: dict[str, Any], elapsed: float, prefix: str = "") -> None:
+    # Timings go to MLflow only: committed files stay byte-identical across reruns.
+    run.log_metrics({"backtest_time_s": elapsed, "origins": len(facts["origins"])}, prefix=prefix)
+    for k, history in enumerate(getattr(forecaster, "histories", [])):
+        run.log_history(history, prefix=f"{prefix}refit{k}.")
+    run.set_tags({f"{prefix}{k}": v for k, v in facts.items() if k in ("order", "seasonal_order", "trend")})
+    for path in sorted(folder.iterdir()):
+        run.log_artifact(path, folder=name if prefix else None)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True, help="a key under datasets: in params.yaml")
-    parser.add_argument("--forecaster", required=True, help="a key under forecasters: in params.yaml")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--forecaster", help="a key under forecasters: in params.yaml")
+    which.add_argument("--baselines", action="store_true", help="every key under baselines: in params.yaml")
     parser.add_argument("--series", type=Path, required=True, help="CSV written by ingest")
-    parser.add_argument("--out", type=Path, required=True, help="folder for forecasts.csv, fitted.csv, facts.json")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="folder for forecasts.csv, fitted.csv, facts.json (with --baselines: one such folder per baseline)")
     args = parser.parse_args(argv)
 
     params = load_params()
-    ds, spec, bt = params.dataset(args.dataset), params.forecaster(args.forecaster), params.backtest
+    ds, bt = params.dataset(args.dataset), params.backtest
+    specs = params.baselines if args.baselines else {args.forecaster: params.forecaster(args.forecaster)}
     series = pd.read_csv(args.series, dtype={"time": str})
-    y = series["value"].to_numpy(dtype=float)
-    check_length(len(y), ds.file, bt, args.forecaster, spec, ds.season_length, params.num_steps)
-    origin_list = origins(len(y), bt.horizon, bt.n_windows, bt.step_size, bt.calibration_windows)
-    evaluation = set(origin_list[bt.calibration_windows:])
+    for name, spec in specs.items():
+        check_length(len(series), ds.file, bt, name, spec, ds.season_length, params.num_steps)
+    origin_list = origins(len(series), bt.horizon, bt.n_windows, bt.step_size, bt.calibration_windows)
 
-    stage = f"backtest@{args.dataset}-{args.forecaster}"
-    run_params = {"dataset": args.dataset, "forecaster": args.forecaster, "season_length": ds.season_length,
-                  "num_steps": params.num_steps, "backtest": bt.model_dump(), "spec": spec.model_dump()}
-    with stage_run("forecast", stage, run_params, inputs=[args.series],
-                   tags={"dataset": args.dataset, "forecaster": args.forecaster, "kind": spec.kind}) as run, \
-            atomic_dir(args.out) as folder:
-        forecaster = spec.build(ds.season_length, params.num_steps)
-        print(f"{stage}: {len(origin_list)} origins ({bt.calibration_windows} calibration, {bt.n_windows} evaluation), "
-              f"horizon {bt.horizon}, refit every {forecaster.refit_every}")
-        started = time.perf_counter()
-        frame = run_backtest(forecaster, y, origin_list, bt.horizon, bt.levels, progress=lambda msg: print(f"{stage}: {msg}"))
-        elapsed = time.perf_counter() - started
-        own = frame[f"lo{bt.levels[0]}"].notna().all() if bt.levels else True
-        frame = empirical_intervals(frame, bt.levels)
-        frame.insert(0, "time", series["time"].to_numpy()[frame["index"]])
-        frame.insert(1, "window", np.where(frame["origin"].isin(evaluation), "evaluation", "calibration"))
-        frame["interval"] = "model" if own else "empirical"
-        write_csv(folder / "forecasts.csv", frame, digits=None)
-        fitted = forecaster.fitted()
-        write_csv(folder / "fitted.csv", pd.DataFrame({"time": series["time"].to_numpy()[:len(fitted)], "fitted": fitted}),
-                  digits=None)
-        facts = {"origins": origin_list, "interval": "model" if own else "empirical", **forecaster.facts()}
-        write_json(folder / "facts.json", facts)
-
-        # Timings go to MLflow only: committed files stay byte-identical across reruns.
-        run.log_metrics({"backtest_time_s": elapsed, "origins": len(origin_list)})
-        for k, history in enumerate(getattr(forecaster, "histories", [])):
-            run.log_history(history, prefix=f"refit{k}.")
-        run.set_tags({k: v for k, v in facts.items() if k in ("order", "seasonal_order", "trend")})
-        for path in sorted(folder.iterdir()):
-            run.log_artifact(path)
-        chosen = f", ARIMA{tuple(facts['order'])}{tuple(facts['seasonal_order'])} trend={facts['trend']}" \
-            if "order" in facts else ""
-        print(f"{stage}: done in {elapsed:.1f} s{chosen}")
+    stage = f"baselines@{args.dataset}" if args.baselines else f"backtest@{args.dataset}-{args.forecaster}"
+    kind = "baseline" if args.baselines else specs[args.forecaster].kind
+    if args.baselines:
+        described = {"forecasters": list(specs), **{f"spec.{name}": spec.model_dump() for name, spec in specs.items()}}
+    else:
+        described = {"forecaster": args.forecaster, "spec": specs[args.forecaster].model_dump()}
+    run_params = {"dataset": args.dataset, "season_length": ds.season_length, "num_steps": params.num_steps,
+                  "backtest": bt.model_dump(), **described}
+    tags = {"dataset": args.dataset, "forecaster": ",".join(specs), "kind": kind}
+    with stage_run("forecast", stage, run_params, inputs=[args.series], tags=tags) as run, \
+            atomic_dir(args.out) as out:
+        for name, spec in specs.items():
+            forecaster = spec.build(ds.season_length, params.num_steps)
+            label = f"{stage}: {name}" if args.baselines else stage
+            print(f"{label}: {len(origin_list)} origins ({bt.calibration_windows} calibration, {bt.n_windows} "
+                  f"evaluation), horizon {bt.horizon}, refit every {forecaster.refit_every}")
+            folder = out / name if args.baselines else out
+            folder.mkdir(exist_ok=True)
+            facts, elapsed = backtest_into(folder, forecaster, series, origin_list, bt.calibration_windows,
+                                           bt.horizon, bt.levels, progress=lambda msg: print(f"{label}: {msg}"))
+            log_backtest(run, name, folder, forecaster, facts, elapsed, prefix=f"{name}." if args.baselines else "")
+            chosen = f", ARIMA{tuple(facts['order'])}{tuple(facts['seasonal_order'])} trend={facts['trend']}" \
+                if "order" in facts else ""
+            print(f"{label}: done in {elapsed:.1f} s{chosen}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import pandas as pd
 
 from stages.core import cli
 from stages.core.backtest import naive_scales, persistence, score_by_horizon
-from stages.core.forecasters import BASELINE_KINDS
 from stages.core.io import atomic_dir, read_json, write_csv, write_json
 from stages.core.params import load_params
 from stages.core.tracking import stage_run
@@ -30,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--series", type=Path, required=True)
+    parser.add_argument("--baselines", type=Path, required=True, help="folder of <baseline>/ written by baselines")
     parser.add_argument("--backtests", type=Path, required=True, help="folder of <forecaster>/ written by backtest")
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--plot-data", type=Path, required=True, help="folder: actual.csv and <forecaster>.csv")
@@ -40,16 +40,19 @@ def main(argv: list[str] | None = None) -> None:
     ds, bt, rule = params.dataset(args.dataset), params.backtest, params.evaluate_forecast.persistence
     series = pd.read_csv(args.series, dtype={"time": str})
     y = series["value"].to_numpy(dtype=float)
-    names = list(params.forecasters)
-    frames = {name: pd.read_csv(args.backtests / name / "forecasts.csv", dtype={"time": str}) for name in names}
-    fitted = {name: pd.read_csv(args.backtests / name / "fitted.csv", dtype={"time": str}) for name in names}
-    facts = {name: read_json(args.backtests / name / "facts.json") for name in names}
+    specs = params.all_forecasters
+    names = list(specs)
+    folders = {**{name: args.baselines / name for name in params.baselines},
+               **{name: args.backtests / name for name in params.forecasters}}
+    frames = {name: pd.read_csv(folders[name] / "forecasts.csv", dtype={"time": str}) for name in names}
+    fitted = {name: pd.read_csv(folders[name] / "fitted.csv", dtype={"time": str}) for name in names}
+    facts = {name: read_json(folders[name] / "facts.json") for name in names}
 
     from stages.core import plots
 
     run_params = {"dataset": args.dataset, "forecasters": names, "backtest": bt.model_dump(),
                   "persistence": rule.model_dump(), "season_length": ds.season_length}
-    inputs = [args.series, *(args.backtests / name / "forecasts.csv" for name in names)]
+    inputs = [args.series, *(folders[name] / "forecasts.csv" for name in names)]
     with stage_run("forecast", f"evaluate_forecast@{args.dataset}", run_params, inputs,
                    tags={"dataset": args.dataset}) as run:
         origin_list = facts[names[0]]["origins"]
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, frame in frames.items():
             evaluation = frame[frame["window"] == "evaluation"]
             results[name] = {
-                "kind": params.forecasters[name].kind,
+                "kind": specs[name].kind,
                 **score_by_horizon(evaluation, scales, bt.levels),
                 "interval": facts[name]["interval"],
                 "persistence": persistence(y, frame[frame["h"] == 1], rule.min_lag_corr, rule.lag_margin,
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
                 **{k: facts[name][k] for k in ("order", "seasonal_order", "trend") if k in facts[name]},
             }
         best = best_of(results)
-        baselines = [n for n in names if params.forecasters[n].kind in BASELINE_KINDS]
+        baselines = list(params.baselines)
         best_baseline = best_of({n: results[n] for n in baselines})
         evaluation_origins = origin_list[bt.calibration_windows:]
         write_json(args.metrics, {

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params()
     ds = params.dataset(args.dataset)
     series = load_series(Path(ds.file), ds.time_col, ds.value_col, ds.fill, ds.freq)
-    check_lengths(len(series), ds.file, params.backtest, params.forecasters, ds.season_length, params.num_steps)
+    check_lengths(len(series), ds.file, params.backtest, params.all_forecasters, ds.season_length, params.num_steps)
     write_csv(args.out, series, digits=None)  # data, not a report: no rounding
     filled = int(series["filled"].sum())
     note = f", {filled} filled by policy {ds.fill!r}" if filled else ""

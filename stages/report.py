@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     params = load_params()
-    names, datasets = list(params.forecasters), list(params.datasets)
+    names, datasets = list(params.all_forecasters), list(params.datasets)
     forecast = [read_json(args.metrics / f"forecast-{name}.json") for name in datasets]
     lines = ["# Summary", "", "<!-- Written by the `report` stage of `dvc repro`; do not edit by hand. -->", "",
              *memory_section(read_json(args.metrics / "memory.json"), params.train_memory.models),

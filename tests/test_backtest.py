@@ -229,6 +229,46 @@ def test_a_fixed_part_of_the_order_is_not_searched():
     assert chosen["seasonal_order"] == (0, 1, 1, 4)
 
 
+def test_the_grid_chooses_the_same_over_several_processes_as_in_one(monkeypatch):
+    from stages.core import forecasters
+
+    y = 10 + np.tile([0.0, 3.0, 1.0, 5.0], 12) + np.random.default_rng(13).normal(scale=0.3, size=48).cumsum()
+    spec = ArimaSpec(kind="arima", max_p=1, max_q=1, max_P=1, max_Q=1)
+    monkeypatch.setattr(forecasters, "PARALLEL_MIN_FITS", 10**6)
+    in_one = select_order(y, 4, spec)
+    monkeypatch.setattr(forecasters, "PARALLEL_MIN_FITS", 1)
+    monkeypatch.setattr(forecasters.os, "cpu_count", lambda: 2)
+    assert select_order(y, 4, spec) == in_one and in_one["models_tried"] == 32
+
+
+def test_a_stage_process_ends_with_its_grid_workers():
+    """cli.run ends a stage without freeing its modules, but after stopping joblib's workers:
+    left running they would hold the stage's output pipe, and DVC would wait for them (5 minutes)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.project import ROOT
+
+    script = textwrap.dedent("""
+        import numpy as np
+        from stages.core import cli, forecasters
+
+        def main(argv):
+            forecasters.os.cpu_count = lambda: 2
+            y = np.random.default_rng(0).normal(size=60).cumsum()
+            grid = [((p, 1, q), (0, 0, 0, 0), "n") for p in range(3) for q in range(3)] * 3
+            assert len(grid) >= forecasters.PARALLEL_MIN_FITS  # the parallel path
+            print("fitted", sum(aic is not None for aic in forecasters.grid_aics(y, grid)))
+
+        cli.run(main)
+    """)
+    # run() returns once the pipes close: a worker that outlived the stage would hold them past the timeout.
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "fitted 27\n"
+
+
 def test_the_length_check_names_the_most_demanding_forecaster():
     from stages.core.params import BacktestParams
     from stages.core.series import DataError

@@ -67,7 +67,7 @@ PARAM_CASES = [
      "params.yaml: seq: Input should be greater than or equal to 2 (got 1)"),
     ("generate", ["data/memory/dataset"], lambda p: p["generate"].update(task="copy"),
      "params.yaml: generate.task: Input should be 'first_last', 'adding' or 'sincos' (got 'copy')"),
-    ("backtest@sales-naive", ["data/forecast/sales/backtest/naive"],
+    ("baselines@sales", ["data/forecast/sales/baselines"],
      lambda p: p.update(num_steps=0), "params.yaml: num_steps: Input should be greater than 0 (got 0)"),
     ("backtest@sales-arima", ["data/forecast/sales/backtest/arima"],
      lambda p: p["forecasters"]["arima"].update(order=[1, -1, 0]),

@@ -77,7 +77,7 @@ def run_ingest(raw_params: dict, data: bytes, fill: str) -> tuple[int, str, Path
     raw_params["backtest"] = {"horizon": 1, "n_windows": 1, "step_size": 1, "calibration_windows": 0, "levels": [80]}
     raw_params["num_steps"] = 1
     lstm = {**raw_params["forecasters"]["lstm"], "diff_order": 0}
-    raw_params["forecasters"] = {**{kind: {"kind": kind} for kind in ("naive", "seasonal_naive", "drift")}, "lstm": lstm}
+    raw_params["forecasters"] = {"lstm": lstm}
     params = parse_params(raw_params)
     errors = io.StringIO()
     original = ingest.load_params

@@ -8,12 +8,14 @@ import shutil
 import sqlite3
 
 import pytest
+import yaml
 
 from tests.project import Project, ran_stages
 MEMORY_KEYS = {"val_mse", "change_first_pct", "change_last_pct", "blind_first_mse", "blind_last_mse", "remembers_first"}
 FORECAST_KEYS = {"mae", "rmse", "mape", "smape", "mase", "coverage_80", "coverage_95"}
-FORECAST_STAGES = ("ingest@", "backtest@", "evaluate_forecast@", "article")
-FORECASTERS = ("naive", "seasonal_naive", "drift", "arima", "lstm", "tcn")
+FORECAST_STAGES = ("ingest@", "baselines@", "backtest@", "evaluate_forecast@", "article")
+BASELINES = ("naive", "seasonal_naive", "drift")
+FORECASTERS = (*BASELINES, "arima", "lstm", "tcn")
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -32,7 +34,8 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
     repo, _, first = project
     stages = ran_stages(first.stdout)
     for name in ("generate", "train_memory@lstm", "train_memory@fullconv", "train_memory@tcn", "evaluate_memory",
-                 "ingest@sales", "ingest@elnino", *(f"backtest@{d}-{f}" for d in ("sales", "elnino") for f in FORECASTERS),
+                 "ingest@sales", "ingest@elnino", "baselines@sales", "baselines@elnino",
+                 *(f"backtest@{d}-{f}" for d in ("sales", "elnino") for f in FORECASTERS[len(BASELINES):]),
                  "evaluate_forecast@sales", "evaluate_forecast@elnino", "article", "report"):
         assert name in stages
     memory = json.loads((repo / "reports/metrics/memory.json").read_text())
@@ -68,15 +71,20 @@ def test_mlflow_store_holds_one_run_per_stage_with_tags(project):
         runs = db.execute("select r.name, e.name, r.status from runs r join experiments e "
                           "on r.experiment_id = e.experiment_id").fetchall()
         tags = db.execute("select t.key from tags t").fetchall()
+        baseline_metrics = {key for (key,) in db.execute(
+            "select m.key from metrics m join runs r on m.run_uuid = r.run_uuid where r.name = 'baselines@sales'")}
     names = {(name, experiment, status) for name, experiment, status in runs}
     assert ("train_memory@lstm", "memory", "FINISHED") in names
     assert ("evaluate_memory", "memory", "FINISHED") in names
     assert ("backtest@sales-arima", "forecast", "FINISHED") in names
+    assert ("baselines@sales", "forecast", "FINISHED") in names
     assert ("backtest@elnino-tcn", "forecast", "FINISHED") in names
     assert ("evaluate_forecast@elnino", "forecast", "FINISHED") in names
     keys = {key for (key,) in tags}
     assert {"dvc.stage", "dvc.exp", "git.commit", "params.hash", "dataset", "forecaster"} <= keys
     assert (repo / "mlartifacts").is_dir()
+    # One run for the three baselines of a dataset, their metrics prefixed by name.
+    assert {f"{b}.backtest_time_s" for b in BASELINES} <= baseline_metrics
 
 
 def test_second_repro_runs_nothing(project):
@@ -93,6 +101,23 @@ def test_forced_repro_is_byte_identical(project):
     sh("dvc", "repro", "-f")
     changed = [str(p.relative_to(repo)) for p, content in before.items() if p.read_bytes() != content]
     assert changed == []
+
+
+def test_a_forecaster_param_invalidates_only_its_own_forecast_stages(project):
+    """The baselines share one stage per dataset, every other forecaster has its own: an LSTM setting leaves them be."""
+    repo, sh, _ = project
+    original = (repo / "params.yaml").read_text()
+    try:
+        params = yaml.safe_load(original)
+        params["forecasters"]["lstm"]["fit"]["max_epochs"] += 1
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        stale = set(json.loads(sh("dvc", "status", "--json").stdout))
+    finally:
+        (repo / "params.yaml").write_text(original)
+    # ingest checks lengths against every forecaster; its output is unchanged, so nothing below it re-runs for that.
+    assert stale == {"ingest@sales", "ingest@elnino", "backtest@sales-lstm", "backtest@elnino-lstm",
+                     "evaluate_forecast@sales", "evaluate_forecast@elnino", "article", "report"}
+    assert sorted(p.name for p in (repo / "data/forecast/sales/baselines").iterdir()) == sorted(BASELINES)
 
 
 def test_exp_run_seq_reruns_only_the_memory_branch(project):

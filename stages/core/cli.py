@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from stages.core.params import ParamsError
 from stages.core.series import DataError
@@ -39,8 +41,34 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def exit_now(code: int) -> NoReturn:
+    """End the stage's process as Python's own exit does, minus freeing the modules.
+
+    That last step takes about 2 s in a process that used TensorFlow and about
+    0.9 s in one that only used pandas and MLflow (measured on a 2-core CPU):
+    some 30 s of a `dvc repro` that starts 22 such processes. Everything before
+    it still runs, in the interpreter's order: threads are joined and their exit
+    hooks run (joblib's workers are stopped there; skipped, they would hold the
+    stage's output pipe open and DVC would wait minutes for them), then the
+    ``atexit`` handlers (MLflow, logging), then the output streams are flushed.
+    """
+    threading._shutdown()  # type: ignore[attr-defined]
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing left to say
+            pass
+    os._exit(code)
+
+
 def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
-    """Run a stage's main(); exit 2 with one line on a params or data error."""
+    """Run a stage's main(); exit 2 with one line on a params or data error.
+
+    Without ``argv`` this is the process's entry point: main() reads the command
+    line and the process ends here. With ``argv`` (tests, other tools) errors
+    raise SystemExit and success returns.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's banner out of the logs
     signal.signal(signal.SIGTERM, _terminate)
     # A process started in the background by a non-interactive shell inherits
@@ -48,11 +76,16 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
     # sent to the process group would leave the stage training. Interrupts
     # always interrupt a stage.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    code = 0
     try:
         main(argv)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        code = 130
+    if argv is None:
+        exit_now(code)
+    if code:
+        sys.exit(code)

@@ -23,6 +23,7 @@ validating params stays cheap.
 from __future__ import annotations
 
 import itertools
+import os
 import warnings
 from typing import Any, Literal
 
@@ -209,6 +210,38 @@ def fit_arima(y: np.ndarray, order: Order, seasonal: tuple[int, int, int, int], 
         return ARIMA(y, order=order, seasonal_order=seasonal, trend=trend).fit()
 
 
+def _aic(y: np.ndarray, order: Order, seasonal: tuple[int, int, int, int], trend: Trend) -> float | None:
+    try:
+        return float(fit_arima(y, order, seasonal, trend).aic)
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+
+
+# Below this many fits the grid runs in-process: starting the workers (each
+# imports statsmodels) costs more than the second core saves.
+PARALLEL_MIN_FITS = 24
+MAX_WORKERS = 4
+
+
+def grid_aics(y: np.ndarray, candidates: list[tuple]) -> list[float | None]:
+    """The AIC of every (order, seasonal_order, trend), None where it cannot be fitted.
+
+    The fits are independent, so a large grid is spread over the cores with
+    joblib's worker processes (statsmodels' filter holds the GIL: threads do not
+    help; joblib also keeps each worker's BLAS to one thread, without which two
+    workers ran 3x slower than one process). The results come back in grid
+    order, so the choice is the same whatever the number of cores. Measured on
+    El Nino's 72-model grid: 13.9 s in one process, 9.1 s over 2 cores, the
+    workers' start-up included.
+    """
+    workers = min(MAX_WORKERS, os.cpu_count() or 1)
+    if len(candidates) < PARALLEL_MIN_FITS or workers < 2:
+        return [_aic(y, *c) for c in candidates]
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=workers)(delayed(_aic)(y, *c) for c in candidates)
+
+
 def select_order(y: np.ndarray, season_length: int, spec: ArimaSpec) -> dict[str, Any]:
     """(p, d, q)(P, D, Q) by AIC over the bounded grid of ``spec``.
 
@@ -234,18 +267,17 @@ def select_order(y: np.ndarray, season_length: int, spec: ArimaSpec) -> dict[str
         seasonal_grid = list(itertools.product(range(spec.max_P + 1), range(spec.max_Q + 1)))
     else:
         seasonal_grid = [(spec.seasonal_order[0], spec.seasonal_order[2])]
+    candidates = [((p, d, q), (P, D, Q, m), trend)
+                  for p, q in itertools.product(ps, qs) for P, Q in seasonal_grid
+                  for trend in dict.fromkeys([trend_for(d, D), "n"])]
     best: dict[str, Any] | None = None
     tried = 0
-    for p, q in itertools.product(ps, qs):
-        for P, Q in seasonal_grid:
-            for trend in dict.fromkeys([trend_for(d, D), "n"]):
-                try:
-                    result = fit_arima(y, (p, d, q), (P, D, Q, m), trend)
-                except (ValueError, np.linalg.LinAlgError):
-                    continue  # a grid point statsmodels cannot fit (e.g. too few points) is skipped
-                tried += 1
-                if np.isfinite(result.aic) and (best is None or result.aic < best["aic"]):
-                    best = {"order": (p, d, q), "seasonal_order": (P, D, Q, m), "trend": trend, "aic": float(result.aic)}
+    for (order, seasonal, trend), aic in zip(candidates, grid_aics(y, candidates), strict=True):
+        if aic is None:
+            continue  # a grid point statsmodels cannot fit (e.g. too few points) is skipped
+        tried += 1
+        if np.isfinite(aic) and (best is None or aic < best["aic"]):
+            best = {"order": order, "seasonal_order": seasonal, "trend": trend, "aic": aic}
     if best is None:
         raise ValueError(f"no ARIMA order of the grid could be fitted to {len(y)} points")
     return {**best, "models_tried": tried}
@@ -272,6 +304,9 @@ class Arima(Forecaster):
         if self.choice is None:
             self.choice = self._choose(self.history)
         c = self.choice
+        # Each refit starts from statsmodels' default start, not the last origin's
+        # estimates: that was 2.4x faster on El Nino but, on short series, stuck
+        # in worse optima (log-likelihood up to 5.3 lower on sales, 1.7 on Nile).
         self.result = fit_arima(self.history, c["order"], c["seasonal_order"], c["trend"])
         return self
 

@@ -146,6 +146,8 @@ class BacktestParams(Strict):
 
 
 Forecaster = Annotated[Union[tuple(FORECASTERS.values())], Field(discriminator="kind")]  # type: ignore[valid-type]
+Baseline = Annotated[Union[tuple(FORECASTERS[kind] for kind in BASELINE_KINDS)],  # type: ignore[valid-type]
+                     Field(discriminator="kind")]
 
 
 class PersistenceParams(Strict):
@@ -178,17 +180,24 @@ class Params(Strict):
     evaluate_memory: EvaluateMemoryParams
     datasets: dict[str, DatasetParams] = Field(min_length=1)
     backtest: BacktestParams
+    # Two sections because DVC runs them differently: all baselines of a dataset
+    # in one stage (each takes milliseconds, a stage's start-up seconds), every
+    # other forecaster in its own stage per dataset.
+    baselines: dict[str, Baseline] = Field(min_length=1)  # type: ignore[valid-type]
     forecasters: dict[str, Forecaster] = Field(min_length=1)  # type: ignore[valid-type]
     evaluate_forecast: EvaluateForecastParams
     article: ArticleParams
 
     @model_validator(mode="after")
     def _baselines_and_article(self) -> Params:
-        kinds = {spec.kind for spec in self.forecasters.values()}
+        kinds = {spec.kind for spec in self.baselines.values()}
         missing = [kind for kind in BASELINE_KINDS if kind not in kinds]
         if missing:
-            raise ValueError(f"forecasters: the baselines {', '.join(missing)} must always be present "
+            raise ValueError(f"baselines: {', '.join(missing)} must always be present "
                              "(add e.g. `naive: {kind: naive}`)")
+        for name in self.forecasters:
+            if name in self.baselines:
+                raise ValueError(f"forecasters.{name}: the name is already a baseline; every forecaster needs its own")
         if self.article.dataset not in self.datasets:
             raise ValueError(f"article.dataset: no dataset named {self.article.dataset!r}")
         spec = self.forecasters.get(self.article.forecaster)
@@ -204,6 +213,11 @@ class Params(Strict):
             raise ParamsError(f"params.yaml: datasets: no dataset named {name!r} (have: {', '.join(self.datasets)})")
         return self.datasets[name]
 
+    @property
+    def all_forecasters(self) -> dict[str, Any]:
+        """Baselines first, then the other forecasters: the order of every table."""
+        return {**self.baselines, **self.forecasters}
+
     def forecaster(self, name: str):
         if name not in self.forecasters:
             raise ParamsError(f"params.yaml: forecasters: no forecaster named {name!r} (have: {', '.join(self.forecasters)})")
@@ -212,7 +226,7 @@ class Params(Strict):
 
 def _describe(error: dict[str, Any]) -> str:
     parts = list(error["loc"])
-    if parts[:1] == ["forecasters"] and len(parts) > 2 and parts[2] in FORECASTERS:
+    if parts[:1] in (["forecasters"], ["baselines"]) and len(parts) > 2 and parts[2] in FORECASTERS:
         del parts[2]  # pydantic puts the `kind` tag in the path; the user never wrote it
     loc = ".".join(str(part) for part in parts) or "(top level)"
     if not parts and error["type"] == "value_error":  # a rule across sections names its keys itself
