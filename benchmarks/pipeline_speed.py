@@ -3,6 +3,7 @@
     python benchmarks/pipeline_speed.py                  # one forced repro, then the exit comparison
     python benchmarks/pipeline_speed.py --repros 3       # three repros, one after the other
     python benchmarks/pipeline_speed.py --repros 0 --exits 10   # only the exit comparison
+    python benchmarks/pipeline_speed.py --against HEAD~1 --repros 2   # this checkout against another commit
 
 1. `dvc repro -f` in this repository, with its params (it rewrites the outputs,
    byte-identical but for the saved Keras files): the wall time of each run, and
@@ -25,7 +26,10 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,12 +50,12 @@ def branch(stage: str) -> str:
     return "report" if stage == "report" else "forecast"
 
 
-def timed_repro() -> tuple[float, dict[str, float]]:
-    """One `dvc repro -f`, its output followed line by line; wall time and seconds per stage."""
+def timed_repro(root: Path = ROOT) -> tuple[float, dict[str, float]]:
+    """One `dvc repro -f` in ``root``, its output followed line by line; wall time and seconds per stage."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "DVC_NO_ANALYTICS": "1"}
     started = time.perf_counter()
     marks: list[tuple[str, float]] = []
-    with subprocess.Popen(["dvc", "repro", "-f"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+    with subprocess.Popen(["dvc", "repro", "-f"], cwd=root, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True) as proc:
         for line in proc.stdout:
             found = STAGE_LINE.match(line)
@@ -65,6 +69,21 @@ def timed_repro() -> tuple[float, dict[str, float]]:
     return total, {stage: end - begin for (stage, begin), end in zip(marks, ends, strict=True)}
 
 
+@contextmanager
+def worktree(rev: str | None) -> Iterator[Path | None]:
+    """A temporary git worktree of ``rev`` (None: nothing), removed afterwards with its outputs."""
+    if rev is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "base"
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(path), rev], cwd=ROOT, check=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=True)
+
+
 def timed_exit(mode: str) -> float:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", CHILD, mode], cwd=ROOT, check=True, capture_output=True,
@@ -76,13 +95,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repros", type=int, default=1, help="forced repros to time (0: none)")
     parser.add_argument("--exits", type=int, default=6, help="child processes per exit variant (0: none)")
+    parser.add_argument("--against", metavar="REV", help="also time a git worktree of REV, alternating with this checkout")
     args = parser.parse_args()
 
-    runs = []
-    for k in range(args.repros):
-        print(f"dvc repro -f, run {k + 1} of {args.repros}:", flush=True)
-        runs.append(timed_repro())
-        print(f"  total {runs[-1][0]:.1f} s", flush=True)
+    runs, other = [], []
+    with worktree(args.against) as base:
+        for k in range(args.repros):
+            for label, root, into in (("this checkout", ROOT, runs), (args.against, base, other)):
+                if root is None:
+                    continue
+                print(f"dvc repro -f in {label}, run {k + 1} of {args.repros}:", flush=True)
+                into.append(timed_repro(root))
+                print(f"  total {into[-1][0]:.1f} s", flush=True)
+    if other:
+        ours, theirs = (statistics.median(total for total, _ in r) for r in (runs, other))
+        print(f"\nwhole `dvc repro -f`, median of {len(runs)}: this checkout {ours:.1f} s, {args.against} "
+              f"{theirs:.1f} s: {ours / theirs:.2f}x the time")
     if runs:
         print("\n| stage | " + " | ".join(f"run {k + 1}" for k in range(len(runs))) + " |")
         print("|---|" + "---:|" * len(runs))
@@ -90,7 +118,7 @@ def main() -> None:
             print(f"| {stage} | " + " | ".join(f"{per.get(stage, float('nan')):.1f} s" for _, per in runs) + " |")
         for name in ("memory", "forecast", "report"):
             sums = [sum(t for s, t in per.items() if branch(s) == name) for _, per in runs]
-            print(f"| **{name} branch** | " + " | ".join(f"{t:.1f} s" for t in sums) + " |")
+            print(f"| **{name if name == 'report' else name + ' branch'}** | " + " | ".join(f"{t:.1f} s" for t in sums) + " |")
         print("| **whole `dvc repro -f`** | " + " | ".join(f"{total:.1f} s" for total, _ in runs) + " |")
 
     if args.exits:

@@ -46,7 +46,7 @@ def exit_now(code: int) -> NoReturn:
 
     That last step takes about 2 s in a process that used TensorFlow and about
     0.9 s in one that only used pandas and MLflow (measured on a 2-core CPU):
-    some 30 s of a `dvc repro` that starts 22 such processes. Everything before
+    some 30 s of a `dvc repro` that starts 25 such processes. Everything before
     it still runs, in the interpreter's order: threads are joined and their exit
     hooks run (joblib's workers are stopped there; skipped, they would hold the
     stage's output pipe open and DVC would wait minutes for them), then the
