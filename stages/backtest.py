@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from stages.core import cli
-from stages.core.backtest import check_length, empirical_intervals, origins, run_backtest
+from stages.core.backtest import check_lengths, empirical_intervals, origins, run_backtest
 from stages.core.forecasters import Forecaster
 from stages.core.io import atomic_dir, write_csv, write_json
 from stages.core.params import load_params
@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     ds, bt = params.dataset(args.dataset), params.backtest
     specs = params.baselines if args.baselines else {args.forecaster: params.forecaster(args.forecaster)}
     series = pd.read_csv(args.series, dtype={"time": str})
-    for name, spec in specs.items():
-        check_length(len(series), ds.file, bt, name, spec, ds.season_length, params.num_steps)
+    check_lengths(len(series), ds.file, bt, specs, ds.season_length, params.num_steps)
     origin_list = origins(len(series), bt.horizon, bt.n_windows, bt.step_size, bt.calibration_windows)
 
     stage = f"baselines@{args.dataset}" if args.baselines else f"backtest@{args.dataset}-{args.forecaster}"
