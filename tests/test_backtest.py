@@ -106,6 +106,28 @@ def test_empirical_intervals_by_hand():
     assert np.isnan(out.at[4, "lo80"])  # only four errors before origin 7
 
 
+def test_a_dropped_interrupt_stops_the_backtest_at_the_next_origin():
+    import signal
+
+    from stages.core import interrupts
+
+    spy = Spy(refit_every=1)
+    bt.run_backtest(spy, np.arange(30.0), [20, 22], horizon=2, levels=[80], progress=lambda _: interrupts.check())
+    assert len(spy.calls) == 2  # no signal: every origin runs
+    try:
+        interrupts._on_signal(signal.SIGINT, None)
+    except KeyboardInterrupt:
+        pass  # what Python does with it when a finaliser was running
+    try:
+        calls = []
+        with pytest.raises(KeyboardInterrupt, match="signal 2"):
+            bt.run_backtest(spy, np.arange(30.0), [20, 22], horizon=2, levels=[80],
+                            progress=calls.append)
+        assert calls == [] and len(spy.calls) == 2  # stopped before the first origin
+    finally:
+        interrupts.reset()
+
+
 def test_baselines_on_series_with_known_forecasts():
     line = 3.0 + 2.0 * np.arange(10)
     np.testing.assert_array_equal(Naive().fit(line).predict(3), [21.0, 21.0, 21.0])

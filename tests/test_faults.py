@@ -213,6 +213,7 @@ def test_interrupted_training_leaves_nothing_and_repro_recovers(proj, edited, si
         watchdog.cancel()
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
+            child.wait()  # reaped: a zombie would still hold DVC's lock for the next case
     assert child.returncode != 0
     assert not (proj.path / model).exists()
     assert leftovers(proj.path / "data") == []

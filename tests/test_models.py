@@ -84,3 +84,44 @@ def test_auto_dilations_cover_the_input_minimally(steps, kernel):
 def test_tcn_reports_a_shortfall_when_fixed_dilations_are_too_short():
     spec = REGISTRY["tcn"](kernel_size=2, dilations=[1, 2])
     assert spec.describe(70) == {"receptive_field": 7.0, "receptive_field_shortfall": 63.0}
+
+
+def test_a_dropped_interrupt_still_stops_training_at_the_next_batch():
+    """Python drops a KeyboardInterrupt raised inside a finaliser (TensorFlow runs several per
+    epoch); the stage must stop anyway rather than train on. Here the finaliser raises the
+    signal itself, so the drop happens every time, in a real stage process."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.project import ROOT
+
+    script = textwrap.dedent("""
+        import signal
+        import numpy as np
+        from stages.core import cli
+        from stages.core.models import REGISTRY
+        from stages.core.params import FitParams
+        from stages.core.training import train
+
+        class Finaliser:
+            def __del__(self):
+                signal.raise_signal(signal.SIGINT)
+
+        def main(argv):
+            model = REGISTRY["fullconv"]().build(4, 1)
+            x = np.zeros((64, 4, 1)); y = np.zeros(64)
+            train(model, x, y, FitParams(max_epochs=1, batch_size=32))  # traced and warm
+            Finaliser()  # freed at once: its KeyboardInterrupt is printed as ignored
+            print("dropped", flush=True)
+            train(model, x, y, FitParams(max_epochs=500, batch_size=32))
+            print("trained on", flush=True)
+
+        cli.run(main)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "Exception ignored" in done.stderr and "KeyboardInterrupt" in done.stderr  # the drop happened
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert "dropped" in done.stdout and "trained on" not in done.stdout
+    assert "Epoch 2/500" not in done.stdout  # stopped within the first epoch
+    assert done.stderr.rstrip().endswith("interrupted")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from stages.core import metrics
+from stages.core import interrupts, metrics
 from stages.core.forecasters import Forecaster, Spec
 from stages.core.series import DataError
 
@@ -60,6 +60,7 @@ def run_backtest(forecaster: Forecaster, y: np.ndarray, origin_list: list[int], 
     y = np.asarray(y, dtype=float)
     rows = []
     for k, origin in enumerate(origin_list):
+        interrupts.check()
         history = y[:origin]
         refit = k % forecaster.refit_every == 0
         (forecaster.fit if refit else forecaster.update)(history)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from stages.core import interrupts
 from stages.core.params import ParamsError
 from stages.core.series import DataError
 from stages.core.tracking import TrackingError
@@ -33,12 +33,6 @@ def dvc_json(*args: str) -> Any:
         reason = next((line for line in done.stderr.splitlines() if line.startswith("ERROR")), done.stderr.strip())
         raise CommandError(f"dvc {' '.join(args)}: {reason or 'failed'}")
     return json.loads(done.stdout or "null")
-
-
-def _terminate(signum: int, frame: object) -> None:
-    # Turn SIGTERM into an exception so that cleanup (temporary files, the
-    # MLflow run's KILLED status) runs as it does for Ctrl-C.
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def exit_now(code: int) -> NoReturn:
@@ -70,12 +64,7 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
     raise SystemExit and success returns.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's banner out of the logs
-    signal.signal(signal.SIGTERM, _terminate)
-    # A process started in the background by a non-interactive shell inherits
-    # SIGINT as ignored, and Python then never raises KeyboardInterrupt: Ctrl-C
-    # sent to the process group would leave the stage training. Interrupts
-    # always interrupt a stage.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupts.install()
     code = 0
     try:
         main(argv)
@@ -83,6 +72,7 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
         print(f"error: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
+        interrupts.reset()
         print("interrupted", file=sys.stderr)
         code = 130
     if argv is None:

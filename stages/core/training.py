@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from stages.core import interrupts
 from stages.core.params import FitParams
 
 
@@ -31,13 +32,23 @@ class StopAtTarget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class StopOnSignal(keras.callbacks.Callback):
+    """Stop at the next batch once Ctrl-C or SIGTERM came, even if its first exception was dropped."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        interrupts.check()
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        interrupts.check()
+
+
 def step_decay(base: float, every: int, factor: float):
     """Learning rate divided by 1/factor every ``every`` epochs (the article's schedule)."""
     return lambda epoch: base * factor ** (epoch // every)
 
 
 def callbacks_for(fit: FitParams, has_val: bool) -> list[keras.callbacks.Callback]:
-    callbacks: list[keras.callbacks.Callback] = []
+    callbacks: list[keras.callbacks.Callback] = [StopOnSignal()]
     if has_val:
         # Always keep the best validation checkpoint (the article's recipe);
         # without a patience this only restores the best weights at the end.

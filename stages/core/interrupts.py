@@ -1,0 +1,51 @@
+"""Ctrl-C and SIGTERM stop a stage, even when Python drops the first KeyboardInterrupt.
+
+Python runs a signal's handler in whatever Python code the main thread runs
+next. When that code is a finaliser (a ``__del__`` or a weakref callback:
+TensorFlow runs several at every epoch, as it frees the last epoch's dataset
+iterator), the KeyboardInterrupt it raises is printed as "Exception ignored"
+and dropped, and the stage goes on training. CI met this once: a stage trained
+on for minutes after its SIGINT. So the handler also sets a latch, and the
+long loops (every training batch, every backtest origin) call ``check()``,
+which raises again if a signal came and the stage is still running.
+"""
+
+from __future__ import annotations
+
+import signal
+
+__all__ = ["check", "install", "reset"]
+
+_received: int | None = None
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    # SIGTERM becomes the same exception as Ctrl-C, so that cleanup (temporary
+    # files, the MLflow run's KILLED status) runs the same way for both.
+    global _received
+    _received = signum
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def install() -> None:
+    """Route SIGINT and SIGTERM to KeyboardInterrupt, latched; clears an earlier latch.
+
+    SIGINT is set even where it was inherited as ignored: a process started in
+    the background by a non-interactive shell has it so, and Ctrl-C sent to its
+    process group would then leave the stage training.
+    """
+    reset()
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+
+
+def reset() -> None:
+    """Forget a signal whose KeyboardInterrupt has been handled."""
+    global _received
+    _received = None
+
+
+def check() -> None:
+    """Raise KeyboardInterrupt if a signal came since ``install()`` and the work is still going."""
+    if _received is not None:
+        raise KeyboardInterrupt(f"signal {_received} (raised again: its first exception was dropped)")
