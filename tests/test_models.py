@@ -112,7 +112,7 @@ def test_a_dropped_interrupt_still_stops_training_at_the_next_batch():
             model = REGISTRY["fullconv"]().build(4, 1)
             x = np.zeros((64, 4, 1)); y = np.zeros(64)
             train(model, x, y, FitParams(max_epochs=1, batch_size=32))  # traced and warm
-            Finaliser()  # freed at once: its KeyboardInterrupt is printed as ignored
+            Finaliser()  # freed at once: Python drops its KeyboardInterrupt
             print("dropped", flush=True)
             train(model, x, y, FitParams(max_epochs=500, batch_size=32))
             print("trained on", flush=True)
@@ -120,7 +120,9 @@ def test_a_dropped_interrupt_still_stops_training_at_the_next_batch():
         cli.run(main)
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert "Exception ignored" in done.stderr and "KeyboardInterrupt" in done.stderr  # the drop happened
+    # The drop happened, and is told in one line rather than Python's traceback.
+    assert "signal 2 arrived while Python was freeing an object; stopping at the next step" in done.stderr
+    assert "Exception ignored" not in done.stderr
     assert done.returncode == 130, done.stderr[-2000:]
     assert "dropped" in done.stdout and "trained on" not in done.stdout
     assert "Epoch 2/500" not in done.stdout  # stopped within the first epoch

@@ -4,19 +4,22 @@ Python runs a signal's handler in whatever Python code the main thread runs
 next. When that code is a finaliser (a ``__del__`` or a weakref callback:
 TensorFlow runs several at every epoch, as it frees the last epoch's dataset
 iterator), the KeyboardInterrupt it raises is printed as "Exception ignored"
-and dropped, and the stage goes on training. CI met this once: a stage trained
-on for minutes after its SIGINT. So the handler also sets a latch, and the
-long loops (every training batch, every backtest origin) call ``check()``,
-which raises again if a signal came and the stage is still running.
+and dropped, and the stage goes on training (CI met this once: a stage trained
+on for two minutes after its SIGINT). So the handler also sets a latch, and
+the long loops (every training batch, every backtest origin) call ``check()``,
+which raises again if a signal came and the stage is still running. The drop
+itself is told in one line rather than as a traceback.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 
 __all__ = ["check", "install", "reset"]
 
 _received: int | None = None
+_next_hook = sys.unraisablehook
 
 
 def _on_signal(signum: int, frame: object) -> None:
@@ -37,6 +40,20 @@ def install() -> None:
     reset()
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    global _next_hook
+    if sys.unraisablehook is not _report_dropped:  # once, however often a process calls install()
+        _next_hook, sys.unraisablehook = sys.unraisablehook, _report_dropped
+
+
+def _report_dropped(unraisable: sys.UnraisableHookArgs) -> None:
+    # One line instead of Python's "Exception ignored in ..." traceback through
+    # TensorFlow's internals, which reads like a crash; other reports go to the
+    # hook that was there before (Python's own, or a test runner's).
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _received is not None:
+        print(f"signal {_received} arrived while Python was freeing an object; stopping at the next step",
+              file=sys.stderr, flush=True)
+        return
+    _next_hook(unraisable)
 
 
 def reset() -> None:
