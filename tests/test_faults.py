@@ -225,3 +225,32 @@ def test_interrupted_training_leaves_nothing_and_repro_recovers(proj, edited, si
     assert (proj.path / model / "seed-0.keras").is_file()
     assert proj.lock_entry(stage) != before
     assert run_status(proj, stage)[-1] == "FINISHED"
+
+
+def test_a_dropped_interrupt_after_the_last_check_still_fails_the_stage():
+    """Work that ends before any check still exits 130: DVC ignores SIGINT while its stage
+    runs and would otherwise go on to the next stage as if nobody had pressed Ctrl-C."""
+    import sys
+    import textwrap
+
+    from tests.project import ROOT
+
+    script = textwrap.dedent("""
+        import signal
+        from stages.core import cli
+
+        class Finaliser:
+            def __del__(self):
+                signal.raise_signal(signal.SIGTERM)
+
+        def main(argv):
+            Finaliser()  # freed at once: Python drops its KeyboardInterrupt
+            print("done")
+
+        cli.run(main)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.stdout == "done\n"
+    assert done.returncode == 130
+    assert done.stderr.splitlines() == [
+        "signal 15 arrived while Python was freeing an object; stopping at the next step", "interrupted"]

@@ -68,6 +68,10 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
     code = 0
     try:
         main(argv)
+        # A signal whose exception Python dropped after the last check: the
+        # work is done, but the user asked to stop, and DVC (which ignores
+        # SIGINT while a stage runs) would otherwise go on to the next stage.
+        interrupts.check()
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 2

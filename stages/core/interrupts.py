@@ -7,7 +7,8 @@ iterator), the KeyboardInterrupt it raises is printed as "Exception ignored"
 and dropped, and the stage goes on training (CI met this once: a stage trained
 on for two minutes after its SIGINT). So the handler also sets a latch, and
 the long loops (every training batch, every backtest origin) call ``check()``,
-which raises again if a signal came and the stage is still running. The drop
+which raises again if a signal came and the stage is still running, and so
+does ``cli.run`` once the stage's work returns, so that its exit says 130. The drop
 itself is told in one line rather than as a traceback.
 """
 
