@@ -54,15 +54,15 @@ def backtest_into(folder: Path, forecaster: Forecaster, series: pd.DataFrame, or
     return facts, elapsed
 
 
-def log_backtest(run: StageRun | UntrackedRun, name: str, folder: Path, forecaster: Forecaster,
-                 facts: dict[str, Any], elapsed: float, prefix: str = "") -> None:
+def log_backtest(run: StageRun | UntrackedRun, folder: Path, forecaster: Forecaster, facts: dict[str, Any],
+                 elapsed: float, prefix: str = "", artifacts: str | None = None) -> None:
     # Timings go to MLflow only: committed files stay byte-identical across reruns.
     run.log_metrics({"backtest_time_s": elapsed, "origins": len(facts["origins"])}, prefix=prefix)
     for k, history in enumerate(getattr(forecaster, "histories", [])):
         run.log_history(history, prefix=f"{prefix}refit{k}.")
     run.set_tags({f"{prefix}{k}": v for k, v in facts.items() if k in ("order", "seasonal_order", "trend")})
     for path in sorted(folder.iterdir()):
-        run.log_artifact(path, folder=name if prefix else None)
+        run.log_artifact(path, folder=artifacts)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,14 +96,15 @@ def main(argv: list[str] | None = None) -> None:
             atomic_dir(args.out) as out:
         for name, spec in specs.items():
             forecaster = spec.build(ds.season_length, params.num_steps)
-            label = f"{stage}: {name}" if args.baselines else stage
+            # Several forecasters in one stage: a subfolder, a metric prefix and an artifact folder each.
+            label, folder, prefix, artifacts = (f"{stage}: {name}", out / name, f"{name}.", name) if args.baselines \
+                else (stage, out, "", None)
             print(f"{label}: {len(origin_list)} origins ({bt.calibration_windows} calibration, {bt.n_windows} "
                   f"evaluation), horizon {bt.horizon}, refit every {forecaster.refit_every}")
-            folder = out / name if args.baselines else out
             folder.mkdir(exist_ok=True)
             facts, elapsed = backtest_into(folder, forecaster, series, origin_list, bt.calibration_windows,
                                            bt.horizon, bt.levels, progress=lambda msg: print(f"{label}: {msg}"))
-            log_backtest(run, name, folder, forecaster, facts, elapsed, prefix=f"{name}." if args.baselines else "")
+            log_backtest(run, folder, forecaster, facts, elapsed, prefix, artifacts)
             chosen = f", ARIMA{tuple(facts['order'])}{tuple(facts['seasonal_order'])} trend={facts['trend']}" \
                 if "order" in facts else ""
             print(f"{label}: done in {elapsed:.1f} s{chosen}")
