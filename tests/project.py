@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -64,13 +65,27 @@ class Project:
         self.sh("git", "commit", "-qm", "tiny")
 
     def sh(self, *cmd: str, check: bool = True, env: dict[str, str] | None = None,
-           timeout: float = 900) -> subprocess.CompletedProcess:
-        done = subprocess.run(cmd, cwd=self.path, env={**self.env, **(env or {})}, capture_output=True,
-                              text=True, timeout=timeout)
+           timeout: float = 900, leaves_daemons: bool = False) -> subprocess.CompletedProcess:
+        if leaves_daemons:  # e.g. `dvc queue start`
+            done = self._run_to_file(cmd, env, timeout)
+        else:
+            done = subprocess.run(cmd, cwd=self.path, env={**self.env, **(env or {})}, capture_output=True,
+                                  text=True, timeout=timeout)
         if check and done.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({done.returncode}):\n"
                                  f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         return done
+
+    def _run_to_file(self, cmd, env, timeout) -> subprocess.CompletedProcess:
+        # Output through a file, not a pipe: a daemon the command starts inherits
+        # it, and reading a pipe waits until every holder exits. A DVC queue
+        # worker can miss its own shutdown and never exit (seen once in a
+        # two-worker queue: the monitor stopped it mid-task).
+        with tempfile.TemporaryFile("w+") as out:
+            done = subprocess.run(cmd, cwd=self.path, env={**self.env, **(env or {})}, stdout=out,
+                                  stderr=subprocess.STDOUT, text=True, timeout=timeout)
+            out.seek(0)
+            return subprocess.CompletedProcess(cmd, done.returncode, out.read(), "")
 
     def params(self) -> dict:
         return yaml.safe_load((self.path / "params.yaml").read_text())

@@ -187,8 +187,9 @@ def test_queued_sweep_with_two_workers_lands_every_run(project):
     # The sweep syntax of the README (Hydra's range), in two slices: 3, 4 and 7, 8.
     sh("dvc", "exp", "run", "--queue", "-S", "seq=range(3,5)")
     sh("dvc", "exp", "run", "--queue", "-S", "seq=range(7,9)")
-    sh("dvc", "queue", "start", "-j", "2")
+    sh("dvc", "queue", "start", "-j", "2", leaves_daemons=True)
     status = wait_for_queue(sh)
+    sh("dvc", "queue", "stop")  # a worker that missed its own shutdown would otherwise idle on
     assert "Failed" not in status, status
     names = {name: e for name, e in experiments(sh).items() if e["seq"] in QUEUED_SEQS}
     assert sorted(e["seq"] for e in names.values()) == sorted(QUEUED_SEQS), status
