@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     from stages.core.training import predictor
 
     seeds = params.train_memory.seeds
-    run_params = {"task": params.generate.task, "seq": seq, "models": names, "seeds": seeds, "evaluate": p.model_dump()}
+    budget = params.train_memory.budget
+    run_params = {"task": params.generate.task, "seq": seq, "models": names, "seeds": seeds, "budget": budget,
+                  "evaluate": p.model_dump()}
     inputs = [args.data, args.histories, *(args.models / n for n in names)]
     with stage_run("memory", "evaluate_memory", run_params, inputs) as run:
         results: dict[str, dict] = {}
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
                     # The budget the verdict was made under.
                     "epochs_run": len(history),
                     "best_epoch": int(history["val_loss"].idxmin()) + 1,
-                    "samples_seen": len(history) * len(data["y_train"]),
+                    "samples_seen": len(history) * params.train_memory.samples_per_epoch(len(data["y_train"])),
                 })
                 label = name if len(seeds) == 1 else f"{name} s{seed}"
                 histories[label] = history
@@ -142,7 +144,8 @@ def main(argv: list[str] | None = None) -> None:
                                                          for k, v in results[name].items()))
 
         report = {
-            "task": params.generate.task, "seq": seq, "truncate": params.train_memory.truncate,
+            # The budget every verdict below was made under (train_memory.budget).
+            "task": params.generate.task, "seq": seq, "truncate": params.train_memory.truncate, "budget": budget,
             "probed_positions": {"first": 0, "last": seq - 1} if task.probed else None,
             # What a model that learned nothing scores: predict the training mean.
             "mean_baseline_mse": metrics.mse(data["y_test"], np.full(len(data["y_test"]), data["y_train"].mean())),

@@ -1,35 +1,113 @@
-"""Collect a `seq` sweep into reports/horizon.md and reports/horizon.png: how far back each model remembers.
+"""How far back each model remembers: search for the boundary, and report it.
 
-    dvc exp run --queue -S 'seq=range(10,151,10)' -S 'train_memory.seeds=[0,1,2]'
-    dvc queue start -j 2          # wait for `dvc queue status` to show them all done
-    python -m stages.horizon      # reads `dvc exp show --json`
+    python -m stages.horizon search --models lstm gru fullconv tcn --budget default
+    python -m stages.horizon search --models lstm fullconv --budget article --include 68 69
+    python -m stages.horizon      # reports/horizon.md and reports/horizon.png from what exists
 
-For each model it plots the x[0] change probe against `seq` (median over seeds,
-whiskers from the lowest to the highest seed) and reports the horizon: the
-largest `seq` at which the model still remembers x[0] (majority of seeds), with
-the training budget each verdict was made under. Only `first_last` runs count;
-when several experiments share a `seq`, the newest wins.
+`search` locates, per model and budget, the largest `seq` at which the majority
+of the seeds remember x[0] and the smallest larger `seq` at which they do not,
+to within 10% of `seq` (2 under 20). Every probe point is an ordinary queued
+DVC experiment (`dvc exp run --queue -S seq=...`), so its MLflow runs, its
+metrics and `dvc exp show` are as for any experiment. Before it queues a point
+the search reads the experiments that exist (`dvc exp show --json`): it reuses
+any run with the same model, budget and seeds, and a search that was stopped
+resumes where it was. The next point is a pure function of the verdicts so far
+(`next_seq`).
+
+The report plots, per model and budget, the x[0] change probe against `seq`
+(median over seeds, whiskers from the lowest to the highest seed) and gives the
+bracket, with the budget each verdict was made under. Only `first_last` runs
+count; when several experiments share a model, budget and `seq`, the one with
+the most seeds wins, then the newest.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import subprocess
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from stages.core import cli
-from stages.core.io import save_with, write_text
+from stages.core.io import read_json, save_with, write_json, write_text
+from stages.core.params import ARTICLE_FIT
 
 MEMORY_METRICS = "reports/metrics/memory.json"
+SEARCH_LOG = Path("reports/horizon_search.json")  # wall time and range of each budget's search, committed
+SEQ_MIN, SEQ_MAX, SEQ_START = 2, 1000, 64
 ROW_KEYS = ["change_first_pct", "change_first_pct_min", "change_first_pct_max", "blind_first_mse",
             "remembers_first", "remembers_first_fraction", "seeds", "epochs_run", "samples_seen"]
+
+
+# ------------------------------------------------------------ the search (pure)
+
+def tolerance(seq: int) -> float:
+    """How tight a bracket must be: 10% of seq, or 2 steps under seq 20."""
+    return max(2.0, 0.1 * seq)
+
+
+def bracket(verdicts: Mapping[int, bool]) -> tuple[int | None, int | None]:
+    """The largest seq that remembers, and the smallest larger seq that does not (None where there is none).
+
+    A verdict that disagrees with its neighbours (a seed flipped) moves the
+    bracket only if it is a "remembers" above every other: the boundary is where
+    remembering stops for good.
+    """
+    remembered = [seq for seq, ok in verdicts.items() if ok]
+    lo = max(remembered) if remembered else None
+    forgot = [seq for seq, ok in verdicts.items() if not ok and seq > (lo or 0)]
+    return lo, (min(forgot) if forgot else None)
+
+
+def next_seq(verdicts: Mapping[int, bool], lowest: int = SEQ_MIN, highest: int = SEQ_MAX,
+             start: int = SEQ_START, include: tuple[int, ...] = ()) -> int | None:
+    """The next seq to try from the verdicts so far, or None when the search is over.
+
+    Points asked for by name (``include``) come first; then from ``start`` the
+    search doubles up while the model remembers and halves down while it does
+    not, until a bracket exists, and then bisects it geometrically (the
+    tolerance is relative) until it is within ``tolerance``. It is over when the
+    bracket is tight, when the model forgets at ``lowest``, or when it remembers
+    at ``highest``.
+    """
+    for seq in sorted(include):
+        if seq not in verdicts:
+            return seq
+    if not verdicts:
+        return start
+    lo, hi = bracket(verdicts)
+    if lo is None:
+        smallest = min(verdicts)
+        return None if smallest <= lowest else max(lowest, smallest // 2)
+    if hi is None:
+        return None if lo >= highest else min(highest, 2 * lo)
+    if hi - lo <= tolerance(lo):
+        return None
+    return min(max(round(math.sqrt(lo * hi)), lo + 1), hi - 1)
+
+
+def outcome(verdicts: Mapping[int, bool], lowest: int = SEQ_MIN, highest: int = SEQ_MAX) -> str:
+    """The search's answer in words."""
+    if not verdicts:
+        return "not run"
+    lo, hi = bracket(verdicts)
+    if lo is None:
+        down_to = min(verdicts)
+        return f"forgets at every seq tried, down to {down_to}" + ("" if down_to <= lowest else " (search unfinished)")
+    if hi is None:
+        return f"remembers at every seq tried, up to {lo}" + ("" if lo >= highest else " (search unfinished)")
+    done = "" if hi - lo <= tolerance(lo) else " (bracket not yet within 10%)"
+    return f"remembers up to {lo}, forgets at {hi}{done}"
 
 
 # ------------------------------------------------------------ pure parts
 
 def runs_from_exp_show(shown: list[dict]) -> list[dict]:
-    """Every baseline commit and experiment in `dvc exp show --json` with its name, rev, params and metrics."""
+    """Every baseline commit and finished experiment in `dvc exp show --json` with its name, rev, params and metrics."""
     runs = []
     for commit in shown:
         entries = [(commit.get("data") or {}, commit.get("name") or commit.get("rev"), commit.get("rev"), False)]
@@ -46,21 +124,35 @@ def runs_from_exp_show(shown: list[dict]) -> list[dict]:
     return runs
 
 
+def experiment_states(shown: list[dict]) -> dict[str, str]:
+    """Name -> queued, running, failed or success, for every experiment in `dvc exp show --json`."""
+    states = {}
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            name = exp.get("name") or next((rev.get("name") for rev in exp.get("revs") or []), None)
+            if name:
+                states[name] = (exp.get("executor") or {}).get("state") or "success"
+    return states
+
+
 def horizon_table(runs: list[dict]) -> pd.DataFrame:
-    """One row per (seq, model) from first_last runs; the newest run wins a seq."""
+    """One row per (budget, model, seq) from first_last runs: the run with the most seeds wins, then the newest."""
     rows = []
     for run in runs:
         params, memory = run["params"], run["memory"]
         if memory.get("task", "first_last") != "first_last" or memory.get("probed_positions") is None:
             continue
-        fit = params.get("train_memory", {}).get("fit", {})
-        for model in params.get("train_memory", {}).get("models", []):
+        train = params.get("train_memory", {})
+        budget = train.get("budget", "default")  # experiments from before the param existed ran the default
+        fit = train.get("fit", {}) if budget == "default" else ARTICLE_FIT.model_dump()
+        for model in train.get("models", []):
             result = memory.get(model)
             if not isinstance(result, dict):
                 continue
             rows.append({
-                "seq": int(memory["seq"]), "model": model, "experiment": run["name"], "timestamp": run["timestamp"],
-                "truncate": memory.get("truncate"),
+                "budget": budget, "seq": int(memory["seq"]), "model": model, "experiment": run["name"],
+                "timestamp": run["timestamp"], "truncate": memory.get("truncate"),
+                "seed_list": tuple(train.get("seeds", [0])),
                 **{key: result.get(key, result.get(key.removesuffix("_min").removesuffix("_max"))) for key in ROW_KEYS},
                 "max_epochs": fit.get("max_epochs"), "batch_size": fit.get("batch_size"),
                 "patience": fit.get("patience"), "target_val_loss": fit.get("target_val_loss"),
@@ -68,92 +160,225 @@ def horizon_table(runs: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    frame = frame.sort_values("timestamp").drop_duplicates(["seq", "model"], keep="last")
-    return frame.sort_values(["model", "seq"], kind="stable").reset_index(drop=True)
+    frame = frame[frame["truncate"].isna()]  # a truncated model cannot see x[0]: no horizon to find
+    frame = frame.sort_values(["seeds", "timestamp"]).drop_duplicates(["budget", "model", "seq"], keep="last")
+    return frame.sort_values(["budget", "model", "seq"], kind="stable").reset_index(drop=True)
 
 
-def horizons(table: pd.DataFrame) -> dict[str, dict]:
-    """Per model: the largest seq that still remembers, and the smallest larger seq that does not."""
+def verdicts_of(table: pd.DataFrame, model: str, budget: str, seeds: tuple[int, ...] | None = None) -> dict[int, bool]:
+    """seq -> majority verdict of one model at one budget (only runs with exactly these seeds, if given)."""
+    if table.empty:
+        return {}
+    rows = table[(table["model"] == model) & (table["budget"] == budget)]
+    if seeds is not None:
+        rows = rows[rows["seed_list"].map(lambda listed: listed == tuple(seeds))]
+    return {int(row.seq): bool(row.remembers_first) for row in rows.itertuples() if pd.notna(row.remembers_first)}
+
+
+def horizons(table: pd.DataFrame) -> dict[tuple[str, str], dict]:
+    """Per (model, budget): the bracket, the seqs tried and the answer in words."""
     out = {}
-    for model, rows in table.groupby("model", sort=False):
-        remembered = rows.loc[rows["remembers_first"] == True, "seq"]  # noqa: E712 (None is neither)
-        largest = int(remembered.max()) if len(remembered) else None
-        forgot = rows.loc[(rows["remembers_first"] == False) & (rows["seq"] > (largest or 0)), "seq"]  # noqa: E712
-        out[model] = {"remembers_up_to": largest, "forgets_from": int(forgot.min()) if len(forgot) else None,
-                      "seqs": sorted(int(s) for s in rows["seq"])}
+    for (budget, model), rows in table.groupby(["budget", "model"], sort=False):
+        verdicts = verdicts_of(table, model, budget)
+        lo, hi = bracket(verdicts)
+        out[(model, budget)] = {"remembers_up_to": lo, "forgets_from": hi, "seqs": sorted(verdicts),
+                                "answer": outcome(verdicts)}
     return out
 
 
-def render(table: pd.DataFrame, found: dict[str, dict]) -> str:
+def article_claim(table: pd.DataFrame) -> str:
+    """One sentence: does "the LSTM remembers up to 68 and forgets at 69" reproduce at the article's budget?"""
+    verdicts = verdicts_of(table, "lstm", "article")
+    if 68 not in verdicts or 69 not in verdicts:
+        return ("The article's claim (its LSTM remembers x[0] up to seq 68 and forgets it at 69) is not tested yet: "
+                "run the article-budget search with `--include 68 69`.")
+    rows = table[(table["model"] == "lstm") & (table["budget"] == "article")].set_index("seq")
+
+    def said(seq: int) -> str:
+        row = rows.loc[seq]
+        word = "remembers" if row.remembers_first else "forgets"
+        return f"{word} x[0] at seq {seq} ({round(row.remembers_first_fraction * row.seeds)} of {int(row.seeds)} seeds)"
+
+    holds = verdicts[68] and not verdicts[69]
+    verdict = "reproduces" if holds else "does not reproduce"
+    lo, hi = bracket(verdicts)
+    where = (f"its boundary at this budget lies between seq {lo} and {hi}" if lo is not None and hi is not None
+             else outcome(verdicts))
+    return (f"**\"Remembers up to 68, forgets at 69\" {verdict}** at the article's budget: its LSTM {said(68)} and "
+            f"{said(69)}; {where}.")
+
+
+def render(table: pd.DataFrame, found: dict[tuple[str, str], dict], searches: dict | None = None) -> str:
+    searches = searches or {}
     lines = ["# Memory horizon", "",
              "<!-- Written by `python -m stages.horizon` from `dvc exp show`; do not edit by hand. -->", "",
              "How far back each model remembers x[0] on the first+last task: the x[0] change probe (ideal +25%) "
-             "and the verdict `remembers_first` (majority of seeds) at each swept `seq`. The horizon is the "
-             "largest `seq` at which the model still remembers; it means nothing without the training budget, "
-             "so the budget of every verdict is in the table.", "", "## Horizons", "",
-             "| model | remembers up to seq | forgets from seq | seqs swept |", "|---|---:|---:|---|"]
-    for model, h in found.items():
-        up = h["remembers_up_to"] if h["remembers_up_to"] is not None else "never (in the swept range)"
-        lines.append(f"| {model} | {up} | {h['forgets_from'] if h['forgets_from'] is not None else '—'} | "
-                     f"{', '.join(map(str, h['seqs']))} |")
-    lines += ["", "## Every verdict and its budget", "",
-              "| model | seq | x[0] Δpred median [min, max] | blind x[0] MSE | remembers (seeds) | epochs run | "
-              "samples seen | budget (max epochs, batch, patience, target) | experiment |",
-              "|---|---:|---|---:|---|---:|---:|---|---|"]
-    for row in table.itertuples():
-        fraction = row.remembers_first_fraction
-        seeds = f"{'yes' if row.remembers_first else 'no'} ({fraction:.0%} of {int(row.seeds)})" if pd.notna(fraction) else (
-            "yes" if row.remembers_first else "no")
-        budget = f"{row.max_epochs}, {row.batch_size}, {row.patience}, {row.target_val_loss}"
-        change = (f"{row.change_first_pct:+.1f}% [{row.change_first_pct_min:+.1f}, {row.change_first_pct_max:+.1f}]"
-                  if pd.notna(row.change_first_pct) else "n/a (every prediction near 0)")
-        lines.append(f"| {row.model} | {row.seq} | {change} | {row.blind_first_mse:.3f} | {seeds} | {row.epochs_run} | "
-                     f"{row.samples_seen} | {budget} | {row.experiment} |")
+             "and the verdict `remembers_first` (majority of seeds) at each `seq` the search tried. The horizon "
+             "is the bracket between the largest `seq` at which the model still remembers and the smallest larger "
+             "one at which it does not; it means nothing without the training budget, so every verdict sits beside "
+             "its budget. `default`: params.yaml's `train_memory.fit` (a fixed set of 2000 samples, early stopping); "
+             "`article`: the article's recipe (1000 epochs of 768 fresh samples in batches of 256, the best "
+             "validation checkpoint).", "", article_claim(table), "", "## Horizons", "",
+             "| model | budget | answer | remembers up to seq | forgets from seq | seqs tried |",
+             "|---|---|---|---:|---:|---|"]
+    for (model, budget), h in found.items():
+        lines.append(f"| {model} | {budget} | {h['answer']} | {h['remembers_up_to'] or '—'} | "
+                     f"{h['forgets_from'] or '—'} | {', '.join(map(str, h['seqs']))} |")
+    if searches:
+        lines += ["", "## The searches", "",
+                  "| budget | models | seq range searched | experiments run | wall time |", "|---|---|---|---:|---:|"]
+        for budget, info in sorted(searches.items()):
+            lines.append(f"| {budget} | {', '.join(info['models'])} | {info['lowest']} to {info['highest']} | "
+                         f"{info['experiments']} | {info['wall_s'] / 60:.0f} min |")
+        lines += ["", "The range's upper end is 1000 unless the search was given a lower `--max-seq`: "
+                  "training time grows linearly with `seq`, so a cap is the price of an affordable search, "
+                  "and \"remembers at every seq tried\" then stops there. Wall time: the sum over the search "
+                  "command's runs (a resumed search adds up), on the machine that ran it."]
+    for budget, rows in table.groupby("budget", sort=False):
+        lines += ["", f"## Every verdict at the {budget} budget", "",
+                  "| model | seq | x[0] Δpred median [min, max] | blind x[0] MSE | remembers (seeds) | epochs run | "
+                  "samples seen | budget (max epochs, batch, patience, target) | experiment |",
+                  "|---|---:|---|---:|---|---:|---:|---|---|"]
+        for row in rows.itertuples():
+            fraction = row.remembers_first_fraction
+            seeds = f"{'yes' if row.remembers_first else 'no'} ({fraction:.0%} of {int(row.seeds)})" if pd.notna(fraction) else (
+                "yes" if row.remembers_first else "no")
+            budget_text = f"{row.max_epochs}, {row.batch_size}, {row.patience}, {row.target_val_loss}"
+            change = (f"{row.change_first_pct:+.1f}% [{row.change_first_pct_min:+.1f}, {row.change_first_pct_max:+.1f}]"
+                      if pd.notna(row.change_first_pct) else "n/a (every prediction near 0)")
+            lines.append(f"| {row.model} | {row.seq} | {change} | {row.blind_first_mse:.3f} | {seeds} | {row.epochs_run} | "
+                         f"{row.samples_seen} | {budget_text} | {row.experiment} |")
     lines += ["", "Wall time per stage is in MLflow (`wall_time_s` of the runs tagged with each `dvc.exp`)."]
     return "\n".join(lines) + "\n"
 
 
 def plot(table: pd.DataFrame, path: Path, ideal: float = 25.0) -> None:
+    """Per budget: the x[0] change probe (top) and the x[0] blinding MSE (bottom) against seq, log scale."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for i, (model, rows) in enumerate(table.groupby("model", sort=False)):
-        median = rows["change_first_pct"].to_numpy()
-        spread = [median - rows["change_first_pct_min"].to_numpy(), rows["change_first_pct_max"].to_numpy() - median]
-        ax.errorbar(rows["seq"], median, yerr=spread, marker="o", capsize=3, color=f"C{i}", label=model)
-    ax.axhline(ideal, color="k", ls="--", lw=1, label=f"uses x[0] (+{ideal:g}%)")
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set(xlabel="seq", ylabel="x[0] × 1.5 → change of prediction (%)",
-           title="Memory horizon: x[0] change probe against seq (whiskers: range over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    budgets = list(dict.fromkeys(table["budget"]))
+    fig, axes = plt.subplots(2, len(budgets), figsize=(6 * len(budgets), 7), squeeze=False, sharex=True)
+    models = sorted(table["model"].unique())
+    for col, budget in enumerate(budgets):
+        top, bottom = axes[0, col], axes[1, col]
+        for model, rows in table[table["budget"] == budget].groupby("model"):
+            color = f"C{models.index(model)}"
+            median = rows["change_first_pct"].to_numpy()
+            spread = [median - rows["change_first_pct_min"].to_numpy(), rows["change_first_pct_max"].to_numpy() - median]
+            top.errorbar(rows["seq"], median, yerr=spread, marker="o", capsize=3, color=color, label=model)
+            bottom.plot(rows["seq"], rows["blind_first_mse"], marker="o", color=color, label=model)
+        top.axhline(ideal, color="k", ls="--", lw=1, label=f"uses x[0] (+{ideal:g}%)")
+        top.axhline(0, color="grey", lw=0.8)
+        top.set(title=f"{budget} budget: x[0] × 1.5 → change of prediction (%)", xscale="log")
+        bottom.set(title="blinding: MSE against x[0] (ignoring it: about 0.29)", xlabel="seq (log scale)",
+                   xscale="log", yscale="log")
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=8)
+    fig.suptitle("Memory horizon: median over seeds, whiskers from the lowest to the highest seed")
     fig.tight_layout()
     save_with(path, lambda p: fig.savefig(p, dpi=100, metadata={"Software": None}))
     plt.close(fig)
 
 
-# ------------------------------------------------------------ command
+# ------------------------------------------------------------ commands
+
+def exp_name(budget: str, model: str, seq: int) -> str:
+    return f"hz-{budget}-{model}-{seq}"
+
+
+def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tuple[int, ...], highest: int,
+           jobs: int, poll_s: float, all_commits: bool) -> None:
+    """Queue the next point of every unfinished model until each is bracketed, resuming from what exists."""
+    started, ran = time.monotonic(), 0
+    show = ["exp", "show", *(["--all-commits"] if all_commits else [])]
+    workers_started = False
+    while True:
+        shown = cli.dvc_json(*show) or []
+        table, states = horizon_table(runs_from_exp_show(shown)), experiment_states(shown)
+        pending, todo = [], []
+        for model in models:
+            seq = next_seq(verdicts_of(table, model, budget, seeds), highest=highest, include=include)
+            if seq is None:
+                continue
+            name = exp_name(budget, model, seq)
+            state = states.get(name)
+            if state == "failed":
+                raise cli.CommandError(f"experiment {name} failed: see `dvc queue logs {name}`, "
+                                       f"then `dvc exp remove {name}` to let the search run it again")
+            (pending if state in ("queued", "running") else todo).append((model, seq, name))
+        if not pending and not todo:
+            break
+        for model, seq, name in todo:
+            print(f"horizon search: {budget}: {model}: queue seq={seq} ({name})", flush=True)
+            subprocess.run(["dvc", "exp", "run", "--queue", "--name", name, "-S", f"seq={seq}",
+                            "-S", f"train_memory.models=[{model}]", "-S", f"train_memory.seeds=[{','.join(map(str, seeds))}]",
+                            "-S", f"train_memory.budget={budget}", "-S", "train_memory.truncate=null"],
+                           check=True, capture_output=True)
+            ran += 1
+        if todo or not workers_started:
+            # Workers stop when the queue is empty; starting them again is harmless.
+            subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], check=True, capture_output=True)
+            workers_started = True
+        waiting = ", ".join(f"{model}@{seq}" for model, seq, _ in pending + todo)
+        print(f"horizon search: {budget}: waiting for {waiting} ({(time.monotonic() - started) / 60:.0f} min)",
+              flush=True)
+        time.sleep(poll_s)
+    wall = time.monotonic() - started
+    log = read_json(SEARCH_LOG) if SEARCH_LOG.exists() else {}
+    before = log.get(budget, {})
+    log[budget] = {"models": sorted(set(before.get("models", [])) | set(models)), "lowest": SEQ_MIN,
+                   "highest": max(highest, before.get("highest", 0)),
+                   "experiments": before.get("experiments", 0) + ran, "wall_s": before.get("wall_s", 0.0) + wall}
+    write_json(SEARCH_LOG, log)
+    for model in models:
+        print(f"horizon search: {budget}: {model}: {outcome(verdicts_of(table, model, budget, seeds), highest=highest)}")
+
+
+def report(out: Path, figure: Path, all_commits: bool) -> None:
+    shown = cli.dvc_json("exp", "show", *(["--all-commits"] if all_commits else [])) or []
+    table = horizon_table(runs_from_exp_show(shown))
+    if table.empty:
+        raise cli.CommandError("no first_last experiment with memory metrics in `dvc exp show`: run the search first")
+    found = horizons(table)
+    searches = read_json(SEARCH_LOG) if SEARCH_LOG.exists() else {}
+    write_text(out, render(table, found, searches))
+    plot(table, figure)
+    for (model, budget), h in found.items():
+        print(f"horizon: {model} ({budget} budget): {h['answer']}")
+    print(f"horizon: wrote {out} and {figure} from {len(table)} verdicts")
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("reports/horizon.md"))
     parser.add_argument("--figure", type=Path, default=Path("reports/horizon.png"))
     parser.add_argument("--all-commits", action="store_true", help="experiments of every commit, not only HEAD")
+    commands = parser.add_subparsers(dest="command")
+    find = commands.add_parser("search", help="queue experiments until every model's boundary is bracketed")
+    find.add_argument("--models", nargs="+", required=True, help="registered model names")
+    find.add_argument("--budget", choices=["default", "article"], default="default")
+    find.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds of every point")
+    find.add_argument("--include", nargs="*", type=int, default=[], help="seqs to run whatever the search decides")
+    find.add_argument("--max-seq", type=int, default=SEQ_MAX, help="upper end of the search (default 1000)")
+    find.add_argument("--jobs", type=int, default=2, help="queue workers on this machine")
+    find.add_argument("--poll", type=float, default=20.0, help="seconds between looks at the queue")
     args = parser.parse_args(argv)
 
-    shown = cli.dvc_json("exp", "show", *(["--all-commits"] if args.all_commits else [])) or []
-    table = horizon_table(runs_from_exp_show(shown))
-    if table.empty:
-        raise cli.CommandError("no first_last experiment with memory metrics in `dvc exp show`: run the sweep first")
-    found = horizons(table)
-    write_text(args.out, render(table, found))
-    plot(table, args.figure)
-    for model, h in found.items():
-        print(f"horizon: {model}: remembers up to seq={h['remembers_up_to']}, forgets from seq={h['forgets_from']}")
-    print(f"horizon: wrote {args.out} and {args.figure} from {table['seq'].nunique()} seq values")
+    if args.command == "search":
+        from stages.core.models import REGISTRY
+
+        unknown = [m for m in args.models if m not in REGISTRY]
+        if unknown:
+            raise cli.CommandError(f"--models: unknown model(s) {', '.join(unknown)} (have: {', '.join(REGISTRY)})")
+        if not SEQ_MIN <= args.max_seq <= SEQ_MAX or any(not SEQ_MIN <= s <= args.max_seq for s in args.include):
+            raise cli.CommandError(f"--max-seq and --include: seq must lie in {SEQ_MIN}..{SEQ_MAX}")
+        search(args.models, args.budget, tuple(args.seeds), tuple(args.include), args.max_seq, args.jobs,
+               args.poll, args.all_commits)
+    report(args.out, args.figure, args.all_commits)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from stages.core import cli
 from stages.core.io import atomic_dir, read_arrays, write_csv
 from stages.core.params import load_params
 from stages.core.paths import seed_file
-from stages.core.tasks import last_steps
+from stages.core.tasks import TASKS, last_steps
 from stages.core.tracking import stage_run
 
 
@@ -25,16 +25,30 @@ def main(argv: list[str] | None = None) -> None:
     section = params.train_memory
     if args.model not in section.models:
         raise cli.ParamsError(f"params.yaml: train_memory.models: {args.model!r} is not listed (have: {', '.join(section.models)})")
-    spec, fit = section.spec(args.model), section.fit
+    spec, fit = section.spec(args.model), section.resolved_fit()
     data = read_arrays(args.data)
     seq = data["X_train"].shape[1]
     X_train, X_val = last_steps(data["X_train"], section.truncate), last_steps(data["X_val"], section.truncate)
     steps, channels = X_train.shape[1:]
 
     # Imported here, after params and data are known good: TensorFlow takes seconds to load.
-    from stages.core.training import seed_everything, train
+    from stages.core.training import FreshBatches, seed_everything, train
+
+    task = TASKS[params.generate.task]
+
+    def training_data(seed: int):
+        """The fixed training set, or the article's fresh samples every epoch, drawn from the seeds."""
+        if section.fresh_batches() is None:
+            return X_train, data["y_train"]
+
+        def draw(n, rng):
+            fresh = task.generate(n, seq, rng)
+            return last_steps(fresh.X, section.truncate), fresh.y
+
+        return FreshBatches(draw, section.fresh_batches(), fit.batch_size, seed=(params.generate.seed, seed)), None
 
     run_params = {"seq": int(seq), "truncate": section.truncate, "seeds": section.seeds, "model": args.model,
+                  "budget": section.budget, "samples_per_epoch": section.samples_per_epoch(len(data["y_train"])),
                   "fit": fit.model_dump(exclude={"seed"}), "arch": spec.model_dump()}
     with stage_run("memory", f"train_memory@{args.model}", run_params, inputs=[args.data]) as run, \
             atomic_dir(args.model_out) as models, atomic_dir(args.history) as histories:
@@ -44,9 +58,10 @@ def main(argv: list[str] | None = None) -> None:
         for seed in section.seeds:
             seed_everything(seed)
             model = spec.build(steps, channels)
-            print(f"train_memory@{args.model}: seed {seed}, seq={seq}{seen}, {model.count_params()} weights "
+            print(f"train_memory@{args.model}: seed {seed}, seq={seq}{seen}, {section.budget} budget, "
+                  f"{model.count_params()} weights "
                   f"{facts or ''}".rstrip())
-            history = train(model, X_train, data["y_train"], fit, val=(X_val, data["y_val"]))
+            history = train(model, *training_data(seed), fit, val=(X_val, data["y_val"]))
             model.save(models / seed_file(seed, ".keras"))
             write_csv(histories / seed_file(seed, ".csv"), history)
             run.log_history(history, prefix=f"seed{seed}.")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from stages.horizon import horizon_table, horizons, render, runs_from_exp_show
+import pandas as pd
+import pytest
+
+from stages.horizon import (article_claim, bracket, horizon_table, horizons, next_seq, outcome, render,
+                            runs_from_exp_show, tolerance, verdicts_of)
 
 
 def run(seq: int, remembers: dict[str, bool], timestamp: str = "2026-01-01T00:00:00", task: str = "first_last") -> dict:
@@ -35,10 +39,11 @@ def test_horizon_is_the_largest_seq_that_remembers():
     table = horizon_table(runs_from_exp_show(shown))
     assert sorted(table["seq"].unique()) == [10, 40, 50, 70]
     found = horizons(table)
-    assert found["lstm"] == {"remembers_up_to": 40, "forgets_from": 50, "seqs": [10, 40, 50, 70]}
-    assert found["tcn"]["remembers_up_to"] == 70 and found["tcn"]["forgets_from"] is None
+    assert found["lstm", "default"] == {"remembers_up_to": 40, "forgets_from": 50, "seqs": [10, 40, 50, 70],
+                                        "answer": "remembers up to 40, forgets at 50 (bracket not yet within 10%)"}
+    assert found["tcn", "default"]["remembers_up_to"] == 70 and found["tcn", "default"]["forgets_from"] is None
     md = render(table, found)
-    assert "| lstm | 40 | 50 | 10, 40, 50, 70 |" in md
+    assert "| lstm | default | remembers up to 40, forgets at 50 (bracket not yet within 10%) | 40 | 50 | 10, 40, 50, 70 |" in md
     assert "| lstm | 50 | +0.5% [+0.0, +1.0] | 0.300 | no (0% of 3) | 40 | 80000 | 40, 64, 10, 0.005 | exp-50 |" in md
 
 
@@ -56,5 +61,105 @@ def test_newest_run_wins_a_seq():
 def test_never_remembering_is_said_in_words():
     table = horizon_table(runs_from_exp_show(exp_show(("main", run(70, {"lstm": False})))))
     found = horizons(table)
-    assert found["lstm"]["remembers_up_to"] is None
-    assert "| lstm | never (in the swept range) | 70 | 70 |" in render(table, found)
+    assert found["lstm", "default"]["remembers_up_to"] is None
+    assert "| lstm | default | forgets at every seq tried, down to 70 (search unfinished) | — | 70 | 70 |" in render(table, found)
+
+
+# ------------------------------------------------------------ the search's next point
+
+def walk(truth, **kwargs) -> tuple[dict[int, bool], list[int]]:
+    """Run the search against a verdict oracle until it stops; return the verdicts and the order tried."""
+    verdicts, tried = dict(kwargs.pop("known", {})), []
+    while (seq := next_seq(verdicts, **kwargs)) is not None:
+        assert seq not in verdicts, f"asked for {seq} twice"
+        tried.append(seq)
+        verdicts[seq] = truth(seq)
+        assert len(tried) < 40
+    return verdicts, tried
+
+
+@pytest.mark.parametrize("boundary", [2, 3, 7, 19, 20, 45, 68, 150, 400, 999])
+def test_monotone_boundary_is_bracketed_within_tolerance(boundary):
+    verdicts, tried = walk(lambda seq: seq <= boundary)
+    lo, hi = bracket(verdicts)
+    assert lo is not None and lo <= boundary < hi
+    assert hi - lo <= tolerance(lo)
+    assert len(tried) <= 12
+
+
+def test_the_article_points_come_first_and_then_the_search():
+    verdicts, tried = walk(lambda seq: seq <= 68, include=(68, 69))
+    assert tried[:2] == [68, 69]
+    assert bracket(verdicts) == (68, 69) and len(tried) == 2  # 68 and 69 already bracket within 2
+
+
+def test_never_remembers_stops_at_the_lowest_seq():
+    verdicts, tried = walk(lambda seq: False)
+    assert tried == [64, 32, 16, 8, 4, 2]
+    assert bracket(verdicts) == (None, 2)
+    assert outcome(verdicts) == "forgets at every seq tried, down to 2"
+
+
+def test_always_remembers_stops_at_the_highest_seq():
+    verdicts, tried = walk(lambda seq: True)
+    assert tried == [64, 128, 256, 512, 1000]
+    assert outcome(verdicts) == "remembers at every seq tried, up to 1000"
+    _, capped = walk(lambda seq: True, highest=300)
+    assert capped == [64, 128, 256, 300]
+
+
+def test_a_seed_flip_above_the_boundary_moves_the_bracket_up():
+    # The model remembers to 40, but at 100 a lucky majority remembered once.
+    flips = {100: True}
+    verdicts, _ = walk(lambda seq: flips.get(seq, seq <= 40), known={64: False, 100: True})
+    lo, hi = bracket(verdicts)
+    assert lo == 100 and hi - lo <= tolerance(lo)  # the rule: the largest seq that remembers
+    # ... and a flip to "forgets" below the boundary is simply passed over.
+    verdicts, _ = walk(lambda seq: seq <= 40 and seq != 16)
+    lo, hi = bracket(verdicts)
+    assert lo <= 40 < hi and hi - lo <= tolerance(lo)
+
+
+def test_resume_from_partial_results_asks_only_for_what_is_missing():
+    truth = lambda seq: seq <= 90  # noqa: E731
+    full, tried = walk(truth)
+    for cut in range(1, len(tried)):
+        known = {seq: full[seq] for seq in tried[:cut]}
+        resumed, rest = walk(truth, known=known)
+        assert rest == tried[cut:] and resumed == full
+
+
+def test_a_finished_search_asks_for_nothing():
+    assert next_seq({64: True, 70: False}) is None
+    assert next_seq({2: False}) is None
+    assert next_seq({1000: True}) is None
+    assert next_seq({}) == 64
+
+
+def test_budgets_are_kept_apart_and_seeds_must_match():
+    article = run(68, {"lstm": True})
+    article["params"]["params.yaml"]["data"]["train_memory"].update(budget="article", seeds=[0, 1, 2])
+    default = run(68, {"lstm": False})
+    default["params"]["params.yaml"]["data"]["train_memory"]["seeds"] = [0, 1, 2]
+    one_seed = run(40, {"lstm": True})
+    table = horizon_table(runs_from_exp_show(exp_show(("main", one_seed), ("a", article), ("d", default))))
+    assert verdicts_of(table, "lstm", "article", (0, 1, 2)) == {68: True}
+    assert verdicts_of(table, "lstm", "default", (0, 1, 2)) == {68: False}
+    assert verdicts_of(table, "lstm", "default") == {40: True, 68: False}
+    row = table[table["budget"] == "article"].iloc[0]
+    assert (row["max_epochs"], row["batch_size"]) == (1000, 256) and pd.isna(row["patience"])
+
+
+def test_article_claim_sentence_from_the_verdicts():
+    def at(seq, ok):
+        r = run(seq, {"lstm": ok})
+        r["params"]["params.yaml"]["data"]["train_memory"]["budget"] = "article"
+        return (f"e{seq}", r)
+
+    table = horizon_table(runs_from_exp_show(exp_show(("main", run(70, {"lstm": False})), at(68, False), at(69, False),
+                                                      at(32, True), at(40, False), at(36, True))))
+    sentence = article_claim(table)
+    assert "does not reproduce" in sentence and "forgets x[0] at seq 68 (0 of 3 seeds)" in sentence
+    assert "between seq 36 and 40" in sentence
+    table = horizon_table(runs_from_exp_show(exp_show(("main", run(70, {"lstm": False})), at(68, True), at(69, False))))
+    assert "reproduces**" in article_claim(table)

@@ -127,3 +127,41 @@ def test_a_dropped_interrupt_still_stops_training_at_the_next_batch():
     assert "dropped" in done.stdout and "trained on" not in done.stdout
     assert "Epoch 2/500" not in done.stdout  # stopped within the first epoch
     assert done.stderr.rstrip().endswith("interrupted")
+
+
+def test_fresh_batches_are_new_every_epoch_and_reproducible():
+    from stages.core.tasks import first_last
+    from stages.core.training import FreshBatches
+
+    def draw(n, rng):
+        data = first_last(n, 5, rng)
+        return data.X, data.y
+
+    stream = FreshBatches(draw, batches=3, batch_size=4, seed=(0, 1))
+    stream.on_epoch_begin()
+    first = [stream[i][0] for i in range(3)]
+    stream.on_epoch_begin()
+    second = [stream[i][0] for i in range(3)]
+    assert len(stream) == 3 and first[0].shape == (4, 5, 1)
+    assert not any(np.array_equal(a, b) for a in first for b in second)  # new samples every epoch and batch
+    again = FreshBatches(draw, batches=3, batch_size=4, seed=(0, 1))
+    again.on_epoch_begin()
+    assert np.array_equal(again[2][0], first[2])  # the same seeds give the same stream, in any order
+    other = FreshBatches(draw, batches=3, batch_size=4, seed=(0, 2))
+    other.on_epoch_begin()
+    assert not np.array_equal(other[0][0], first[0])
+
+
+def test_training_on_a_fresh_stream_lowers_the_loss(data):
+    from stages.core.tasks import first_last
+    from stages.core.training import FreshBatches
+
+    def draw(n, rng):
+        fresh = first_last(n, STEPS, rng)
+        return fresh.X, fresh.y
+
+    seed_everything(0)
+    model = REGISTRY["fullconv"]().build(STEPS, 1)
+    fit = FitParams(max_epochs=15, batch_size=64, learning_rate=0.01)
+    history = train(model, FreshBatches(draw, 4, 64, seed=(0,)), None, fit, val=(data["val"].X, data["val"].y))
+    assert history["val_loss"].iloc[-1] < 0.5 * history["val_loss"].iloc[0]

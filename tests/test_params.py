@@ -50,6 +50,7 @@ def test_shipped_params_are_valid():
     (lambda p: (p["train_memory"].update(models=["gru"]), p["train_memory"]["arch"].pop("gru")), r"^params\.yaml: train_memory: model 'gru' is listed but has no entry under arch$"),
     (lambda p: p["generate"].update(task="copy"), r"generate\.task: Input should be 'first_last', 'adding' or 'sincos'"),
     (lambda p: p.pop("backtest"), r"backtest: required key is missing"),
+    (lambda p: p["train_memory"].update(budget="paper"), r"^params\.yaml: train_memory\.budget: Input should be 'default' or 'article' \(got 'paper'\)$"),
 ])
 def test_bad_params_name_the_key(raw_params, edit, message):
     edit(raw_params)
@@ -68,3 +69,16 @@ def test_unparseable_file(tmp_path):
 def test_validated_params_dump_and_parse_back():
     params = load_params()
     assert parse_params(params.model_dump(mode="json")) == params
+
+
+def test_budget_presets(raw_params):
+    default = parse_params(raw_params).train_memory
+    assert default.budget == "default" and default.resolved_fit() == default.fit
+    assert default.fresh_batches() is None and default.samples_per_epoch(2000) == 2000
+    raw_params["train_memory"]["budget"] = "article"
+    article = parse_params(raw_params).train_memory
+    fit = article.resolved_fit()
+    # The article's recipe: 1000 epochs, batches of 256, Keras' default Adam, no early stop.
+    assert (fit.max_epochs, fit.batch_size, fit.learning_rate) == (1000, 256, 1e-3)
+    assert fit.patience is None and fit.target_val_loss is None and fit.lr_decay_every is None
+    assert article.samples_per_epoch(2000) == 768

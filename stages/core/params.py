@@ -73,7 +73,21 @@ class TrainParams(Strict):
         return getattr(self.arch, name)
 
 
+# The article's training recipe (brief, section A), selected by
+# `train_memory.budget: article`: 1000 epochs of fresh samples, batches of 256,
+# Keras' default Adam, the best validation checkpoint kept, no early stop. Its
+# code draws `steps_per_epoch = 1000 // 256 = 3` batches, so 768 fresh samples
+# an epoch; here they are drawn from the training seed and the epoch, so a run
+# is reproducible from its params.
+ARTICLE_FIT = FitParams(max_epochs=1000, batch_size=256, learning_rate=1e-3)
+ARTICLE_BATCHES_PER_EPOCH = 3
+
+
 class MemoryTrainParams(TrainParams):
+    # Which training budget the memory models get: `default` is `fit` below as
+    # written (a fixed training set, early stopping); `article` is the article's
+    # recipe (ARTICLE_FIT, fresh samples every epoch) and ignores `fit`.
+    budget: Literal["default", "article"] = "default"
     # Keep only the last `truncate` steps of each sequence before the model sees
     # it (brief, section C: long sequences). Cheaper, and x[0] is lost by
     # construction when truncate < seq; null keeps every step.
@@ -91,6 +105,18 @@ class MemoryTrainParams(TrainParams):
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {self.seeds}")
         return self
+
+    def resolved_fit(self) -> FitParams:
+        """The training settings of the chosen budget."""
+        return ARTICLE_FIT if self.budget == "article" else self.fit
+
+    def fresh_batches(self) -> int | None:
+        """Batches of fresh samples drawn every epoch, or None for the fixed training set."""
+        return ARTICLE_BATCHES_PER_EPOCH if self.budget == "article" else None
+
+    def samples_per_epoch(self, n_train: int) -> int:
+        batches = self.fresh_batches()
+        return n_train if batches is None else batches * self.resolved_fit().batch_size
 
 
 class EvaluateMemoryParams(Strict):

@@ -42,6 +42,29 @@ class StopOnSignal(keras.callbacks.Callback):
         interrupts.check()
 
 
+class FreshBatches(keras.utils.PyDataset):
+    """New training samples every epoch, as the article draws them, reproducible from a seed.
+
+    ``draw(n, rng)`` returns n samples (X, y). Batch ``i`` of epoch ``e`` is drawn
+    from the generator seeded with (*seed, e, i), so the stream does not depend on
+    the order in which Keras asks for the batches.
+    """
+
+    def __init__(self, draw, batches: int, batch_size: int, seed: tuple[int, ...]) -> None:
+        super().__init__()
+        self.draw, self.batches, self.batch_size, self.seed = draw, batches, batch_size, seed
+        self.epoch = 0  # Keras peeks at a batch before the first epoch begins
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def on_epoch_begin(self) -> None:
+        self.epoch += 1
+
+    def __getitem__(self, index: int):
+        return self.draw(self.batch_size, np.random.default_rng([*self.seed, self.epoch, index]))
+
+
 def step_decay(base: float, every: int, factor: float):
     """Learning rate divided by 1/factor every ``every`` epochs (the article's schedule)."""
     return lambda epoch: base * factor ** (epoch // every)
@@ -63,16 +86,19 @@ def callbacks_for(fit: FitParams, has_val: bool) -> list[keras.callbacks.Callbac
     return callbacks
 
 
-def train(model: keras.Model, X: np.ndarray, y: np.ndarray, fit: FitParams,
+def train(model: keras.Model, X: np.ndarray | FreshBatches, y: np.ndarray | None, fit: FitParams,
           val: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
     """Compile with MSE and Adam, train, and return the per-epoch history.
 
-    Progress: Keras' bar on a terminal, one line per epoch otherwise (DVC logs).
+    ``X`` is a fixed training set with targets ``y``, or a FreshBatches stream
+    (``y`` None). Progress: Keras' bar on a terminal, one line per epoch
+    otherwise (DVC logs).
     """
     optimizer = keras.optimizers.Adam(learning_rate=fit.learning_rate, clipnorm=fit.clipnorm)
     model.compile(loss="mse", optimizer=optimizer)
+    stream = isinstance(X, keras.utils.PyDataset)
     history = model.fit(
-        X, y, batch_size=fit.batch_size, epochs=fit.max_epochs, validation_data=val, shuffle=True,
+        X, y, batch_size=None if stream else fit.batch_size, epochs=fit.max_epochs, validation_data=val, shuffle=True,
         callbacks=callbacks_for(fit, has_val=val is not None), verbose=1 if sys.stdout.isatty() else 2,
     )
     frame = pd.DataFrame(history.history).drop(columns=["learning_rate"], errors="ignore")
