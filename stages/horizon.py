@@ -290,14 +290,36 @@ def exp_name(budget: str, model: str, seq: int) -> str:
     return f"hz-{budget}-{model}-{seq}"
 
 
+def dvc(*args: str, tries: int = 10) -> None:
+    """Run one dvc command, waiting out another dvc process's repository lock (a second search, a worker)."""
+    for attempt in range(tries):
+        done = subprocess.run(["dvc", *args], capture_output=True, text=True)
+        if done.returncode == 0:
+            return
+        if "lock" not in done.stderr.lower() or attempt == tries - 1:
+            reason = next((line for line in done.stderr.splitlines() if line.startswith("ERROR")), done.stderr.strip())
+            raise cli.CommandError(f"dvc {' '.join(args)}: {reason or 'failed'}")
+        time.sleep(3 + 3 * attempt)
+
+
+def shown_experiments(all_commits: bool, tries: int = 10) -> list[dict]:
+    for attempt in range(tries):
+        try:
+            return cli.dvc_json("exp", "show", *(["--all-commits"] if all_commits else [])) or []
+        except cli.CommandError as exc:
+            if "lock" not in str(exc).lower() or attempt == tries - 1:
+                raise
+            time.sleep(3 + 3 * attempt)
+    return []
+
+
 def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tuple[int, ...], highest: int,
            jobs: int, poll_s: float, all_commits: bool) -> None:
     """Queue the next point of every unfinished model until each is bracketed, resuming from what exists."""
     started, ran = time.monotonic(), 0
-    show = ["exp", "show", *(["--all-commits"] if all_commits else [])]
     workers_started = False
     while True:
-        shown = cli.dvc_json(*show) or []
+        shown = shown_experiments(all_commits)
         table, states = horizon_table(runs_from_exp_show(shown)), experiment_states(shown)
         pending, todo = [], []
         for model in models:
@@ -314,14 +336,13 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
             break
         for model, seq, name in todo:
             print(f"horizon search: {budget}: {model}: queue seq={seq} ({name})", flush=True)
-            subprocess.run(["dvc", "exp", "run", "--queue", "--name", name, "-S", f"seq={seq}",
-                            "-S", f"train_memory.models=[{model}]", "-S", f"train_memory.seeds=[{','.join(map(str, seeds))}]",
-                            "-S", f"train_memory.budget={budget}", "-S", "train_memory.truncate=null"],
-                           check=True, capture_output=True)
+            dvc("exp", "run", "--queue", "--name", name, "-S", f"seq={seq}", "-S", f"train_memory.models=[{model}]",
+                "-S", f"train_memory.seeds=[{','.join(map(str, seeds))}]", "-S", f"train_memory.budget={budget}",
+                "-S", "train_memory.truncate=null")
             ran += 1
         if todo or not workers_started:
             # Workers stop when the queue is empty; starting them again is harmless.
-            subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], check=True, capture_output=True)
+            dvc("queue", "start", "-j", str(jobs))
             workers_started = True
         waiting = ", ".join(f"{model}@{seq}" for model, seq, _ in pending + todo)
         print(f"horizon search: {budget}: waiting for {waiting} ({(time.monotonic() - started) / 60:.0f} min)",
@@ -339,8 +360,7 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
 
 
 def report(out: Path, figure: Path, all_commits: bool) -> None:
-    shown = cli.dvc_json("exp", "show", *(["--all-commits"] if all_commits else [])) or []
-    table = horizon_table(runs_from_exp_show(shown))
+    table = horizon_table(runs_from_exp_show(shown_experiments(all_commits)))
     if table.empty:
         raise cli.CommandError("no first_last experiment with memory metrics in `dvc exp show`: run the search first")
     found = horizons(table)
