@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import math
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -291,13 +292,20 @@ def exp_name(budget: str, model: str, seq: int) -> str:
 
 
 def dvc(*args: str, tries: int = 10) -> None:
-    """Run one dvc command, waiting out another dvc process's repository lock (a second search, a worker)."""
+    """Run one dvc command, waiting out another dvc process's repository lock (a second search, a worker).
+
+    Output goes through a file, not a pipe: `dvc queue start` leaves workers
+    that inherit it, and reading a pipe waits until every holder exits.
+    """
     for attempt in range(tries):
-        done = subprocess.run(["dvc", *args], capture_output=True, text=True)
+        with tempfile.TemporaryFile("w+") as out:
+            done = subprocess.run(["dvc", *args], stdout=out, stderr=subprocess.STDOUT, text=True)
+            out.seek(0)
+            said = out.read()
         if done.returncode == 0:
             return
-        if "lock" not in done.stderr.lower() or attempt == tries - 1:
-            reason = next((line for line in done.stderr.splitlines() if line.startswith("ERROR")), done.stderr.strip())
+        if "lock" not in said.lower() or attempt == tries - 1:
+            reason = next((line for line in said.splitlines() if line.startswith("ERROR")), said.strip())
             raise cli.CommandError(f"dvc {' '.join(args)}: {reason or 'failed'}")
         time.sleep(3 + 3 * attempt)
 
