@@ -27,11 +27,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from stages.core.backtest import empirical_intervals, naive_scales, origins, run_backtest, score  # noqa: E402
-from stages.core import forecasters  # noqa: E402
-from stages.core.forecasters import select_order  # noqa: E402
-from stages.core.params import load_params  # noqa: E402
-from stages.core.series import load_series  # noqa: E402
+from stages.lib.config import load_params  # noqa: E402
+from stages.lib.forecast import arima as forecasters  # noqa: E402
+from stages.lib.forecast.arima import select_order  # noqa: E402
+from stages.lib.forecast.backtest import empirical_intervals, origins, run_backtest  # noqa: E402
+from stages.lib.forecast.registry import build  # noqa: E402
+from stages.lib.forecast.scoring import naive_scales, score  # noqa: E402
+from stages.lib.forecast.series import load_series  # noqa: E402
 
 
 def series_of(params, name: str):
@@ -43,7 +45,7 @@ def backtest_once(params, dataset: str, spec) -> tuple[float, float, object]:
     ds, y = series_of(params, dataset)
     bt = params.backtest
     origin_list = origins(len(y), bt.horizon, bt.n_windows, bt.step_size, bt.calibration_windows)
-    forecaster = spec.build(ds.season_length, params.num_steps)
+    forecaster = build(spec, ds.season_length, params.num_steps)
     started = time.perf_counter()
     frame = empirical_intervals(run_backtest(forecaster, y, origin_list, bt.horizon, bt.levels), bt.levels)
     elapsed = time.perf_counter() - started

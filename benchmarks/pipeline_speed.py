@@ -39,7 +39,7 @@ CHILD = """
 import sys, pandas, mlflow, mlflow.store.tracking.sqlalchemy_store, keras
 keras.Sequential([keras.Input((3, 1)), keras.layers.LSTM(8), keras.layers.Dense(1)])(pandas.DataFrame({"x": [0.0] * 3}).to_numpy()[None])
 if sys.argv[1] == "exit_now":
-    from stages.core.cli import exit_now
+    from stages.lib.infra.cli import exit_now
     exit_now(0)
 """
 

@@ -64,7 +64,7 @@ def plain_worker(root: str, start_at: float, runs: int, queue: mp.Queue) -> None
 def stage_run_worker(root: str, start_at: float, runs: int, queue: mp.Queue) -> None:
     os.environ["DVC_ROOT"] = root
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    from stages.core import tracking
+    from stages.lib.infra import tracking
 
     time.sleep(max(0.0, start_at - time.time()))
     failures = 0

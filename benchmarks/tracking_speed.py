@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
-from stages.core.tracking import stage_run  # noqa: E402
+from stages.lib.infra.tracking import stage_run  # noqa: E402
 from tests.servers import mlflow_server, postgres  # noqa: E402
 
 PARAMS = {"fit": {f"p{i}": i for i in range(20)}, "arch": {"units": [8, 6], "activation": "softplus"},

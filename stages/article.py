@@ -22,12 +22,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.core import cli, metrics
-from stages.core.forecasters import fit_arima, resolved_fit
-from stages.core.io import write_json
-from stages.core.params import load_params
-from stages.core.series import difference, make_windows
-from stages.core.tracking import stage_run
+from stages.lib.config import load_params
+from stages.lib.errors import DataError
+from stages.lib.forecast.arima import fit_arima
+from stages.lib.forecast.keras import resolved_fit
+from stages.lib.forecast.scoring import mse
+from stages.lib.forecast.series import difference, make_windows
+from stages.lib.infra import cli
+from stages.lib.infra.io import write_json
+from stages.lib.infra.tracking import stage_run
 
 PUBLISHED = {"lstm": 2521.30, "arima": 4401.02}
 
@@ -63,10 +66,10 @@ def main(argv: list[str] | None = None) -> None:
     y = pd.read_csv(args.series)["value"].to_numpy(dtype=float)
     w = article_windows(y, params.num_steps, a.test_len)
     if w["n_train"] < 2:
-        raise cli.DataError(f"{params.dataset(a.dataset).file}: {len(y)} points leave {w['n_train']} training windows "
-                            f"for article.test_len={a.test_len} and num_steps={params.num_steps} (needs at least 2)")
+        raise DataError(f"{params.dataset(a.dataset).file}: {len(y)} points leave {w['n_train']} training windows "
+                        f"for article.test_len={a.test_len} and num_steps={params.num_steps} (needs at least 2)")
 
-    from stages.core.training import predictor, seed_everything, train
+    from stages.lib.nn.training import predictor, seed_everything, train
 
     run_params = {"dataset": a.dataset, "num_steps": params.num_steps, **a.model_dump(), "spec": spec.model_dump()}
     with stage_run("forecast", "article", run_params, inputs=[args.series], tags={"dataset": a.dataset}) as run:
@@ -85,12 +88,12 @@ def main(argv: list[str] | None = None) -> None:
         arima_pred = np.asarray(arima.append(y[first + n_train:], refit=False).predict(start=first, end=len(y) - 1))
         naive = y[first - 1:-1]
         results = {
-            "lstm": {"mse_all": metrics.mse(actual, levels["cumsum"]), "mse_test": metrics.mse(actual[test], levels["cumsum"][test]),
-                     "mse_test_one_step_inversion": metrics.mse(actual[test], levels["one_step"][test]),
+            "lstm": {"mse_all": mse(actual, levels["cumsum"]), "mse_test": mse(actual[test], levels["cumsum"][test]),
+                     "mse_test_one_step_inversion": mse(actual[test], levels["one_step"][test]),
                      "published_mse": PUBLISHED["lstm"]},
-            "arima": {"order": list(a.arima_order), "mse_all": metrics.mse(actual, arima_pred),
-                      "mse_test": metrics.mse(actual[test], arima_pred[test]), "published_mse": PUBLISHED["arima"]},
-            "naive": {"mse_all": metrics.mse(actual, naive), "mse_test": metrics.mse(actual[test], naive[test])},
+            "arima": {"order": list(a.arima_order), "mse_all": mse(actual, arima_pred),
+                      "mse_test": mse(actual[test], arima_pred[test]), "published_mse": PUBLISHED["arima"]},
+            "naive": {"mse_all": mse(actual, naive), "mse_test": mse(actual[test], naive[test])},
         }
         write_json(args.metrics, {"dataset": a.dataset, "test_len": a.test_len, "num_steps": params.num_steps,
                                   "scale": w["scale"], "scaler": "max |difference| of the whole series (the article's)",

@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stages.core import cli
-from stages.core.backtest import check_lengths, empirical_intervals, origins, run_backtest
-from stages.core.forecasters import Forecaster
-from stages.core.io import atomic_dir, write_csv, write_json
-from stages.core.params import load_params
-from stages.core.tracking import StageRun, UntrackedRun, stage_run
+from stages.lib.config import load_params
+from stages.lib.forecast import registry
+from stages.lib.forecast.backtest import check_lengths, empirical_intervals, origins, run_backtest
+from stages.lib.forecast.base import Forecaster
+from stages.lib.infra import cli
+from stages.lib.infra.io import atomic_dir, write_csv, write_json
+from stages.lib.infra.tracking import StageRun, UntrackedRun, stage_run
 
 
 def backtest_into(folder: Path, forecaster: Forecaster, series: pd.DataFrame, origin_list: list[int],
@@ -40,7 +41,7 @@ def backtest_into(folder: Path, forecaster: Forecaster, series: pd.DataFrame, or
     started = time.perf_counter()
     frame = run_backtest(forecaster, y, origin_list, horizon, levels, progress=progress)
     elapsed = time.perf_counter() - started
-    own = frame[f"lo{levels[0]}"].notna().all() if levels else True
+    own = forecaster.has_intervals
     frame = empirical_intervals(frame, levels)
     frame.insert(0, "time", series["time"].to_numpy()[frame["index"]])
     frame.insert(1, "window", np.where(frame["origin"].isin(evaluation), "evaluation", "calibration"))
@@ -49,7 +50,8 @@ def backtest_into(folder: Path, forecaster: Forecaster, series: pd.DataFrame, or
     fitted = forecaster.fitted()
     write_csv(folder / "fitted.csv", pd.DataFrame({"time": series["time"].to_numpy()[:len(fitted)], "fitted": fitted}),
               digits=None)
-    facts = {"origins": origin_list, "interval": "model" if own else "empirical", **forecaster.facts()}
+    facts = {"origins": origin_list, "interval": "model" if own else "empirical", **forecaster.facts(),
+             "summary": forecaster.summary()}
     write_json(folder / "facts.json", facts)
     return facts, elapsed
 
@@ -58,9 +60,9 @@ def log_backtest(run: StageRun | UntrackedRun, folder: Path, forecaster: Forecas
                  elapsed: float, prefix: str = "", artifacts: str | None = None) -> None:
     # Timings go to MLflow only: committed files stay byte-identical across reruns.
     run.log_metrics({"backtest_time_s": elapsed, "origins": len(facts["origins"])}, prefix=prefix)
-    for k, history in enumerate(getattr(forecaster, "histories", [])):
+    for k, history in enumerate(forecaster.training_histories()):
         run.log_history(history, prefix=f"{prefix}refit{k}.")
-    run.set_tags({f"{prefix}{k}": v for k, v in facts.items() if k in ("order", "seasonal_order", "trend")})
+    run.set_tags({f"{prefix}{k}": v for k, v in facts["summary"].items()})
     for path in sorted(folder.iterdir()):
         run.log_artifact(path, folder=artifacts)
 
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     with stage_run("forecast", stage, run_params, inputs=[args.series], tags=tags) as run, \
             atomic_dir(args.out) as out:
         for name, spec in specs.items():
-            forecaster = spec.build(ds.season_length, params.num_steps)
+            forecaster = registry.build(spec, ds.season_length, params.num_steps)
             # Several forecasters in one stage: a subfolder, a metric prefix and an artifact folder each.
             label, folder, prefix, artifacts = (f"{stage}: {name}", out / name, f"{name}.", name) if args.baselines \
                 else (stage, out, "", None)
@@ -105,8 +107,7 @@ def main(argv: list[str] | None = None) -> None:
             facts, elapsed = backtest_into(folder, forecaster, series, origin_list, bt.calibration_windows,
                                            bt.horizon, bt.levels, progress=lambda msg: print(f"{label}: {msg}"))
             log_backtest(run, folder, forecaster, facts, elapsed, prefix, artifacts)
-            chosen = f", ARIMA{tuple(facts['order'])}{tuple(facts['seasonal_order'])} trend={facts['trend']}" \
-                if "order" in facts else ""
+            chosen = "".join(f", {k}={v}" for k, v in facts["summary"].items())
             print(f"{label}: done in {elapsed:.1f} s{chosen}")
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.core import cli
-from stages.core.backtest import naive_scales, persistence, score_by_horizon
-from stages.core.io import atomic_dir, read_json, write_csv, write_json
-from stages.core.params import load_params
-from stages.core.tracking import stage_run
+from stages.lib.config import load_params
+from stages.lib.forecast.scoring import naive_scales, persistence, score_by_horizon
+from stages.lib.infra import cli
+from stages.lib.infra.io import atomic_dir, read_json, write_csv, write_json
+from stages.lib.infra.tracking import stage_run
 
 
 def best_of(results: dict[str, dict], key: str = "mase") -> str:
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     fitted = {name: pd.read_csv(folders[name] / "fitted.csv", dtype={"time": str}) for name in names}
     facts = {name: read_json(folders[name] / "facts.json") for name in names}
 
-    from stages.core import plots
+    from stages.lib.infra import plots
 
     run_params = {"dataset": args.dataset, "forecasters": names, "backtest": bt.model_dump(),
                   "persistence": rule.model_dump(), "season_length": ds.season_length}
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
                 "interval": facts[name]["interval"],
                 "persistence": persistence(y, frame[frame["h"] == 1], rule.min_lag_corr, rule.lag_margin,
                                            rule.min_change_ratio),
-                **{k: facts[name][k] for k in ("order", "seasonal_order", "trend") if k in facts[name]},
+                **facts[name]["summary"],  # what the forecaster chose, e.g. an ARIMA order
             }
         best = best_of(results)
         baselines = list(params.baselines)

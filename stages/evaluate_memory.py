@@ -8,78 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.core import cli, metrics
-from stages.core.io import read_arrays, write_csv, write_json
-from stages.core.params import EvaluateMemoryParams, load_params
-from stages.core.paths import seed_file
-from stages.core.tasks import TASKS, last_steps
-from stages.core.tracking import stage_run
-
-PROBE_COLUMNS = ["change_first_pct", "change_last_pct", "blind_first_mse", "blind_last_mse"]
-SPREAD_KEYS = {"val_mse", "test_mse", *PROBE_COLUMNS}  # reported with their range over seeds
-
-
-def probe_model(predict: metrics.Predict, X: np.ndarray, p: EvaluateMemoryParams) -> dict[str, float | int]:
-    """The change and blinding probes at the first and the last position."""
-    first, last = 0, X.shape[1] - 1
-    change_first, n_first = metrics.change_probe(predict, X, first, p.change_factor, p.min_abs_pred)
-    change_last, n_last = metrics.change_probe(predict, X, last, p.change_factor, p.min_abs_pred)
-    return {
-        "change_first_pct": change_first,
-        "change_last_pct": change_last,
-        "change_rows_used": min(n_first, n_last),
-        "blind_first_mse": metrics.blind_probe(predict, X, p.blind_rows, keep=first, zero=last),
-        "blind_last_mse": metrics.blind_probe(predict, X, p.blind_rows, keep=last, zero=first),
-    }
-
-
-def truncated(predict: metrics.Predict, keep: int | None) -> metrics.Predict:
-    return lambda X: predict(last_steps(X, keep))
-
-
-def summarise_seeds(per_seed: list[dict]) -> dict:
-    """One model's results over its seeds: the median of each measure, its range, and the verdict.
-
-    ``remembers_first`` is the majority verdict; ``remembers_first_fraction`` the
-    fraction of seeds whose verdict is true. Counts (epochs run, samples seen)
-    report the median, the budget a typical seed was given. A seed whose probe is
-    undefined (every prediction near 0, so no relative change) is left out of
-    that probe's median and range rather than making them undefined too.
-    """
-    summary: dict = {"seeds": len(per_seed)}
-    for key in per_seed[0]:
-        values = [row[key] for row in per_seed]
-        if key == "remembers_first":
-            if values[0] is None:
-                summary[key] = None
-            else:
-                fraction = sum(values) / len(values)
-                summary[key], summary[f"{key}_fraction"] = fraction > 0.5, fraction
-        elif key in SPREAD_KEYS:
-            values = np.array(values, dtype=float)
-            if np.isnan(values).all():
-                summary[key] = summary[f"{key}_min"] = summary[f"{key}_max"] = float("nan")
-            else:
-                summary[key] = float(np.nanmedian(values))
-                summary[f"{key}_min"], summary[f"{key}_max"] = float(np.nanmin(values)), float(np.nanmax(values))
-        else:
-            median = float(np.median(values))
-            summary[key] = int(median) if median.is_integer() else median
-    return summary
-
-
-def verdict(probes: dict[str, float], p: EvaluateMemoryParams) -> bool:
-    return metrics.remembers(probes["change_first_pct"], probes["blind_first_mse"], p.ideal_change_pct,
-                             p.change_tolerance_pct, p.blind_mse_threshold)
-
-
-def blinding_table(name: str, predict: metrics.Predict, X: np.ndarray, rows: int) -> pd.DataFrame:
-    """Prediction against the kept end, for the blinding plot."""
-    frames = []
-    for end, keep, zero in (("first", 0, X.shape[1] - 1), ("last", X.shape[1] - 1, 0)):
-        blind, values = metrics.blinding_inputs(X, rows, keep=keep, zero=zero)
-        frames.append(pd.DataFrame({"model": name, "end": end, "target": values, "prediction": predict(blind)}))
-    return pd.concat(frames, ignore_index=True)
+from stages.lib.config import load_params
+from stages.lib.infra import cli
+from stages.lib.infra.io import read_arrays, write_csv, write_json
+from stages.lib.infra.paths import seed_file
+from stages.lib.infra.tracking import stage_run
+from stages.lib.memory.probes import (PROBE_COLUMNS, blinding_table, mse, probe_model, summarise_seeds, truncated,
+                                      verdict)
+from stages.lib.memory.tasks import TASKS, last_steps
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,8 +37,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import keras
 
-    from stages.core import plots
-    from stages.core.training import predictor
+    from stages.lib.infra import plots
+    from stages.lib.nn.training import predictor
 
     seeds = params.train_memory.seeds
     budget = params.train_memory.budget
@@ -122,8 +58,8 @@ def main(argv: list[str] | None = None) -> None:
                 # Probes need a first and a last input; the other tasks are scored on error only.
                 probes = probe_model(predict, X_test, p) if task.probed else {}
                 per_seed.append({
-                    "val_mse": metrics.mse(data["y_val"], predict(data["X_val"])),
-                    "test_mse": metrics.mse(data["y_test"], predict(X_test)),
+                    "val_mse": mse(data["y_val"], predict(data["X_val"])),
+                    "test_mse": mse(data["y_test"], predict(X_test)),
                     **probes,
                     "remembers_first": verdict(probes, p) if task.probed else None,
                     # The budget the verdict was made under.
@@ -148,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
             "task": params.generate.task, "seq": seq, "truncate": params.train_memory.truncate, "budget": budget,
             "probed_positions": {"first": 0, "last": seq - 1} if task.probed else None,
             # What a model that learned nothing scores: predict the training mean.
-            "mean_baseline_mse": metrics.mse(data["y_test"], np.full(len(data["y_test"]), data["y_train"].mean())),
+            "mean_baseline_mse": mse(data["y_test"], np.full(len(data["y_test"]), data["y_train"].mean())),
             **results,
         }
         probes_frame = pd.DataFrame(probe_rows, columns=["model", "seed", "run", *PROBE_COLUMNS])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.core import cli
-from stages.core.io import write_arrays
-from stages.core.params import load_params
-from stages.core.tasks import make_splits
+from stages.lib.config import load_params
+from stages.lib.infra import cli
+from stages.lib.infra.io import write_arrays
+from stages.lib.memory.tasks import make_splits
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,8 +1,8 @@
 """Stage ingest@<dataset>: read a raw CSV, validate it, write a clean time/value CSV.
 
-The series is also checked against the backtest it feeds (enough points before
-the first origin for every forecaster in params), so a short file stops here,
-naming the file, rather than in one of the backtest stages after others ran.
+It reads only the dataset's own params: whether the series is long enough for
+a forecaster's backtest is checked by that forecaster's stage, which reads its
+params (and by `python -m stages.tools.check` for all of them, before a run).
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.core import cli
-from stages.core.backtest import check_lengths
-from stages.core.io import write_csv
-from stages.core.params import load_params
-from stages.core.series import load_series
+from stages.lib.config import load_params
+from stages.lib.forecast.series import load_series
+from stages.lib.infra import cli
+from stages.lib.infra.io import write_csv
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,7 +25,6 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params()
     ds = params.dataset(args.dataset)
     series = load_series(Path(ds.file), ds.time_col, ds.value_col, ds.fill, ds.freq)
-    check_lengths(len(series), ds.file, params.backtest, params.all_forecasters, ds.season_length, params.num_steps)
     write_csv(args.out, series, digits=None)  # data, not a report: no rounding
     filled = int(series["filled"].sum())
     note = f", {filled} filled by policy {ds.fill!r}" if filled else ""

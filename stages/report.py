@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.core import cli
-from stages.core.io import read_json, write_text
-from stages.core.params import load_params
-from stages.core.tasks import TASKS
+from stages.lib.config import load_params
+from stages.lib.forecast.scoring import SCORES
+from stages.lib.infra import cli
+from stages.lib.infra.io import read_json, write_text
+from stages.lib.memory.tasks import IDEAL_CHANGE_PCT, TASKS
 
 MEMORY_COLUMNS = [
     ("val_mse", "val MSE", "{:.4f}"),
@@ -22,8 +23,6 @@ MEMORY_COLUMNS = [
     ("seeds", "seeds", "{}"),
     ("epochs_run", "epochs", "{}"),
 ]
-FORECAST_METRICS = [("mae", "MAE", "{:.4g}"), ("rmse", "RMSE", "{:.4g}"), ("mape", "MAPE", "{:.2f}%"),
-                    ("smape", "sMAPE", "{:.2f}%"), ("mase", "MASE", "{:.3f}")]
 def fmt(template: str, value: object) -> str:
     if value is None:
         return "n/a"
@@ -45,7 +44,8 @@ def memory_section(m: dict, models: list[str]) -> list[str]:
     rows = {name: m[name] for name in models if name in m}
     task = TASKS[m.get("task", "first_last")]
     if task.probed:
-        text = ("Probes on held-out sequences. A model that uses x[i] moves its prediction by about +25% when x[i] "
+        text = ("Probes on held-out sequences. A model that uses x[i] moves its prediction by about "
+                f"+{IDEAL_CHANGE_PCT:g}% when x[i] "
                 "is multiplied by 1.5, and has a blinding MSE near 0; one that ignores it moves by about 0% and has "
                 "a blinding MSE near 0.285.")
     else:
@@ -76,7 +76,7 @@ def forecast_verdict(f: dict) -> str:
 def forecast_table(f: dict, names: list[str], levels: list[int]) -> list[str]:
     steps = [k for k in f[names[0]] if k.startswith("h") and k[1:].isdigit()]
     columns = [(step, key, f"{title} {step}", template) for step in (steps[0], "all")
-               for key, title, template in FORECAST_METRICS]
+               for key, (title, template) in SCORES.items()]
     header = ["model", *(title for _, _, title, _ in columns), *(f"{lv}% cover" for lv in levels), "intervals", "persistent"]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 3) + "---|---|"]
     for name in names:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.core import cli
-from stages.core.io import atomic_dir, read_arrays, write_csv
-from stages.core.params import load_params
-from stages.core.paths import seed_file
-from stages.core.tasks import TASKS, last_steps
-from stages.core.tracking import stage_run
+from stages.lib.config import load_params
+from stages.lib.errors import ParamsError
+from stages.lib.infra import cli
+from stages.lib.infra.io import atomic_dir, read_arrays, write_csv
+from stages.lib.infra.paths import seed_file
+from stages.lib.infra.tracking import stage_run
+from stages.lib.memory.tasks import TASKS, last_steps
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params()
     section = params.train_memory
     if args.model not in section.models:
-        raise cli.ParamsError(f"params.yaml: train_memory.models: {args.model!r} is not listed (have: {', '.join(section.models)})")
+        raise ParamsError(f"params.yaml: train_memory.models: {args.model!r} is not listed (have: {', '.join(section.models)})")
     spec, fit = section.spec(args.model), section.resolved_fit()
     data = read_arrays(args.data)
     seq = data["X_train"].shape[1]
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     steps, channels = X_train.shape[1:]
 
     # Imported here, after params and data are known good: TensorFlow takes seconds to load.
-    from stages.core.training import FreshBatches, seed_everything, train
+    from stages.lib.nn.training import FreshBatches, seed_everything, train
 
     task = TASKS[params.generate.task]
 

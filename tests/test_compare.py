@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stages.compare import changed_data_plots, judge, metric_rows, render, verdict_changes
+from stages.tools.compare import changed_data_plots, judge, metric_rows, render, verdict_changes
 
 
 @pytest.mark.parametrize("key, old, new, mark", [

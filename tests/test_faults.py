@@ -21,7 +21,7 @@ import pytest
 
 from tests.project import Project
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("git") is None, reason="needs git")]
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +91,10 @@ def test_bad_param_stops_the_stage(proj, edited, stage, outputs, change, message
     expect_failure(proj, stage, outputs, message)
 
 
-def test_series_too_short_for_the_backtest_stops_ingest(proj, edited):
+def test_series_too_short_for_the_backtest_stops_its_backtest(proj, edited):
     edited(lambda p: p["backtest"].update(n_windows=38))
-    # ARIMA needs the longest history (10 points) of the forecasters in params.
-    expect_failure(proj, "ingest@sales", ["data/forecast/sales/series.csv"],
+    # ARIMA needs 10 points before its first origin.
+    expect_failure(proj, "backtest@sales-arima", ["data/forecast/sales/backtest/arima"],
                    "data/raw/sales.csv: 45 points is too short for backtest.horizon=3, n_windows=38, step_size=1, "
                    "calibration_windows=5 with forecaster 'arima' (needs at least 55: 10 before the first origin)")
 
@@ -237,7 +237,7 @@ def test_a_dropped_interrupt_after_the_last_check_still_fails_the_stage():
 
     script = textwrap.dedent("""
         import signal
-        from stages.core import cli
+        from stages.lib.infra import cli
 
         class Finaliser:
             def __del__(self):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from stages.horizon import (article_claim, bracket, horizon_table, horizons, next_seq, outcome, render,
+from stages.tools.horizon import (article_claim, bracket, horizon_table, horizons, next_seq, outcome, render,
                             runs_from_exp_show, tolerance, verdicts_of)
 
 

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from stages import ingest
-from stages.core import cli
-from stages.core.params import load_params, parse_params
+from stages.lib.infra import cli
+from stages.lib.config import load_params, parse_params
 
 CELLS = st.one_of(
     st.integers(-5, 60).map(str),
@@ -96,7 +96,7 @@ def run_ingest(raw_params: dict, data: bytes, fill: str) -> tuple[int, str, Path
     return code, errors.getvalue(), source, out
 
 
-# The README's missing-value markers (blank cells count too): a fill policy may fill them.
+# The missing-value markers of docs/pipeline.md (blank cells count too): a fill policy may fill them.
 MISSING_MARKERS = {"nan", "na", "n/a", "null"}
 
 

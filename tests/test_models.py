@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.core.models import REGISTRY, auto_dilations, receptive_field
-from stages.core.params import FitParams
-from stages.core.tasks import make_splits
+from stages.lib.nn.models import REGISTRY, auto_dilations, receptive_field
+from stages.lib.config import FitParams
+from stages.lib.memory.tasks import make_splits
 
 keras = pytest.importorskip("keras")
-from stages.core.training import predictor, seed_everything, train  # noqa: E402
+from stages.lib.nn.training import predictor, seed_everything, train  # noqa: E402
 
 STEPS = 12
 FIT = FitParams(seed=3, max_epochs=3, batch_size=32, patience=None)
@@ -99,10 +99,10 @@ def test_a_dropped_interrupt_still_stops_training_at_the_next_batch():
     script = textwrap.dedent("""
         import signal
         import numpy as np
-        from stages.core import cli
-        from stages.core.models import REGISTRY
-        from stages.core.params import FitParams
-        from stages.core.training import train
+        from stages.lib.infra import cli
+        from stages.lib.nn.models import REGISTRY
+        from stages.lib.config import FitParams
+        from stages.lib.nn.training import train
 
         class Finaliser:
             def __del__(self):
@@ -130,8 +130,8 @@ def test_a_dropped_interrupt_still_stops_training_at_the_next_batch():
 
 
 def test_fresh_batches_are_new_every_epoch_and_reproducible():
-    from stages.core.tasks import first_last
-    from stages.core.training import FreshBatches
+    from stages.lib.memory.tasks import first_last
+    from stages.lib.nn.training import FreshBatches
 
     def draw(n, rng):
         data = first_last(n, 5, rng)
@@ -153,8 +153,8 @@ def test_fresh_batches_are_new_every_epoch_and_reproducible():
 
 
 def test_training_on_a_fresh_stream_lowers_the_loss(data):
-    from stages.core.tasks import first_last
-    from stages.core.training import FreshBatches
+    from stages.lib.memory.tasks import first_last
+    from stages.lib.nn.training import FreshBatches
 
     def draw(n, rng):
         fresh = first_last(n, STEPS, rng)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stages.core.models import LSTMSpec, TCNSpec
-from stages.core.params import ParamsError, load_params, parse_params
+from stages.lib.nn.models import LSTMSpec, TCNSpec
+from stages.lib.config import ParamsError, load_params, parse_params
 
 
 def test_shipped_params_are_valid():

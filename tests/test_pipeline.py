@@ -1,4 +1,9 @@
-"""End to end: the real `dvc repro` and `dvc exp run` on a copy of the project with tiny params."""
+"""End to end: the real `dvc repro`, `dvc exp run` and the queue on a copy of the project with tiny params.
+
+Every test builds what it needs from fixtures (the module's one baseline run,
+the queued sweep) and leaves the workspace as the baseline left it, so the
+tests pass in any order and alone.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import sqlite3
 import pytest
 import yaml
 
+from stages.tools.horizon import runs_from_exp_show
 from tests.project import Project, ran_stages
 MEMORY_KEYS = {"val_mse", "change_first_pct", "change_last_pct", "blind_first_mse", "blind_last_mse", "remembers_first"}
 FORECAST_KEYS = {"mae", "rmse", "mape", "smape", "mase", "coverage_80", "coverage_95"}
@@ -17,17 +23,26 @@ FORECAST_STAGES = ("ingest@", "baselines@", "backtest@", "evaluate_forecast@", "
 BASELINES = ("naive", "seasonal_naive", "drift")
 FORECASTERS = (*BASELINES, "arima", "lstm", "tcn")
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("git") is None, reason="needs git")]
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def baseline(tmp_path_factory):
     proj = Project(tmp_path_factory.mktemp("project"))
     first = proj.sh("dvc", "repro")
     # The baseline a pull request would be reviewed against.
     proj.sh("git", "add", "-A")
     proj.sh("git", "commit", "-qm", "baseline run")
     return proj.path, proj.sh, first
+
+
+@pytest.fixture
+def project(baseline):
+    """The baseline run; whatever a test applies to the workspace (an experiment, an edit) is undone after it."""
+    yield baseline
+    _, sh, _ = baseline
+    sh("git", "reset", "-q", "--hard", "HEAD")
+    sh("dvc", "checkout", "--force")
 
 
 def test_repro_runs_every_stage_and_writes_metrics(project):
@@ -114,8 +129,8 @@ def test_a_forecaster_param_invalidates_only_its_own_forecast_stages(project):
         stale = set(json.loads(sh("dvc", "status", "--json").stdout))
     finally:
         (repo / "params.yaml").write_text(original)
-    # ingest checks lengths against every forecaster; its output is unchanged, so nothing below it re-runs for that.
-    assert stale == {"ingest@sales", "ingest@elnino", "backtest@sales-lstm", "backtest@elnino-lstm",
+    # ingest reads only its dataset's params: an LSTM setting leaves it be.
+    assert stale == {"backtest@sales-lstm", "backtest@elnino-lstm",
                      "evaluate_forecast@sales", "evaluate_forecast@elnino", "article", "report"}
     assert sorted(p.name for p in (repo / "data/forecast/sales/baselines").iterdir()) == sorted(BASELINES)
 
@@ -150,9 +165,8 @@ def test_bad_param_fails_the_stage_with_one_line(project):
         (repo / "params.yaml").write_text(original)
 
 
-def exp_from_baseline(sh, *settings: str):
-    """`dvc exp run -S ...` on the committed baseline params, whatever an earlier test left applied."""
-    sh("git", "checkout", "HEAD", "--", "params.yaml")
+def exp_run(sh, *settings: str):
+    """`dvc exp run -S ...` on the committed baseline (the `project` fixture restores it after each test)."""
     return sh("dvc", "exp", "run", *[arg for s in settings for arg in ("-S", s)])
 
 
@@ -173,23 +187,28 @@ def wait_for_queue(sh, timeout_s: float = 900) -> str:
 
 
 def experiments(sh) -> dict[str, dict]:
-    """Experiment name -> {'rev', 'seq'} from `dvc exp show --json`, read as stages.horizon reads it."""
-    from stages.horizon import runs_from_exp_show
-
+    """Experiment name -> {'rev', 'seq'} from `dvc exp show --json`, read as stages.tools.horizon reads it."""
     shown = json.loads(sh("dvc", "exp", "show", "--json").stdout)
     return {run["name"]: {"rev": run["rev"], "seq": run["params"]["seq"]}
             for run in runs_from_exp_show(shown) if run["experiment"]}
 
 
-def test_queued_sweep_with_two_workers_lands_every_run(project):
-    """Four queued experiments on two workers all succeed, and all their MLflow runs are in the one store."""
-    repo, sh, _ = project
-    # The sweep syntax of the README (Hydra's range), in two slices: 3, 4 and 7, 8.
+@pytest.fixture(scope="module")
+def swept(baseline):
+    """A queued sweep of four seqs on two workers, in two slices (docs/memory.md's Hydra range syntax): 3, 4 and 7, 8."""
+    _, sh, _ = baseline
     sh("dvc", "exp", "run", "--queue", "-S", "seq=range(3,5)")
     sh("dvc", "exp", "run", "--queue", "-S", "seq=range(7,9)")
     sh("dvc", "queue", "start", "-j", "2", leaves_daemons=True)
     status = wait_for_queue(sh)
     sh("dvc", "queue", "stop")  # a worker that missed its own shutdown would otherwise idle on
+    return status
+
+
+def test_queued_sweep_with_two_workers_lands_every_run(project, swept):
+    """Four queued experiments on two workers all succeed, and all their MLflow runs are in the one store."""
+    repo, sh, _ = project
+    status = swept
     assert "Failed" not in status, status
     names = {name: e for name, e in experiments(sh).items() if e["seq"] in QUEUED_SEQS}
     assert sorted(e["seq"] for e in names.values()) == sorted(QUEUED_SEQS), status
@@ -206,16 +225,42 @@ def test_queued_sweep_with_two_workers_lands_every_run(project):
         assert sh("git", "show", f"{queued['rev']}:{path}").stdout == (repo / path).read_text(), path
 
 
-def test_horizon_report_collects_the_sweep(project):
+def test_horizon_report_collects_the_sweep(project, swept):
     repo, sh, _ = project
-    done = sh("python", "-m", "stages.horizon")
+    done = sh("python", "-m", "stages.tools.horizon")
     md = (repo / "reports/horizon.md").read_text()
     for model in ("lstm", "fullconv", "tcn"):
-        assert f"horizon: {model}: remembers up to seq=" in done.stdout
+        assert f"horizon: {model} (default budget): " in done.stdout
         for seq in QUEUED_SEQS:
             assert re.search(rf"^\| {model} \| {seq} \| ", md, flags=re.M), (model, seq)
-    assert "| model | remembers up to seq | forgets from seq | seqs swept |" in md
+    assert "| model | budget | answer | remembers up to seq | forgets from seq | seqs tried |" in md
     assert (repo / "reports/horizon.png").stat().st_size > 1000
+
+
+def test_horizon_search_on_two_workers_lands_a_bracket_and_resumes(project):
+    """The search queues its points as experiments, two models at once, and a second run queues nothing."""
+    repo, sh, _ = project
+    search = ("python", "-m", "stages.tools.horizon", "--out", "reports/search.md", "--figure", "search.png",
+              "--log", "search.json", "search", "--models", "lstm", "tcn", "--max-seq", "4", "--seeds", "0", "1",
+              "--jobs", "2", "--poll", "3")
+    first = sh(*search, leaves_daemons=True, timeout=900)
+    sh("dvc", "queue", "stop")
+    queued = re.findall(r"queue seq=(\d+) \((hz-default-\w+-\d+)\)", first.stdout)
+    # From min(64, --max-seq) = 4 down to 2 for each model, or done at 4 if it remembers there.
+    assert {name for _, name in queued} >= {"hz-default-lstm-4", "hz-default-tcn-4"}, first.stdout
+    shown = json.loads(sh("dvc", "exp", "show", "--json", "--all-commits").stdout)
+    landed = {run["name"]: run for run in runs_from_exp_show(shown) if run["experiment"]}
+    for _, name in queued:
+        params = landed[name]["params"]["train_memory"]
+        assert params["models"] in (["lstm"], ["tcn"]) and params["seeds"] == [0, 1] and params["budget"] == "default"
+    md = (repo / "reports/search.md").read_text()
+    for model in ("lstm", "tcn"):
+        line = next(line for line in md.splitlines() if line.startswith(f"| {model} | default | "))
+        assert "(search unfinished)" not in line and "not yet within" not in line, line
+    log = json.loads((repo / "search.json").read_text())
+    assert log["default"]["experiments"] == len(queued) and log["default"]["highest"] == 4
+    again = sh(*search, leaves_daemons=True, timeout=300)
+    assert "queue seq=" not in again.stdout  # resumed from what exists: nothing left to run
 
 
 def test_compare_names_params_metrics_verdicts_and_figures(project):
@@ -223,10 +268,10 @@ def test_compare_names_params_metrics_verdicts_and_figures(project):
     repo, sh, _ = project
     base = json.loads(sh("git", "show", "HEAD:reports/metrics/memory.json").stdout)
     # Loose thresholds flip every verdict that was false to true.
-    exp_from_baseline(sh, "seq=5", "evaluate_memory.change_tolerance_pct=1000000",
+    exp_run(sh, "seq=5", "evaluate_memory.change_tolerance_pct=1000000",
                       "evaluate_memory.blind_mse_threshold=1000000")
     head = json.loads((repo / "reports/metrics/memory.json").read_text())
-    md = sh("python", "-m", "stages.compare", "--base", "HEAD", "--out", "compare").stdout
+    md = sh("python", "-m", "stages.tools.compare", "--base", "HEAD", "--out", "compare").stdout
     assert md == (repo / "compare/compare.md").read_text()
     assert f"| seq | {base['seq']} | 5 |" in md
     assert "| evaluate_memory.blind_mse_threshold | 0.05 | 1000000 |" in md
@@ -248,14 +293,14 @@ def test_compare_names_params_metrics_verdicts_and_figures(project):
 
 def test_compare_with_nothing_changed_says_so_in_one_line(project):
     _, sh, _ = project
-    md = sh("python", "-m", "stages.compare", "--base", "HEAD", "--head", "HEAD", "--out", "compare-same").stdout
+    md = sh("python", "-m", "stages.tools.compare", "--base", "HEAD", "--head", "HEAD", "--out", "compare-same").stdout
     assert md == "No changes between `HEAD` and `HEAD`: params, metrics and plots are identical.\n"
 
 
 def test_compare_two_experiments_by_name(project):
     _, sh, _ = project
     by_seq = {e["seq"]: name for name, e in experiments(sh).items()}
-    md = sh("python", "-m", "stages.compare", "--base", by_seq[3], "--head", by_seq[4], "--out", "compare-exps").stdout
+    md = sh("python", "-m", "stages.tools.compare", "--base", by_seq[3], "--head", by_seq[4], "--out", "compare-exps").stdout
     assert f"## `{by_seq[3]}` → `{by_seq[4]}`" in md
     assert "| seq | 3 | 4 |" in md
     table = sh("dvc", "exp", "show", "--md", "--only-changed").stdout
@@ -264,7 +309,7 @@ def test_compare_two_experiments_by_name(project):
 
 def test_compare_unknown_rev_is_one_line(project):
     _, sh, _ = project
-    done = sh("python", "-m", "stages.compare", "--base", "no-such-rev", check=False)
+    done = sh("python", "-m", "stages.tools.compare", "--base", "no-such-rev", check=False)
     assert done.returncode == 2
     assert done.stderr.startswith("error: dvc params diff no-such-rev: ") and done.stderr.count("\n") == 1
 
@@ -272,7 +317,7 @@ def test_compare_unknown_rev_is_one_line(project):
 def test_adding_task_runs_without_probes(project):
     """A task with two channels and no first/last input: scored on MSE against predicting the mean."""
     repo, sh, _ = project
-    done = exp_from_baseline(sh, "generate.task=adding")
+    done = exp_run(sh, "generate.task=adding")
     assert not [s for s in ran_stages(done.stdout) if s.startswith(FORECAST_STAGES)]
     memory = json.loads((repo / "reports/metrics/memory.json").read_text())
     assert memory["task"] == "adding" and memory["probed_positions"] is None
@@ -286,7 +331,7 @@ def test_adding_task_runs_without_probes(project):
 def test_truncation_and_seeds(project):
     """Truncated models cannot see x[0]; two seeds give a median, a range and a fraction."""
     repo, sh, _ = project
-    exp_from_baseline(sh, "train_memory.truncate=3", "train_memory.seeds=[0,1]")
+    exp_run(sh, "train_memory.truncate=3", "train_memory.seeds=[0,1]")
     memory = json.loads((repo / "reports/metrics/memory.json").read_text())
     assert memory["truncate"] == 3
     for model in ("lstm", "fullconv", "tcn"):
@@ -298,3 +343,20 @@ def test_truncation_and_seeds(project):
         assert sorted(p.name for p in (repo / "reports/plots/memory_loss" / model).iterdir()) == ["seed-0.csv", "seed-1.csv"]
     probes = (repo / "reports/plots/memory_probes.csv").read_text().splitlines()
     assert probes[0].startswith("model,seed,run,") and len(probes) == 1 + 3 * 2
+
+
+@pytest.mark.parametrize("module", ["stages/lib/config.py", "stages/lib/memory/probes.py",
+                                    "stages/lib/forecast/scoring.py", "stages/lib/nn/training.py",
+                                    "stages/lib/infra/io.py"])
+def test_an_edit_to_a_module_makes_dvc_status_name_every_stage_that_runs_it(project, module):
+    """One module of each layer: `dvc status` names exactly the stages whose imports reach it."""
+    from tests.imports import closure
+    from tests.test_dependencies import stages
+
+    repo, sh, _ = project
+    assert ran_stages(sh("dvc", "repro").stdout) == []
+    path = repo / module
+    path.write_text(path.read_text() + "\n# an edit that could change an output\n")
+    stale = {name.split("@")[0] for name in json.loads(sh("dvc", "status", "--json").stdout)}
+    expected = {name for name, spec in stages().items() if any(str(p) == module for p in closure(spec["module"]))}
+    assert expected and stale == expected

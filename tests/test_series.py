@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from stages.core.series import (
+from stages.lib.forecast.series import (
     DataError,
     difference,
     load_series,

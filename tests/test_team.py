@@ -24,6 +24,7 @@ from tests.servers import mlflow_server, postgres, postgres_bin
 
 pytestmark = [
     pytest.mark.postgres,
+    pytest.mark.e2e,
     pytest.mark.skipif(postgres_bin() is None, reason="needs PostgreSQL (initdb, pg_ctl)"),
     pytest.mark.skipif(shutil.which("git") is None, reason="needs git"),
 ]
@@ -115,7 +116,7 @@ def test_a_sweep_split_across_two_workers_comes_together(team, server):
         name = f"{worker}-seq{seq}"
         # Each worker runs its slice of the sweep and shares it: refs to git, data to the DVC remote.
         sh(root / worker, "dvc", "exp", "run", "-n", name, "-S", f"seq={seq}", env=env)  # only the memory stages and the report re-run
-        sh(root / worker, "dvc", "exp", "push", "origin")  # every experiment of this commit (README, Team)
+        sh(root / worker, "dvc", "exp", "push", "origin")  # every experiment of this commit (docs/team.md)
         names[name] = seq
     sh(root, "git", "clone", "-q", str(root / "origin.git"), "lead")
     lead = root / "lead"
@@ -147,9 +148,9 @@ def test_the_local_store_migrates_to_the_server(tmp_path, server):
     proj = Project(tmp_path / "carol")
     proj.sh("dvc", "repro", "baselines@sales", "backtest@sales-lstm")  # the embedded SQLite store
     local_uri = f"sqlite:///{proj.path / 'mlflow.db'}"
-    moved = proj.sh("python", "-m", "stages.migrate_tracking", "--to", server)
+    moved = proj.sh("python", "-m", "stages.tools.migrate_tracking", "--to", server)
     assert "2 runs copied, 0 already there" in moved.stdout, moved.stdout
-    again = proj.sh("python", "-m", "stages.migrate_tracking", "--to", server)
+    again = proj.sh("python", "-m", "stages.tools.migrate_tracking", "--to", server)
     assert "0 runs copied, 2 already there" in again.stdout, again.stdout
 
     local, remote = MlflowClient(tracking_uri=local_uri), MlflowClient(tracking_uri=server)

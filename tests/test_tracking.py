@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from stages.core import tracking
+from stages.lib.infra import tracking
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -183,8 +183,8 @@ def test_workers_starting_together_on_a_fresh_store_all_land(store):
 def test_migration_refuses_an_unreachable_destination_in_one_line(tmp_path, capsys):
     import socket
 
-    from stages import migrate_tracking
-    from stages.core import cli
+    from stages.tools import migrate_tracking
+    from stages.lib.infra import cli
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -199,8 +199,8 @@ def test_migration_refuses_an_unreachable_destination_in_one_line(tmp_path, caps
 
 
 def test_migration_refuses_a_missing_source_and_the_same_store(tmp_path, capsys):
-    from stages import migrate_tracking
-    from stages.core import cli
+    from stages.tools import migrate_tracking
+    from stages.lib.infra import cli
 
     missing = f"sqlite:///{tmp_path / 'none.db'}"
     for argv, message in ((["--from", missing, "--to", "http://127.0.0.1:1"], f"error: {missing}: no such SQLite store\n"),
@@ -211,7 +211,7 @@ def test_migration_refuses_a_missing_source_and_the_same_store(tmp_path, capsys)
 
 
 def test_migration_redoes_a_copy_an_interruption_cut_short(tmp_path, monkeypatch):
-    from stages import migrate_tracking
+    from stages.tools import migrate_tracking
 
     source, dest = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))

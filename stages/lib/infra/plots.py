@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from stages.core.io import save_with  # noqa: E402
+from stages.lib.infra.io import save_with  # noqa: E402
 
 # Fixed metadata keeps the PNG bytes identical across reruns.
 _PNG_META = {"Software": None}

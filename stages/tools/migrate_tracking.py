@@ -1,7 +1,7 @@
 """Copy every MLflow experiment and run from one tracking store to another, e.g. the local SQLite store to a team server.
 
-    python -m stages.migrate_tracking --to http://mlflow.example:5000
-    python -m stages.migrate_tracking --from sqlite:///mlflow.db --to http://mlflow.example:5000 --experiment forecast
+    python -m stages.tools.migrate_tracking --to http://mlflow.example:5000
+    python -m stages.tools.migrate_tracking --from sqlite:///mlflow.db --to http://mlflow.example:5000 --experiment forecast
 
 Each run keeps its name, status, start and end times, params, tags, the full
 history of every metric (steps and timestamps) and its artifacts, and gets the
@@ -23,7 +23,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from stages.core import cli, paths, tracking
+from stages.lib.infra import cli, paths, tracking
 
 MIGRATED_TAG = "migrated.from_run_id"
 COPYING_TAG = "migrated.copying_from"  # only on a copy that is not complete yet

@@ -1,47 +1,11 @@
-"""Error metrics by hand and the memory probes on models with known answers."""
+"""The memory probes, the verdict and the seed summary on models with known answers; the synthetic tasks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from stages.core import metrics
-
-ACTUAL = np.array([10.0, 20.0, 30.0, 40.0])
-PRED = np.array([12.0, 18.0, 33.0, 40.0])
-
-
-def test_errors_by_hand():
-    # errors 2, -2, 3, 0
-    assert metrics.mse(ACTUAL, PRED) == pytest.approx((4 + 4 + 9 + 0) / 4)
-    assert metrics.rmse(ACTUAL, PRED) == pytest.approx(np.sqrt(17 / 4))
-    assert metrics.mae(ACTUAL, PRED) == pytest.approx(7 / 4)
-    assert metrics.mape(ACTUAL, PRED) == pytest.approx(100 * (0.2 + 0.1 + 0.1 + 0) / 4)
-
-
-def test_mase_by_hand():
-    train = np.array([1.0, 3.0, 2.0, 6.0])  # naive in-sample errors 2, 1, 4 -> MAE 7/3
-    assert metrics.mase(ACTUAL, PRED, train) == pytest.approx((7 / 4) / (7 / 3))
-    # Seasonal (season 2): errors |2-1|, |6-3| -> MAE 2
-    assert metrics.mase(ACTUAL, PRED, train, season=2) == pytest.approx((7 / 4) / 2)
-
-
-def test_mape_undefined_at_zero():
-    assert np.isnan(metrics.mape(np.array([0.0, 1.0]), np.array([1.0, 1.0])))
-
-
-def test_smape_by_hand():
-    # |a - p| / ((|a| + |p|) / 2): 2/11, 2/19, 3/31.5, 0
-    expected = 100 * (2 / 11 + 2 / 19 + 3 / 31.5 + 0) / 4
-    assert metrics.smape(ACTUAL, PRED) == pytest.approx(expected)
-    assert metrics.smape(np.array([0.0, 2.0]), np.array([0.0, 2.0])) == 0.0  # a pair of zeros is no error
-
-
-def test_scaled_mae_divides_each_error_by_its_own_origin_scale():
-    # errors 2, 2, 3, 0; scales 1, 2, 3, 4 -> (2 + 1 + 1 + 0) / 4
-    assert metrics.scaled_mae(ACTUAL, PRED, np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(1.0)
-    assert np.isnan(metrics.scaled_mae(ACTUAL, PRED, np.array([1.0, 0.0, 1.0, 1.0])))  # a flat history
-
+from stages.lib.memory import probes
 
 def sequences(n=2000, seq=10, seed=0):
     return np.random.default_rng(seed).standard_normal((n, seq, 1)).astype(np.float32)
@@ -50,7 +14,7 @@ def sequences(n=2000, seq=10, seed=0):
 def test_change_probe_on_the_ideal_model():
     X = sequences()
     ideal = lambda X: X[:, 0, 0] + X[:, -1, 0]  # noqa: E731
-    pct, used = metrics.change_probe(ideal, X, 0, 1.5, 0.05)
+    pct, used = probes.change_probe(ideal, X, 0, 1.5, 0.05)
     assert pct == pytest.approx(25.0, abs=3.0)
     assert 0 < used <= len(X)
 
@@ -58,16 +22,16 @@ def test_change_probe_on_the_ideal_model():
 def test_change_probe_on_a_model_that_ignores_x0():
     X = sequences()
     last_only = lambda X: X[:, -1, 0]  # noqa: E731
-    assert metrics.change_probe(last_only, X, 0, 1.5, 0.05)[0] == pytest.approx(0.0, abs=1e-9)
+    assert probes.change_probe(last_only, X, 0, 1.5, 0.05)[0] == pytest.approx(0.0, abs=1e-9)
     # ... and that uses x[-1] alone: every row moves by exactly +50%.
-    assert metrics.change_probe(last_only, X, -1, 1.5, 0.05)[0] == pytest.approx(50.0)
+    assert probes.change_probe(last_only, X, -1, 1.5, 0.05)[0] == pytest.approx(50.0)
 
 
 def test_change_probe_is_row_by_row_and_skips_near_zero_predictions():
     X = np.ones((3, 4, 1), np.float32)
     X[1] = 0.0  # prediction exactly 0 here: no relative change
     model = lambda X: 2 * X[:, 0, 0]  # noqa: E731
-    pct, used = metrics.change_probe(model, X, 0, 1.5, 0.05)
+    pct, used = probes.change_probe(model, X, 0, 1.5, 0.05)
     assert used == 2
     assert pct == pytest.approx(50.0)
 
@@ -75,23 +39,23 @@ def test_change_probe_is_row_by_row_and_skips_near_zero_predictions():
 def test_blinding_probe():
     X = sequences(n=20)
     ideal = lambda X: X[:, 0, 0] + X[:, -1, 0]  # noqa: E731
-    assert metrics.blind_probe(ideal, X, 10, keep=0, zero=-1) == pytest.approx(0.0, abs=1e-12)
+    assert probes.blind_probe(ideal, X, 10, keep=0, zero=-1) == pytest.approx(0.0, abs=1e-12)
     last_only = lambda X: X[:, -1, 0]  # noqa: E731
     # Ignoring x[0] costs mean((i/10)^2) = 0.285.
-    assert metrics.blind_probe(last_only, X, 10, keep=0, zero=-1) == pytest.approx(0.285, abs=1e-6)
+    assert probes.blind_probe(last_only, X, 10, keep=0, zero=-1) == pytest.approx(0.285, abs=1e-6)
 
 
 @pytest.mark.parametrize("change, blind, expected", [
     (25.0, 0.0, True), (20.0, 0.04, True), (10.0, 0.0, False), (25.0, 0.2, False), (float("nan"), 0.0, False),
 ])
 def test_verdict_rule(change, blind, expected):
-    assert metrics.remembers(change, blind, ideal_pct=25.0, tolerance_pct=7.5, blind_threshold=0.05) is expected
+    assert probes.remembers(change, blind, ideal_pct=25.0, tolerance_pct=7.5, blind_threshold=0.05) is expected
 
 
 # ------------------------------------------------------------------ tasks
 
 def test_each_task_target_matches_its_definition():
-    from stages.core.tasks import TASKS
+    from stages.lib.memory.tasks import TASKS
 
     rng = np.random.default_rng(0)
     d = TASKS["first_last"].generate(50, 7, rng)
@@ -117,7 +81,7 @@ def test_each_task_target_matches_its_definition():
 
 
 def test_tasks_are_seeded():
-    from stages.core.tasks import make_splits
+    from stages.lib.memory.tasks import make_splits
 
     for task in ("first_last", "adding", "sincos"):
         a = make_splits(task, 9, seed=3, sizes={"train": 20, "val": 5})
@@ -127,15 +91,15 @@ def test_tasks_are_seeded():
 
 
 def test_truncation_loses_the_first_input_by_construction():
-    from stages.evaluate_memory import truncated
+    from stages.lib.memory.probes import truncated
 
     X = np.random.default_rng(0).standard_normal((40, 8, 1)).astype(np.float32)
 
     def sum_of_ends(X):  # a perfect first+last model on whatever it is shown
         return X[:, 0, 0] + X[:, -1, 0]
 
-    full, _ = metrics.change_probe(sum_of_ends, X, 0, 1.5, 0.05)
-    cut, _ = metrics.change_probe(truncated(sum_of_ends, 3), X, 0, 1.5, 0.05)
+    full, _ = probes.change_probe(sum_of_ends, X, 0, 1.5, 0.05)
+    cut, _ = probes.change_probe(truncated(sum_of_ends, 3), X, 0, 1.5, 0.05)
     assert full > 10 and cut == 0.0
     np.testing.assert_array_equal(truncated(lambda X: X.shape[1] * np.ones(len(X)), 3)(X), 3)
     np.testing.assert_array_equal(truncated(lambda X: X.shape[1] * np.ones(len(X)), None)(X), 8)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.core import cli
-from stages.core.params import load_params
-from stages.core.backtest import check_lengths
-from stages.core.series import load_series
+from stages.lib.config import load_params
+from stages.lib.forecast.backtest import check_lengths
+from stages.lib.forecast.series import load_series
+from stages.lib.infra import cli
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,14 +35,11 @@ from typing import Any
 
 import pandas as pd
 
-from stages.core import paths
+from stages.lib.errors import TrackingError
+from stages.lib.infra import paths
 
 
 OFF_SWITCH = "PIPELINE_TRACKING"
-
-
-class TrackingError(RuntimeError):
-    """The MLflow store cannot be used; one line naming the URI."""
 
 
 def tracking_uri() -> str:

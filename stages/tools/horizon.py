@@ -1,8 +1,8 @@
 """How far back each model remembers: search for the boundary, and report it.
 
-    python -m stages.horizon search --models lstm gru fullconv tcn --budget default
-    python -m stages.horizon search --models lstm fullconv --budget article --include 68 69
-    python -m stages.horizon      # reports/horizon.md and reports/horizon.png from what exists
+    python -m stages.tools.horizon search --models lstm gru fullconv tcn --budget default
+    python -m stages.tools.horizon search --models lstm fullconv --budget article --include 68 69
+    python -m stages.tools.horizon      # reports/horizon.md and reports/horizon.png from what exists
 
 `search` locates, per model and budget, the largest `seq` at which the majority
 of the seeds remember x[0] and the smallest larger `seq` at which they do not,
@@ -33,9 +33,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.core import cli
-from stages.core.io import read_json, save_with, write_json, write_text
-from stages.core.params import ARTICLE_FIT
+from stages.lib.config import ARTICLE_FIT
+from stages.lib.errors import CommandError
+from stages.lib.infra import cli
+from stages.lib.infra.io import read_json, save_with, write_json, write_text
+from stages.lib.memory.tasks import IDEAL_CHANGE_PCT
 
 MEMORY_METRICS = "reports/metrics/memory.json"
 SEARCH_LOG = Path("reports/horizon_search.json")  # wall time and range of each budget's search, committed
@@ -79,7 +81,7 @@ def next_seq(verdicts: Mapping[int, bool], lowest: int = SEQ_MIN, highest: int =
         if seq not in verdicts:
             return seq
     if not verdicts:
-        return start
+        return min(start, highest)
     lo, hi = bracket(verdicts)
     if lo is None:
         smallest = min(verdicts)
@@ -212,8 +214,9 @@ def article_claim(table: pd.DataFrame) -> str:
 def render(table: pd.DataFrame, found: dict[tuple[str, str], dict], searches: dict | None = None) -> str:
     searches = searches or {}
     lines = ["# Memory horizon", "",
-             "<!-- Written by `python -m stages.horizon` from `dvc exp show`; do not edit by hand. -->", "",
-             "How far back each model remembers x[0] on the first+last task: the x[0] change probe (ideal +25%) "
+             "<!-- Written by `python -m stages.tools.horizon` from `dvc exp show`; do not edit by hand. -->", "",
+             "How far back each model remembers x[0] on the first+last task: the x[0] change probe (ideal "
+             f"+{IDEAL_CHANGE_PCT:g}%) "
              "and the verdict `remembers_first` (majority of seeds) at each `seq` the search tried. The horizon "
              "is the bracket between the largest `seq` at which the model still remembers and the smallest larger "
              "one at which it does not; it means nothing without the training budget, so every verdict sits beside "
@@ -253,7 +256,7 @@ def render(table: pd.DataFrame, found: dict[tuple[str, str], dict], searches: di
     return "\n".join(lines) + "\n"
 
 
-def plot(table: pd.DataFrame, path: Path, ideal: float = 25.0) -> None:
+def plot(table: pd.DataFrame, path: Path, ideal: float = IDEAL_CHANGE_PCT) -> None:
     """Per budget: the x[0] change probe (top) and the x[0] blinding MSE (bottom) against seq, log scale."""
     import matplotlib
 
@@ -306,7 +309,7 @@ def dvc(*args: str, tries: int = 10) -> None:
             return
         if "lock" not in said.lower() or attempt == tries - 1:
             reason = next((line for line in said.splitlines() if line.startswith("ERROR")), said.strip())
-            raise cli.CommandError(f"dvc {' '.join(args)}: {reason or 'failed'}")
+            raise CommandError(f"dvc {' '.join(args)}: {reason or 'failed'}")
         time.sleep(3 + 3 * attempt)
 
 
@@ -314,7 +317,7 @@ def shown_experiments(all_commits: bool, tries: int = 10) -> list[dict]:
     for attempt in range(tries):
         try:
             return cli.dvc_json("exp", "show", *(["--all-commits"] if all_commits else [])) or []
-        except cli.CommandError as exc:
+        except CommandError as exc:
             if "lock" not in str(exc).lower() or attempt == tries - 1:
                 raise
             time.sleep(3 + 3 * attempt)
@@ -322,7 +325,7 @@ def shown_experiments(all_commits: bool, tries: int = 10) -> list[dict]:
 
 
 def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tuple[int, ...], highest: int,
-           jobs: int, poll_s: float, all_commits: bool) -> None:
+           jobs: int, poll_s: float, all_commits: bool, log_file: Path = SEARCH_LOG) -> None:
     """Queue the next point of every unfinished model until each is bracketed, resuming from what exists."""
     started, ran = time.monotonic(), 0
     workers_started = False
@@ -337,7 +340,7 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
             name = exp_name(budget, model, seq)
             state = states.get(name)
             if state == "failed":
-                raise cli.CommandError(f"experiment {name} failed: see `dvc queue logs {name}`, "
+                raise CommandError(f"experiment {name} failed: see `dvc queue logs {name}`, "
                                        f"then `dvc exp remove {name}` to let the search run it again")
             (pending if state in ("queued", "running") else todo).append((model, seq, name))
         if not pending and not todo:
@@ -357,22 +360,22 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
               flush=True)
         time.sleep(poll_s)
     wall = time.monotonic() - started
-    log = read_json(SEARCH_LOG) if SEARCH_LOG.exists() else {}
+    log = read_json(log_file) if log_file.exists() else {}
     before = log.get(budget, {})
     log[budget] = {"models": sorted(set(before.get("models", [])) | set(models)), "lowest": SEQ_MIN,
                    "highest": max(highest, before.get("highest", 0)),
                    "experiments": before.get("experiments", 0) + ran, "wall_s": before.get("wall_s", 0.0) + wall}
-    write_json(SEARCH_LOG, log)
+    write_json(log_file, log)
     for model in models:
         print(f"horizon search: {budget}: {model}: {outcome(verdicts_of(table, model, budget, seeds), highest=highest)}")
 
 
-def report(out: Path, figure: Path, all_commits: bool) -> None:
+def report(out: Path, figure: Path, all_commits: bool, log_file: Path = SEARCH_LOG) -> None:
     table = horizon_table(runs_from_exp_show(shown_experiments(all_commits)))
     if table.empty:
-        raise cli.CommandError("no first_last experiment with memory metrics in `dvc exp show`: run the search first")
+        raise CommandError("no first_last experiment with memory metrics in `dvc exp show`: run the search first")
     found = horizons(table)
-    searches = read_json(SEARCH_LOG) if SEARCH_LOG.exists() else {}
+    searches = read_json(log_file) if log_file.exists() else {}
     write_text(out, render(table, found, searches))
     plot(table, figure)
     for (model, budget), h in found.items():
@@ -384,7 +387,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("reports/horizon.md"))
     parser.add_argument("--figure", type=Path, default=Path("reports/horizon.png"))
-    parser.add_argument("--all-commits", action="store_true", help="experiments of every commit, not only HEAD")
+    parser.add_argument("--log", type=Path, default=SEARCH_LOG, help="wall time and range of each budget's search")
+    # Every commit's experiments by default: a search resumed after a commit still
+    # finds the points it ran (they stay tied to the commit they were queued from).
+    parser.add_argument("--head-only", dest="all_commits", action="store_false",
+                        help="only the experiments of HEAD, not of every commit")
     commands = parser.add_subparsers(dest="command")
     find = commands.add_parser("search", help="queue experiments until every model's boundary is bracketed")
     find.add_argument("--models", nargs="+", required=True, help="registered model names")
@@ -393,20 +400,20 @@ def main(argv: list[str] | None = None) -> None:
     find.add_argument("--include", nargs="*", type=int, default=[], help="seqs to run whatever the search decides")
     find.add_argument("--max-seq", type=int, default=SEQ_MAX, help="upper end of the search (default 1000)")
     find.add_argument("--jobs", type=int, default=2, help="queue workers on this machine")
-    find.add_argument("--poll", type=float, default=20.0, help="seconds between looks at the queue")
+    find.add_argument("--poll", type=float, default=60.0, help="seconds between looks at the queue")
     args = parser.parse_args(argv)
 
     if args.command == "search":
-        from stages.core.models import REGISTRY
+        from stages.lib.nn.models import REGISTRY
 
         unknown = [m for m in args.models if m not in REGISTRY]
         if unknown:
-            raise cli.CommandError(f"--models: unknown model(s) {', '.join(unknown)} (have: {', '.join(REGISTRY)})")
+            raise CommandError(f"--models: unknown model(s) {', '.join(unknown)} (have: {', '.join(REGISTRY)})")
         if not SEQ_MIN <= args.max_seq <= SEQ_MAX or any(not SEQ_MIN <= s <= args.max_seq for s in args.include):
-            raise cli.CommandError(f"--max-seq and --include: seq must lie in {SEQ_MIN}..{SEQ_MAX}")
+            raise CommandError(f"--max-seq and --include: seq must lie in {SEQ_MIN}..{SEQ_MAX}")
         search(args.models, args.budget, tuple(args.seeds), tuple(args.include), args.max_seq, args.jobs,
-               args.poll, args.all_commits)
-    report(args.out, args.figure, args.all_commits)
+               args.poll, args.all_commits, args.log)
+    report(args.out, args.figure, args.all_commits, args.log)
 
 
 if __name__ == "__main__":

@@ -11,19 +11,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from stages.core import interrupts
-from stages.core.params import ParamsError
-from stages.core.series import DataError
-from stages.core.tracking import TrackingError
-
-__all__ = ["CommandError", "DataError", "ParamsError", "TrackingError", "dvc_json", "run"]
-
-
-class CommandError(RuntimeError):
-    """A tool command (compare, horizon) cannot go on; one line for the user."""
-
-
-USER_ERRORS = (ParamsError, DataError, TrackingError, CommandError)
+from stages.lib.errors import USER_ERRORS, CommandError
+from stages.lib.infra import interrupts
 
 
 def dvc_json(*args: str) -> Any:
@@ -38,9 +27,9 @@ def dvc_json(*args: str) -> Any:
 def exit_now(code: int) -> NoReturn:
     """End the stage's process as Python's own exit does, minus freeing the modules.
 
-    That last step takes about 2 s in a process that used TensorFlow and about
-    0.9 s in one that only used pandas and MLflow (measured on a 2-core CPU):
-    some 30 s of a `dvc repro` that starts 25 such processes. Everything before
+    That last step takes seconds in a process that used TensorFlow, a
+    noticeable part of a `dvc repro` that starts 25 such processes (docs/speed.md).
+    Everything before
     it still runs, in the interpreter's order: threads are joined and their exit
     hooks run (joblib's workers are stopped there; skipped, they would hold the
     stage's output pipe open and DVC would wait minutes for them), then the

@@ -23,14 +23,11 @@ from pydantic import (
     model_validator,
 )
 
-from stages.core import paths
-from stages.core.forecasters import BASELINE_KINDS, FORECASTERS
-from stages.core.models import REGISTRY, FitParams, ModelSpec
-from stages.core.tasks import TASKS
-
-
-class ParamsError(ValueError):
-    """A params.yaml problem, already phrased as one line for the user."""
+from stages.lib.errors import ParamsError
+from stages.lib.forecast.specs import BASELINE_KINDS, SPECS
+from stages.lib.infra import paths
+from stages.lib.memory.tasks import IDEAL_CHANGE_PCT, TASKS
+from stages.lib.nn.models import REGISTRY, FitParams, ModelSpec
 
 
 class Strict(BaseModel):
@@ -123,7 +120,7 @@ class EvaluateMemoryParams(Strict):
     change_factor: float = Field(default=1.5, gt=0.0)
     min_abs_pred: float = Field(default=0.05, ge=0.0)
     blind_rows: int = Field(default=10, ge=2)
-    ideal_change_pct: float = 25.0
+    ideal_change_pct: float = IDEAL_CHANGE_PCT
     change_tolerance_pct: PositiveFloat = 7.5
     blind_mse_threshold: PositiveFloat = 0.05
 
@@ -171,8 +168,8 @@ class BacktestParams(Strict):
     levels: list[Annotated[int, Field(gt=0, lt=100)]] = [80, 95]
 
 
-Forecaster = Annotated[Union[tuple(FORECASTERS.values())], Field(discriminator="kind")]  # type: ignore[valid-type]
-Baseline = Annotated[Union[tuple(FORECASTERS[kind] for kind in BASELINE_KINDS)],  # type: ignore[valid-type]
+ForecasterParams = Annotated[Union[tuple(SPECS.values())], Field(discriminator="kind")]  # type: ignore[valid-type]
+BaselineParams = Annotated[Union[tuple(SPECS[kind] for kind in BASELINE_KINDS)],  # type: ignore[valid-type]
                      Field(discriminator="kind")]
 
 
@@ -209,8 +206,8 @@ class Params(Strict):
     # Two sections because DVC runs them differently: all baselines of a dataset
     # in one stage (each takes milliseconds, a stage's start-up seconds), every
     # other forecaster in its own stage per dataset.
-    baselines: dict[str, Baseline] = Field(min_length=1)  # type: ignore[valid-type]
-    forecasters: dict[str, Forecaster] = Field(min_length=1)  # type: ignore[valid-type]
+    baselines: dict[str, BaselineParams] = Field(min_length=1)  # type: ignore[valid-type]
+    forecasters: dict[str, ForecasterParams] = Field(min_length=1)  # type: ignore[valid-type]
     evaluate_forecast: EvaluateForecastParams
     article: ArticleParams
 
@@ -252,7 +249,7 @@ class Params(Strict):
 
 def _describe(error: dict[str, Any]) -> str:
     parts = list(error["loc"])
-    if parts[:1] in (["forecasters"], ["baselines"]) and len(parts) > 2 and parts[2] in FORECASTERS:
+    if parts[:1] in (["forecasters"], ["baselines"]) and len(parts) > 2 and parts[2] in SPECS:
         del parts[2]  # pydantic puts the `kind` tag in the path; the user never wrote it
     loc = ".".join(str(part) for part in parts) or "(top level)"
     if not parts and error["type"] == "value_error":  # a rule across sections names its keys itself

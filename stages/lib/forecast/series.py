@@ -1,7 +1,7 @@
 """Univariate series: loading and validation, differencing, windows.
 
 The statistics fitted on a series (the scaler, the differencing origin) belong
-to the forecasters (stages/core/forecasters.py), which fit them on the history
+to the forecasters (stages/lib/forecast/), which fit them on the history
 before each backtest origin only.
 """
 
@@ -16,9 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
-class DataError(ValueError):
-    """A data problem, already phrased as one line naming file, row and rule."""
+from stages.lib.errors import DataError
 
 
 # ------------------------------------------------------------------ loading

@@ -1,8 +1,8 @@
 """Compare two revisions or experiments for review: params, metrics, verdicts and figures, as Markdown.
 
-    python -m stages.compare --base main                  # main against the workspace
-    python -m stages.compare --base main --head my-branch # two revs
-    python -m stages.compare --base exp-1a2b3 --head exp-4c5d6   # two experiments
+    python -m stages.tools.compare --base main                  # main against the workspace
+    python -m stages.tools.compare --base main --head my-branch # two revs
+    python -m stages.tools.compare --base exp-1a2b3 --head exp-4c5d6   # two experiments
 
 Prints the Markdown and writes it, with one PNG per changed figure (base on the
 left, head on the right), to --out (default: compare/). Everything is read
@@ -20,15 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stages.core import cli
-from stages.core.io import atomic_dir
+from stages.lib.errors import CommandError
+from stages.lib.forecast.scoring import SCORES
+from stages.lib.infra import cli
+from stages.lib.infra.io import atomic_dir
+from stages.lib.memory.tasks import IDEAL_CHANGE_PCT
 
 WORKSPACE = "workspace"
-DEFAULT_IDEAL_CHANGE_PCT = 25.0  # the first+last task: y moves by half of x[i]'s +50%
+DEFAULT_IDEAL_CHANGE_PCT = IDEAL_CHANGE_PCT  # unless the compared params say otherwise
 
 # Which way is better, by the last part of a metric's name. Anything not listed
 # (seq, epochs_run, n_train, receptive_field, ...) is reported without a mark.
-LOWER_IS_BETTER = {"mse", "rmse", "mae", "mape", "smape", "mase", "val_mse", "test_mse", "val_loss", "best_val_loss",
+LOWER_IS_BETTER = {*SCORES, "mse", "val_mse", "test_mse", "val_loss", "best_val_loss",
                    "blind_first_mse", "blind_last_mse", "final_loss", "receptive_field_shortfall",
                    "mse_all", "mse_test", "mse_test_one_step_inversion"}
 CLOSER_TO_IDEAL = {"change_first_pct", "change_last_pct"}

@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from stages.core import interrupts
-from stages.core.params import FitParams
+from stages.lib.infra import interrupts
+from stages.lib.nn.models import FitParams
 
 
 def seed_everything(seed: int) -> None:

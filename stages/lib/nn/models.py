@@ -18,7 +18,7 @@ Activation = Literal["linear", "tanh", "relu", "softplus", "sigmoid"]
 
 
 class FitParams(BaseModel):
-    """How one Keras model is trained (stages/core/training.py): the same for every model and task."""
+    """How one Keras model is trained (stages/lib/nn/training.py): the same for every model and task."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     seed: NonNegativeInt | None = None  # the forecast's training seed; memory lists its seeds instead

@@ -1,1 +1,0 @@
-"""Pure building blocks shared by the stages."""

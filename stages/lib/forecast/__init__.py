@@ -1,0 +1,1 @@
+"""The forecast experiment: series, forecasters (one module per family), the backtest, scores."""

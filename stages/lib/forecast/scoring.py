@@ -1,0 +1,134 @@
+"""Forecast scores on the original scale: point errors, MASE over rolling origins, coverage, persistence.
+
+Pure numpy/pandas. ``SCORES`` names every point score once, with its title and
+format, for the stages, the reports and the review.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+def mse(actual: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.mean((np.asarray(actual) - np.asarray(predicted)) ** 2))
+
+
+def rmse(actual: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.sqrt(mse(actual, predicted)))
+
+
+def mae(actual: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.mean(np.abs(np.asarray(actual) - np.asarray(predicted))))
+
+
+def mape(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean absolute percentage error, in percent (undefined where actual is 0)."""
+    actual = np.asarray(actual, dtype=float)
+    if np.any(actual == 0):
+        return float("nan")
+    return float(100.0 * np.mean(np.abs((actual - np.asarray(predicted)) / actual)))
+
+
+def smape(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Symmetric MAPE in percent (0..200): |a - p| / ((|a| + |p|) / 2); a pair of zeros counts 0."""
+    actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
+    denom = (np.abs(actual) + np.abs(predicted)) / 2
+    ratio = np.divide(np.abs(actual - predicted), denom, out=np.zeros_like(denom), where=denom > 0)
+    return float(100.0 * np.mean(ratio))
+
+
+def naive_scale(train: np.ndarray, season: int = 1) -> float:
+    """In-sample MAE of the seasonal naive forecast (the naive one for season 1): MASE's denominator."""
+    train = np.asarray(train, dtype=float)
+    if len(train) <= season:
+        return float("nan")
+    return float(np.mean(np.abs(train[season:] - train[:-season])))
+
+
+def mase(actual: np.ndarray, predicted: np.ndarray, train: np.ndarray, season: int = 1) -> float:
+    """MAE scaled by the in-sample MAE of the (seasonal) naive forecast on train."""
+    scale = naive_scale(train, season)
+    return float(mae(actual, predicted) / scale) if scale > 0 else float("nan")
+
+
+def scaled_mae(actual: np.ndarray, predicted: np.ndarray, scales: np.ndarray) -> float:
+    """MASE over rolling origins: each error divided by the naive scale of its own origin's history."""
+    scales = np.asarray(scales, dtype=float)
+    if not np.all(scales > 0):
+        return float("nan")
+    return float(np.mean(np.abs(np.asarray(actual) - np.asarray(predicted)) / scales))
+
+
+
+ERRORS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {"mae": mae, "rmse": rmse, "mape": mape, "smape": smape}
+# Every point score of score(), in order: its title and its format in the reports. Lower is better for each.
+SCORES: dict[str, tuple[str, str]] = {"mae": ("MAE", "{:.4g}"), "rmse": ("RMSE", "{:.4g}"), "mape": ("MAPE", "{:.2f}%"),
+                                      "smape": ("sMAPE", "{:.2f}%"), "mase": ("MASE", "{:.3f}")}
+
+
+def naive_scales(y: np.ndarray, origin_list: list[int], season_length: int) -> dict[int, float]:
+    """MASE scale per origin: the in-sample MAE of the seasonal naive forecast on the history before it."""
+    return {o: naive_scale(y[:o], season_length) for o in origin_list}
+
+
+def score(rows: pd.DataFrame, scales: dict[int, float], levels: list[int]) -> dict[str, float]:
+    """Errors on the original scale over the given rows, and interval coverage."""
+    actual, forecast = rows["actual"].to_numpy(), rows["forecast"].to_numpy()
+    out = {name: fn(actual, forecast) for name, fn in ERRORS.items()}
+    out["mase"] = scaled_mae(actual, forecast, rows["origin"].map(scales).to_numpy())
+    for level in levels:
+        lo, hi = rows[f"lo{level}"].to_numpy(), rows[f"hi{level}"].to_numpy()
+        has = ~np.isnan(lo)
+        out[f"coverage_{level}"] = float(np.mean((actual[has] >= lo[has]) & (actual[has] <= hi[has]))) if has.any() else float("nan")
+        out[f"width_{level}"] = float(np.mean(hi[has] - lo[has])) if has.any() else float("nan")
+    return out
+
+
+def score_by_horizon(rows: pd.DataFrame, scales: dict[int, float], levels: list[int]) -> dict[str, dict[str, float]]:
+    """``h1`` .. ``hH`` (each step ahead) and ``all`` (every step pooled)."""
+    out = {f"h{h}": score(part, scales, levels) for h, part in rows.groupby("h")}
+    out["all"] = score(rows, scales, levels)
+    return out
+
+
+# ---------------------------------------------------------- persistence
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def persistence(y: np.ndarray, one_step: pd.DataFrame, min_lag_corr: float, lag_margin: float,
+                min_change_ratio: float) -> dict[str, float | bool | None]:
+    """Does a forecaster track the actual series one step late (the article's failure)?
+
+    From one-step forecasts f_t at consecutive origins:
+
+    - lag test: the changes of the forecast, f_t - f_{t-1}, correlate with the
+      previous actual change y_{t-1} - y_{t-2} (``corr_lag1``) at least
+      ``min_lag_corr`` and by ``lag_margin`` more than with the actual change
+      y_t - y_{t-1} (``corr_lag0``). A forecast equal to y_{t-1} plus anything
+      constant has corr_lag1 = 1. On changes rather than levels: on a trending
+      series any two curves correlate near 1 in levels.
+    - near-zero change: mean |f_t - y_{t-1}| is under ``min_change_ratio`` of
+      mean |y_t - y_{t-1}| (the forecast hardly moves off the last value).
+    """
+    y = np.asarray(y, dtype=float)
+    rows = one_step.sort_values("index")
+    t = rows["index"].to_numpy()
+    f = rows["forecast"].to_numpy()
+    change_ratio = float(np.mean(np.abs(f - y[t - 1])) / np.mean(np.abs(y[t] - y[t - 1]))) \
+        if np.mean(np.abs(y[t] - y[t - 1])) > 0 else float("nan")
+    consecutive = np.diff(t) == 1
+    df = np.diff(f)[consecutive]
+    t_next = t[1:][consecutive]
+    corr_lag0 = _corr(df, y[t_next] - y[t_next - 1])
+    corr_lag1 = _corr(df, y[t_next - 1] - y[t_next - 2]) if len(t_next) and t_next.min() >= 2 else float("nan")
+    lagging = bool(np.isfinite(corr_lag1) and corr_lag1 >= min_lag_corr
+                   and (not np.isfinite(corr_lag0) or corr_lag1 - corr_lag0 >= lag_margin))
+    flat = bool(np.isfinite(change_ratio) and change_ratio < min_change_ratio)
+    return {"persistent": lagging or flat, "lags_one_step": lagging, "near_zero_change": flat,
+            "corr_lag0": corr_lag0, "corr_lag1": corr_lag1, "change_ratio": change_ratio}

@@ -1,0 +1,1 @@
+"""Infrastructure: atomic files, the entry-point wrapper, interrupts, MLflow tracking, paths, figures."""

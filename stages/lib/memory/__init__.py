@@ -1,0 +1,1 @@
+"""The memory experiment: synthetic tasks, the change and blinding probes, the verdict."""

@@ -1,0 +1,1 @@
+"""Neural networks: Keras model builders behind one registry, and one training function."""

@@ -1,0 +1,155 @@
+"""Every forecaster kind: the contract over all of them, the baselines, ARIMA's order search, the Keras adapter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stages.lib.forecast.arima import kpss_diffs, select_order
+from stages.lib.forecast.registry import FORECASTERS, build
+from stages.lib.forecast.specs import SPECS, ArimaSpec, KerasSpec
+from stages.lib.nn.models import FitParams
+
+
+def test_keras_forecaster_refits_its_scaler_at_each_origin_from_the_past_only():
+    spec = KerasSpec(kind="keras", model="lstm", fit=FitParams(seed=0, max_epochs=1, batch_size=4), arch={"units": [4]})
+    history = np.arange(20.0)  # differences all 1
+    longer = np.concatenate([history, [1000.0, 1001.0]])  # a jump of 981 after the first origin
+    f = build(spec, season_length=1, num_steps=3).fit(history)
+    assert f.scale == 1.0  # max |difference| of the history; the jump to 1000 is not in it
+    weights = [w.copy() for w in f.model.get_weights()]
+    f.update(longer)
+    assert f.scale == 981.0 and len(f.training_histories()) == 1  # the scaler is refitted, the network is not retrained
+    assert all(np.array_equal(a, b) for a, b in zip(weights, f.model.get_weights()))
+    step = f.predict(1)[0] - longer[-1]  # the next change, in the scale of the longer history
+    assert step == pytest.approx(float(f._step(np.array([[1 / 981, 1.0, 1 / 981]]))[0]) * 981.0, rel=1e-5)
+
+
+def test_baselines_on_series_with_known_forecasts():
+    line = 3.0 + 2.0 * np.arange(10)
+    naive, drift = build(SPECS["naive"](kind="naive"), 1, 1), build(SPECS["drift"](kind="drift"), 1, 1)
+
+    def seasonal_naive(m):
+        return build(SPECS["seasonal_naive"](kind="seasonal_naive"), m, 1)
+
+    np.testing.assert_array_equal(naive.fit(line).predict(3), [21.0, 21.0, 21.0])
+    np.testing.assert_allclose(drift.fit(line).predict(3), [23.0, 25.0, 27.0])  # a line continues exactly
+    seasonal = np.tile([1.0, 5.0, 2.0, 8.0], 3)
+    np.testing.assert_array_equal(seasonal_naive(4).fit(seasonal).predict(6), [1.0, 5.0, 2.0, 8.0, 1.0, 5.0])
+    np.testing.assert_array_equal(seasonal_naive(1).fit(line).predict(2), naive.fit(line).predict(2))
+    np.testing.assert_array_equal(seasonal_naive(4).fit(seasonal).fitted()[4:], seasonal[:-4])
+
+
+def test_auto_order_recovers_simulated_processes():
+    from statsmodels.tsa.arima_process import arma_generate_sample
+
+    spec = ArimaSpec(kind="arima", max_p=2, max_q=2, max_P=0, max_Q=0, max_D=0)
+    np.random.seed(11)
+    ar2 = arma_generate_sample(ar=[1, -0.6, 0.3], ma=[1], nsample=400, burnin=100)  # AR(2): phi = 0.6, -0.3
+    assert select_order(ar2, 1, spec)["order"] == (2, 0, 0)
+    np.random.seed(12)
+    integrated = np.cumsum(arma_generate_sample(ar=[1], ma=[1, 0.7], nsample=400, burnin=100))  # IMA(1, 1)
+    chosen = select_order(integrated, 1, spec)
+    assert chosen["order"] == (0, 1, 1) and chosen["models_tried"] >= 9
+
+
+def test_kpss_differences_a_random_walk_once():
+    walk = np.random.default_rng(6).normal(size=300).cumsum()
+    assert kpss_diffs(walk, max_d=2) == 1
+    assert kpss_diffs(np.random.default_rng(7).normal(size=300), max_d=2) == 0
+
+
+def test_arima_intervals_nest_and_cover_the_forecast():
+    y = np.random.default_rng(8).normal(size=80).cumsum()
+    f = build(ArimaSpec(kind="arima", order=(1, 1, 0), seasonal_order=(0, 0, 0)), 1, 3).fit(y)
+    mean, bands = f.predict(4), f.predict_interval(4, [80, 95])
+    assert (bands[95][0] < bands[80][0]).all() and (bands[80][0] < mean).all() and (mean < bands[80][1]).all()
+    assert f.facts()["order"] == [1, 1, 0] and f.facts()["selected_by"] == "params"
+
+
+# ------------------------------------------------ contract over every kind
+
+TINY = {
+    "naive": {"kind": "naive"},
+    "seasonal_naive": {"kind": "seasonal_naive"},
+    "drift": {"kind": "drift"},
+    "arima": {"kind": "arima", "max_p": 1, "max_q": 1, "max_P": 1, "max_Q": 0},
+    "keras": {"kind": "keras", "model": "tcn", "fit": {"seed": 1, "max_epochs": 2, "batch_size": 8},
+              "arch": {"filters": 4, "kernel_size": 2}},
+}
+
+
+def test_the_contract_covers_every_registered_kind():
+    assert set(TINY) == set(FORECASTERS) == set(SPECS)  # every kind has its settings and its class
+
+
+@pytest.mark.parametrize("kind", list(FORECASTERS))
+def test_forecaster_contract(kind):
+    spec = SPECS[kind].model_validate(TINY[kind])
+    t = np.arange(48)
+    y = 10 + 0.3 * t + 2 * np.sin(2 * np.pi * t / 4) + np.random.default_rng(9).normal(scale=0.3, size=48)
+    first = build(spec, season_length=4, num_steps=3).fit(y)
+    mean = first.predict(5)
+    assert mean.shape == (5,) and np.isfinite(mean).all()
+    again = build(spec, season_length=4, num_steps=3).fit(y).predict(5)
+    np.testing.assert_array_equal(mean, again)  # seeded: the same history gives the same forecast
+    assert first.fitted().shape == y.shape
+    updated = first.update(np.append(y, 30.0)).predict(5)
+    assert updated.shape == (5,)
+    if first.has_intervals:
+        bands = first.predict_interval(5, [80])
+        assert (bands[80][0] <= bands[80][1]).all() and bands[80][0].shape == (5,)
+    assert isinstance(first.summary(), dict) and isinstance(first.facts(), dict)
+    assert spec.min_history(4, 3) <= 40
+
+
+def test_a_fixed_part_of_the_order_is_not_searched():
+    y = 10 + np.tile([0.0, 3.0, 1.0, 5.0], 12) + np.random.default_rng(10).normal(scale=0.2, size=48).cumsum()
+    fixed_order = ArimaSpec(kind="arima", order=(1, 1, 0), seasonal_order="auto", max_P=1, max_Q=1)
+    chosen = select_order(y, 4, fixed_order)
+    assert chosen["order"] == (1, 1, 0)
+    fixed_season = ArimaSpec(kind="arima", order="auto", seasonal_order=(0, 1, 1), max_p=1, max_q=1)
+    chosen = select_order(y, 4, fixed_season)
+    assert chosen["seasonal_order"] == (0, 1, 1, 4)
+
+
+def test_the_grid_chooses_the_same_over_several_processes_as_in_one(monkeypatch):
+    from stages.lib.forecast import arima as forecasters
+
+    y = 10 + np.tile([0.0, 3.0, 1.0, 5.0], 12) + np.random.default_rng(13).normal(scale=0.3, size=48).cumsum()
+    spec = ArimaSpec(kind="arima", max_p=1, max_q=1, max_P=1, max_Q=1)
+    monkeypatch.setattr(forecasters, "PARALLEL_MIN_FITS", 10**6)
+    in_one = select_order(y, 4, spec)
+    monkeypatch.setattr(forecasters, "PARALLEL_MIN_FITS", 1)
+    monkeypatch.setattr(forecasters.os, "cpu_count", lambda: 2)
+    assert select_order(y, 4, spec) == in_one and in_one["models_tried"] == 32
+
+
+def test_a_stage_process_ends_with_its_grid_workers():
+    """cli.run ends a stage without freeing its modules, but after stopping joblib's workers:
+    left running they would hold the stage's output pipe, and DVC would wait for them (5 minutes)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.project import ROOT
+
+    script = textwrap.dedent("""
+        import numpy as np
+        from stages.lib.forecast import arima as forecasters
+        from stages.lib.infra import cli
+
+        def main(argv):
+            forecasters.os.cpu_count = lambda: 2
+            y = np.random.default_rng(0).normal(size=60).cumsum()
+            grid = [((p, 1, q), (0, 0, 0, 0), "n") for p in range(3) for q in range(3)] * 3
+            assert len(grid) >= forecasters.PARALLEL_MIN_FITS  # the parallel path
+            print("fitted", sum(aic is not None for aic in forecasters.grid_aics(y, grid)))
+
+        cli.run(main)
+    """)
+    # run() returns once the pipes close: a worker that outlived the stage would hold them past the timeout.
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "fitted 27\n"
+
