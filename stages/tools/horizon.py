@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.lib.config import ARTICLE_FIT
+from stages.lib.config import ARTICLE_FIT, EvaluateMemoryParams
 from stages.lib.errors import CommandError
 from stages.lib.infra import cli
 from stages.lib.infra.io import read_json, save_with, write_json, write_text
@@ -42,6 +42,7 @@ from stages.lib.memory.tasks import IDEAL_CHANGE_PCT
 MEMORY_METRICS = "reports/metrics/memory.json"
 SEARCH_LOG = Path("reports/horizon_search.json")  # wall time and range of each budget's search, committed
 SEQ_MIN, SEQ_MAX, SEQ_START = 2, 1000, 64
+BLIND_THRESHOLD = EvaluateMemoryParams().blind_mse_threshold  # the verdict's, as params.yaml ships it
 ROW_KEYS = ["change_first_pct", "change_first_pct_min", "change_first_pct_max", "blind_first_mse",
             "remembers_first", "remembers_first_fraction", "seeds", "epochs_run", "samples_seen"]
 
@@ -138,8 +139,9 @@ def experiment_states(shown: list[dict]) -> dict[str, str]:
     return states
 
 
-def horizon_table(runs: list[dict]) -> pd.DataFrame:
-    """One row per (budget, model, seq) from first_last runs: the run with the most seeds wins, then the newest."""
+def horizon_table(runs: list[dict], min_seeds: int = 1) -> pd.DataFrame:
+    """One row per (budget, model, seq) from first_last runs with at least ``min_seeds`` seeds: the run with the
+    most seeds wins, then the newest."""
     rows = []
     for run in runs:
         params, memory = run["params"], run["memory"]
@@ -163,7 +165,10 @@ def horizon_table(runs: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    frame = frame[frame["truncate"].isna()]  # a truncated model cannot see x[0]: no horizon to find
+    # A truncated model cannot see x[0]: no horizon to find. A verdict of fewer seeds is a coin toss beside a majority.
+    frame = frame[frame["truncate"].isna() & (frame["seeds"] >= min_seeds)]
+    if frame.empty:
+        return frame
     frame = frame.sort_values(["seeds", "timestamp"]).drop_duplicates(["budget", "model", "seq"], keep="last")
     return frame.sort_values(["budget", "model", "seq"], kind="stable").reset_index(drop=True)
 
@@ -247,7 +252,8 @@ def render(table: pd.DataFrame, found: dict[tuple[str, str], dict], searches: di
             fraction = row.remembers_first_fraction
             seeds = f"{'yes' if row.remembers_first else 'no'} ({fraction:.0%} of {int(row.seeds)})" if pd.notna(fraction) else (
                 "yes" if row.remembers_first else "no")
-            budget_text = f"{row.max_epochs}, {row.batch_size}, {row.patience}, {row.target_val_loss}"
+            budget_text = ", ".join("—" if pd.isna(v) else f"{v:g}" for v in (row.max_epochs, row.batch_size, row.patience,
+                                                                               row.target_val_loss))
             change = (f"{row.change_first_pct:+.1f}% [{row.change_first_pct_min:+.1f}, {row.change_first_pct_max:+.1f}]"
                       if pd.notna(row.change_first_pct) else "n/a (every prediction near 0)")
             lines.append(f"| {row.model} | {row.seq} | {change} | {row.blind_first_mse:.3f} | {seeds} | {row.epochs_run} | "
@@ -256,12 +262,17 @@ def render(table: pd.DataFrame, found: dict[tuple[str, str], dict], searches: di
     return "\n".join(lines) + "\n"
 
 
-def plot(table: pd.DataFrame, path: Path, ideal: float = IDEAL_CHANGE_PCT) -> None:
-    """Per budget: the x[0] change probe (top) and the x[0] blinding MSE (bottom) against seq, log scale."""
+def plot(table: pd.DataFrame, path: Path, ideal: float = IDEAL_CHANGE_PCT,
+         blind_threshold: float = BLIND_THRESHOLD) -> None:
+    """Per budget: the x[0] change probe (top) and the x[0] blinding MSE (bottom) against seq, log scale.
+
+    A filled marker is a seq the model remembers at (majority of seeds), a hollow one a seq it forgets at.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
     budgets = list(dict.fromkeys(table["budget"]))
     fig, axes = plt.subplots(2, len(budgets), figsize=(6 * len(budgets), 7), squeeze=False, sharex=True)
@@ -272,15 +283,23 @@ def plot(table: pd.DataFrame, path: Path, ideal: float = IDEAL_CHANGE_PCT) -> No
             color = f"C{models.index(model)}"
             median = rows["change_first_pct"].to_numpy()
             spread = [median - rows["change_first_pct_min"].to_numpy(), rows["change_first_pct_max"].to_numpy() - median]
-            top.errorbar(rows["seq"], median, yerr=spread, marker="o", capsize=3, color=color, label=model)
-            bottom.plot(rows["seq"], rows["blind_first_mse"], marker="o", color=color, label=model)
+            top.errorbar(rows["seq"], median, yerr=spread, capsize=3, color=color, label=model)
+            bottom.plot(rows["seq"], rows["blind_first_mse"], color=color, label=model)
+            remembers = rows["remembers_first"].astype(bool).to_numpy()
+            for ax, y in ((top, median), (bottom, rows["blind_first_mse"].to_numpy())):
+                ax.scatter(rows["seq"][remembers], y[remembers], color=color, zorder=3)
+                ax.scatter(rows["seq"][~remembers], y[~remembers], facecolor="white", edgecolor=color, zorder=3)
         top.axhline(ideal, color="k", ls="--", lw=1, label=f"uses x[0] (+{ideal:g}%)")
         top.axhline(0, color="grey", lw=0.8)
         top.set(title=f"{budget} budget: x[0] × 1.5 → change of prediction (%)", xscale="log")
+        bottom.axhline(blind_threshold, color="k", ls="--", lw=1, label=f"verdict threshold ({blind_threshold:g})")
         bottom.set(title="blinding: MSE against x[0] (ignoring it: about 0.29)", xlabel="seq (log scale)",
                    xscale="log", yscale="log")
         for ax in (top, bottom):
-            ax.grid(alpha=0.3, which="both")
+            ax.xaxis.set_major_locator(FixedLocator([2, 4, 8, 16, 32, 64, 128, 256, 512, 1000]))
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
     fig.suptitle("Memory horizon: median over seeds, whiskers from the lowest to the highest seed")
     fig.tight_layout()
@@ -370,10 +389,11 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
         print(f"horizon search: {budget}: {model}: {outcome(verdicts_of(table, model, budget, seeds), highest=highest)}")
 
 
-def report(out: Path, figure: Path, all_commits: bool, log_file: Path = SEARCH_LOG) -> None:
-    table = horizon_table(runs_from_exp_show(shown_experiments(all_commits)))
+def report(out: Path, figure: Path, all_commits: bool, log_file: Path = SEARCH_LOG, min_seeds: int = 3) -> None:
+    table = horizon_table(runs_from_exp_show(shown_experiments(all_commits)), min_seeds)
     if table.empty:
-        raise CommandError("no first_last experiment with memory metrics in `dvc exp show`: run the search first")
+        raise CommandError(f"no first_last experiment of {min_seeds} or more seeds with memory metrics in "
+                           "`dvc exp show`: run the search first")
     found = horizons(table)
     searches = read_json(log_file) if log_file.exists() else {}
     write_text(out, render(table, found, searches))
@@ -388,6 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("reports/horizon.md"))
     parser.add_argument("--figure", type=Path, default=Path("reports/horizon.png"))
     parser.add_argument("--log", type=Path, default=SEARCH_LOG, help="wall time and range of each budget's search")
+    parser.add_argument("--min-seeds", type=int, default=3, help="leave out verdicts of fewer seeds (default 3)")
     # Every commit's experiments by default: a search resumed after a commit still
     # finds the points it ran (they stay tied to the commit they were queued from).
     parser.add_argument("--head-only", dest="all_commits", action="store_false",
@@ -413,7 +434,7 @@ def main(argv: list[str] | None = None) -> None:
             raise CommandError(f"--max-seq and --include: seq must lie in {SEQ_MIN}..{SEQ_MAX}")
         search(args.models, args.budget, tuple(args.seeds), tuple(args.include), args.max_seq, args.jobs,
                args.poll, args.all_commits, args.log)
-    report(args.out, args.figure, args.all_commits, args.log)
+    report(args.out, args.figure, args.all_commits, args.log, args.min_seeds)
 
 
 if __name__ == "__main__":
