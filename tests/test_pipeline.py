@@ -55,6 +55,7 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
         assert name in stages
     memory = json.loads((repo / "reports/metrics/memory.json").read_text())
     assert memory["seq"] == 6 and memory["probed_positions"] == {"first": 0, "last": 5}
+    assert memory["budget"] == "default"  # the budget every verdict was made under
     for model in ("lstm", "fullconv", "tcn"):
         assert MEMORY_KEYS <= set(memory[model])
     assert memory["tcn"]["receptive_field"] >= 6 and memory["tcn"]["receptive_field_shortfall"] == 0
@@ -88,6 +89,9 @@ def test_mlflow_store_holds_one_run_per_stage_with_tags(project):
         tags = db.execute("select t.key from tags t").fetchall()
         baseline_metrics = {key for (key,) in db.execute(
             "select m.key from metrics m join runs r on m.run_uuid = r.run_uuid where r.name = 'baselines@sales'")}
+        budgets = {value for (value,) in db.execute(
+            "select p.value from params p join runs r on p.run_uuid = r.run_uuid "
+            "where p.key = 'budget' and r.name in ('train_memory@lstm', 'evaluate_memory')")}
     names = {(name, experiment, status) for name, experiment, status in runs}
     assert ("train_memory@lstm", "memory", "FINISHED") in names
     assert ("evaluate_memory", "memory", "FINISHED") in names
@@ -95,6 +99,7 @@ def test_mlflow_store_holds_one_run_per_stage_with_tags(project):
     assert ("baselines@sales", "forecast", "FINISHED") in names
     assert ("backtest@elnino-tcn", "forecast", "FINISHED") in names
     assert ("evaluate_forecast@elnino", "forecast", "FINISHED") in names
+    assert budgets == {"default"}  # the budget is a param of the runs that make a verdict
     keys = {key for (key,) in tags}
     assert {"dvc.stage", "dvc.exp", "git.commit", "params.hash", "dataset", "forecaster"} <= keys
     assert (repo / "mlartifacts").is_dir()
@@ -227,7 +232,7 @@ def test_queued_sweep_with_two_workers_lands_every_run(project, swept):
 
 def test_horizon_report_collects_the_sweep(project, swept):
     repo, sh, _ = project
-    done = sh("python", "-m", "stages.tools.horizon")
+    done = sh("python", "-m", "stages.tools.horizon", "--min-seeds", "1")  # the tiny params train one seed
     md = (repo / "reports/horizon.md").read_text()
     for model in ("lstm", "fullconv", "tcn"):
         assert f"horizon: {model} (default budget): " in done.stdout
@@ -241,7 +246,7 @@ def test_horizon_search_on_two_workers_lands_a_bracket_and_resumes(project):
     """The search queues its points as experiments, two models at once, and a second run queues nothing."""
     repo, sh, _ = project
     search = ("python", "-m", "stages.tools.horizon", "--out", "reports/search.md", "--figure", "search.png",
-              "--log", "search.json", "search", "--models", "lstm", "tcn", "--max-seq", "4", "--seeds", "0", "1",
+              "--log", "search.json", "--min-seeds", "2", "search", "--models", "lstm", "tcn", "--max-seq", "4", "--seeds", "0", "1",
               "--jobs", "2", "--poll", "3")
     first = sh(*search, leaves_daemons=True, timeout=900)
     sh("dvc", "queue", "stop")
@@ -264,45 +269,70 @@ def test_horizon_search_on_two_workers_lands_a_bracket_and_resumes(project):
 
 
 def test_compare_names_params_metrics_verdicts_and_figures(project):
-    """The review Markdown against the committed baseline, after a param change and a re-run."""
+    """The review comment against the committed baseline, after a param change and a re-run without one model."""
+    from tests.test_compare import gfm_tables
+
     repo, sh, _ = project
     base = json.loads(sh("git", "show", "HEAD:reports/metrics/memory.json").stdout)
-    # Loose thresholds flip every verdict that was false to true.
-    exp_run(sh, "seq=5", "evaluate_memory.change_tolerance_pct=1000000",
-                      "evaluate_memory.blind_mse_threshold=1000000")
+    # Loose thresholds flip every verdict that was false to true; two seeds give a spread; fullconv is not run.
+    exp_run(sh, "seq=5", "train_memory.models=[lstm,tcn]", "train_memory.seeds=[0,1]",
+            "evaluate_memory.change_tolerance_pct=1000000", "evaluate_memory.blind_mse_threshold=1000000")
     head = json.loads((repo / "reports/metrics/memory.json").read_text())
-    md = sh("python", "-m", "stages.tools.compare", "--base", "HEAD", "--out", "compare").stdout
+    run_url = "https://github.com/o/r/actions/runs/1"
+    md = sh("python", "-m", "stages.tools.compare", "--base", "HEAD", "--out", "compare",
+            "--details-url", run_url).stdout
     assert md == (repo / "compare/compare.md").read_text()
+    full = (repo / "compare/compare-full.md").read_text()
+    assert f"[this workflow run]({run_url})" in md and len(md.encode()) <= 60_000
     assert f"| seq | {base['seq']} | 5 |" in md
     assert "| evaluate_memory.blind_mse_threshold | 0.05 | 1000000 |" in md
-    flipped = [m for m in ("lstm", "fullconv", "tcn") if not base[m]["remembers_first"] and head[m]["remembers_first"]]
+    flipped = [m for m in ("lstm", "tcn") if not base[m]["remembers_first"] and head[m]["remembers_first"]]
     assert flipped, "the loose thresholds should have flipped a verdict"
     for model in flipped:
         assert f"- {model}: remembers_first false -> true at seq=5" in md
+        assert f"| {model} | false → true ✅ |" in md
+    # The model this run left out is one line in the comment, and every one of its metrics in the full file.
+    assert "Models not run in `workspace`: fullconv" in md
+    assert "fullconv." not in md and "absent" not in md + full
+    gone = base["fullconv"]["val_mse"]
+    assert f"| fullconv.val_mse | {gone:.6g} | — | — | — | not run in `workspace` |" in full
+    # lstm's validation MSE: one seed in the base, the median [min, max] of two in the head, in one cell.
     old, new = base["lstm"]["val_mse"], head["lstm"]["val_mse"]
-    mark = "✅ better" if new < old else "❌ **regression**"
+    lo, hi = head["lstm"]["val_mse_min"], head["lstm"]["val_mse_max"]
+    mark = "better" if new < old else "worse"
     if abs(new - old) <= 1e-3 * max(abs(old), abs(new)):
-        mark = "≈ within tolerance"
-    assert (f"| reports/metrics/memory.json | lstm.val_mse | {old:.6g} | {new:.6g} | {new - old:+.4g} | "
-            f"{100 * (new - old) / abs(old):+.1f}% | {mark} |") in md
+        mark = "close"
+    pct = f"{100 * (new - old) / abs(old):+,.1f}%"
+    spread = f" [{lo:.4g}, {hi:.4g}]" if lo != hi else ""
+    short = {"better": "✅", "worse": "❌", "close": "≈"}[mark]
+    assert f"| {old:.4g} → {new:.4g}{spread} ({pct}) {short} |" in md
+    spread = f" [{lo:.6g}, {hi:.6g}]" if lo != hi else ""
+    long = {"better": "✅ better", "worse": "❌ **regression**", "close": "≈ within tolerance"}[mark]
+    assert (f"| reports/metrics/memory.json | lstm.val_mse | {old:.6g} | {new:.6g}{spread} | {new - old:+.4g} | "
+            f"{pct} | {long} |") in full
+    assert "val_mse_min" not in md + full
+    for markdown in (md, full):
+        assert all(len({len(row) for row in table}) == 1 for table in gfm_tables(markdown))
     pngs = re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)
-    assert "memory_probes.png" in pngs
+    assert "memory_probes.png" in pngs and pngs == re.findall(r"!\[[^]]*\]\(([^)]+)\)", full)
     for png in pngs:
         assert (repo / "compare" / png).stat().st_size > 1000
 
 
 def test_compare_with_nothing_changed_says_so_in_one_line(project):
-    _, sh, _ = project
+    repo, sh, _ = project
     md = sh("python", "-m", "stages.tools.compare", "--base", "HEAD", "--head", "HEAD", "--out", "compare-same").stdout
     assert md == "No changes between `HEAD` and `HEAD`: params, metrics and plots are identical.\n"
+    assert (repo / "compare-same/compare-full.md").read_text() == md
 
 
-def test_compare_two_experiments_by_name(project):
+def test_compare_two_experiments_by_name(project, swept):
     _, sh, _ = project
     by_seq = {e["seq"]: name for name, e in experiments(sh).items()}
     md = sh("python", "-m", "stages.tools.compare", "--base", by_seq[3], "--head", by_seq[4], "--out", "compare-exps").stdout
     assert f"## `{by_seq[3]}` → `{by_seq[4]}`" in md
     assert "| seq | 3 | 4 |" in md
+    assert "#### memory (`reports/metrics/memory.json`)" in md and "| model | remembers x[0] |" in md
     table = sh("dvc", "exp", "show", "--md", "--only-changed").stdout
     assert table.startswith("| Experiment") and "seq" in table.splitlines()[0]
 

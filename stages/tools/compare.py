@@ -4,23 +4,28 @@
     python -m stages.tools.compare --base main --head my-branch # two revs
     python -m stages.tools.compare --base exp-1a2b3 --head exp-4c5d6   # two experiments
 
-Prints the Markdown and writes it, with one PNG per changed figure (base on the
-left, head on the right), to --out (default: compare/). Everything is read
-through DVC (`dvc params diff`, `dvc metrics diff`, `dvc plots diff`), so any
-rev or experiment name DVC understands works, in any clone.
+Prints the review comment and writes it, with compare-full.md (every metric)
+and one PNG per changed figure (base on the left, head on the right), to --out
+(default: compare/). The comment opens with one headline table per experiment
+kind (KINDS) and stays under COMMENT_BUDGET whatever changed: what does not fit
+is cut at a row boundary, counted in a closing line, and left to
+compare-full.md. Everything is read through DVC (`dvc params diff`,
+`dvc metrics diff`, `dvc plots diff`), so any rev or experiment name DVC
+understands works, in any clone.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from stages.lib.errors import CommandError
 from stages.lib.forecast.scoring import SCORES
 from stages.lib.infra import cli
 from stages.lib.infra.io import atomic_dir
@@ -42,6 +47,28 @@ WARNINGS = {"persistent", "lags_one_step", "near_zero_change"}
 # retrained network moves in the fifth digit without anything having happened.
 DEFAULT_RTOL = 1e-3
 
+# Δ% only where the base can carry it: |base| at least PCT_MIN_RATIO times the
+# larger of |base| and |head|, and at least PCT_FLOOR. Past a thousandfold move a
+# percentage says nothing the two values do not (a change_first_pct of -3e-5, a
+# model ignoring x[0], going to 21.8 read "+68,529,333.6%"); PCT_FLOOR sits two
+# orders below the smallest loss the project trains for (target_val_loss 2e-4),
+# so only a base that is zero up to rounding loses its Δ%.
+PCT_MIN_RATIO = 1e-3
+PCT_FLOOR = 1e-6
+
+# GitHub refuses a comment body over 65,536 characters. The budget leaves room
+# for what CML adds (its watermark, each image link rewritten to an upload URL)
+# and is counted in UTF-8 bytes, never fewer than characters, so it holds
+# whichever of the two GitHub counts.
+COMMENT_BUDGET = 60_000
+NOTE_RESERVE = 500  # kept free for the closing line that counts what was left out
+COMMENT_FILE = "compare.md"
+FULL_FILE = "compare-full.md"
+ARTIFACT = "compare"  # the artifact name .github/workflows/review.yml uploads --out under
+MAX_NAMES = 20  # names listed in one line (not run, regressions) before "and N more"
+MAX_COLUMNS = 6  # value columns per headline table; more files split it into several tables
+SPREAD = ("_min", "_max")  # the seed spread of a measure, written beside its median
+
 
 @dataclass(frozen=True)
 class MetricRow:
@@ -50,6 +77,8 @@ class MetricRow:
     old: Any
     new: Any
     mark: str  # "better", "worse", "close" (within rtol), "changed" (no known direction), "same"
+    old_range: tuple[float, float] | None = None  # the seed spread [min, max], folded in by fold_spread
+    new_range: tuple[float, float] | None = None
 
     @property
     def delta(self) -> float | None:
@@ -59,13 +88,46 @@ class MetricRow:
 
     @property
     def relative_pct(self) -> float | None:
-        delta = self.delta
-        if delta is None or float(self.old) == 0:
-            return None
-        return 100.0 * delta / abs(float(self.old))
+        return relative_pct(self.old, self.new)
 
 
-# ------------------------------------------------------------ pure parts
+@dataclass(frozen=True)
+class Kind:
+    """One experiment's headline table: a row per model or forecaster, a column per (file, measure).
+
+    A panel kind is one more entry in KINDS: its metrics files, what a row is,
+    and which measures and per-file facts a reviewer reads first.
+    """
+
+    name: str
+    files: str  # pattern of its metrics files; with a `*`, each file has columns, labelled by what `*` matched
+    entity: str  # what a row is: the first part of the metric's key
+    measures: tuple[tuple[str, str], ...]  # (column title, key under the entity)
+    facts: tuple[tuple[str, str], ...] = ()  # (row title, top-level key): one value per file, above the entities
+
+
+KINDS = (
+    Kind("memory", "reports/metrics/memory.json", "model",
+         (("remembers x[0]", "remembers_first"), ("x[0] change %", "change_first_pct"),
+          ("blind x[0] MSE", "blind_first_mse"), ("val MSE", "val_mse"))),
+    Kind("forecast", "reports/metrics/forecast-*.json", "forecaster", (("pooled MASE", "all.mase"),),
+         facts=(("best", "best"),)),
+    Kind("article", "reports/metrics/article.json", "forecaster",
+         (("test MSE", "mse_test"), ("MSE, all points", "mse_all"))),
+)
+
+
+@dataclass(frozen=True)
+class Block:
+    """Lines that stand or fall together (a heading, a table's header), then rows the budget may cut from the end."""
+
+    head: tuple[str, ...]
+    rows: tuple[str, ...] = ()
+    tail: tuple[str, ...] = ("",)  # closes the block whenever its head is in ("</details>", a blank line)
+    what: str = "section(s)"  # what one row is, in the line that counts what was left out
+
+
+# ------------------------------------------------------------ pure parts: judging
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -93,6 +155,16 @@ def judge(key: str, old: Any, new: Any, ideal: float = DEFAULT_IDEAL_CHANGE_PCT,
     return "changed"
 
 
+def relative_pct(old: Any, new: Any) -> float | None:
+    """Δ% of new against old; None where old is too close to zero to carry one (PCT_MIN_RATIO, PCT_FLOOR)."""
+    if not (_is_number(old) and _is_number(new)):
+        return None
+    base = abs(float(old))
+    if base < PCT_FLOOR or base < PCT_MIN_RATIO * max(base, abs(float(new))):
+        return None
+    return 100.0 * (float(new) - float(old)) / base
+
+
 def metric_rows(metrics_diff: dict, ideal: float = DEFAULT_IDEAL_CHANGE_PCT, rtol: float = DEFAULT_RTOL) -> list[MetricRow]:
     """Rows from `dvc metrics diff --json --all`, in file and key order."""
     rows = []
@@ -104,13 +176,83 @@ def metric_rows(metrics_diff: dict, ideal: float = DEFAULT_IDEAL_CHANGE_PCT, rto
     return rows
 
 
+def fold_spread(rows: list[MetricRow]) -> list[MetricRow]:
+    """One row per measure: `key_min` and `key_max` fold into `key`'s row as its seed spread.
+
+    The median keeps its mark; a row whose median held but whose spread moved is
+    "changed", so a moved spread still shows.
+    """
+    by_key = {(r.file, r.key): r for r in rows}
+
+    def has_spread(file: str, key: str) -> bool:
+        return (file, key) in by_key and all((file, key + s) in by_key for s in SPREAD)
+
+    def spread(r: MetricRow, side: str) -> tuple[float, float] | None:
+        lo, hi = (getattr(by_key[(r.file, r.key + s)], side) for s in SPREAD)
+        return (lo, hi) if _is_number(lo) and _is_number(hi) else None
+
+    folded = []
+    for r in rows:
+        if r.key.endswith(SPREAD) and has_spread(r.file, r.key[:-len(SPREAD[0])]):
+            continue  # in its median's row
+        if has_spread(r.file, r.key):
+            old, new = spread(r, "old"), spread(r, "new")
+            r = replace(r, mark="changed" if r.mark == "same" and old != new else r.mark, old_range=old, new_range=new)
+        folded.append(r)
+    return folded
+
+
+def presence(rows: list[MetricRow]) -> dict[tuple[str, str], tuple[bool, bool]]:
+    """(file, "") and (file, first part of a key) -> whether any of its metrics has a value in base, in head."""
+    seen: dict[tuple[str, str], tuple[bool, bool]] = {}
+    for r in rows:
+        for where in {(r.file, ""), (r.file, r.key.split(".", 1)[0] if "." in r.key else "")}:
+            old, new = seen.get(where, (False, False))
+            seen[where] = (old or r.old is not None, new or r.new is not None)
+    return seen
+
+
+def entities(kind: Kind, rows: list[MetricRow]) -> list[str]:
+    """The kind's models or forecasters: the first parts of keys that end in one of its measures."""
+    found = set()
+    for r in rows:
+        if fnmatchcase(r.file, kind.files):
+            found |= {r.key[:-len(key) - 1] for _, key in kind.measures if r.key.endswith("." + key)}
+    return sorted(found)
+
+
+def not_run(rows: list[MetricRow]) -> dict[tuple[str, str], str]:
+    """What one side did not run -> that side ("old" or "new").
+
+    (file, "") for a whole metrics file (a dataset added or removed), (file,
+    entity) for a model or forecaster of a known kind. Their metrics collapse
+    into one line each; an unknown key that merely lost its value (a task with
+    no probes) stays a row.
+    """
+    seen = presence(rows)
+    gone = {where: ("new" if old else "old") for where, (old, new) in seen.items()
+            if where[1] == "" and old != new}
+    known = {kind: set(entities(kind, rows)) for kind in KINDS}
+    for (file, entity), (old, new) in seen.items():
+        if old != new and entity and (file, "") not in gone \
+                and any(entity in names and fnmatchcase(file, kind.files) for kind, names in known.items()):
+            gone[(file, entity)] = "new" if old else "old"
+    return gone
+
+
+def _collapsed(row: MetricRow, gone: dict[tuple[str, str], str]) -> str | None:
+    """The side whose missing model, forecaster or file this row belongs to, if any."""
+    return gone.get((row.file, "")) or gone.get((row.file, row.key.split(".", 1)[0]))
+
+
 def verdict_changes(rows: list[MetricRow]) -> list[str]:
-    """'lstm: remembers_first true -> false at seq=69' for each verdict that flipped."""
+    """'lstm: remembers_first true -> false at seq=69' for each verdict that flipped in a model run on both sides."""
+    gone = not_run(rows)
     seq = {row.file: row.new for row in rows if row.key == "seq"}
     lines = []
     for row in rows:
         model, _, name = row.key.rpartition(".")
-        if name in VERDICTS and row.old != row.new:
+        if name in VERDICTS and row.old != row.new and not _collapsed(row, gone):
             where = f" at seq={seq[row.file]}" if row.file in seq else ""
             lines.append(f"{model or row.file}: {name} {_word(row.old)} -> {_word(row.new)}{where}")
     return lines
@@ -118,69 +260,323 @@ def verdict_changes(rows: list[MetricRow]) -> list[str]:
 
 def _word(value: Any) -> str:
     if value is None:
-        return "absent"
+        return "n/a"  # the model ran, the verdict has no probe to rest on (a task without x[0])
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _fmt(value: Any) -> str:
+# ------------------------------------------------------------ pure parts: Markdown
+
+MARKS = {"better": "✅ better", "worse": "❌ **regression**", "close": "≈ within tolerance", "changed": "changed", "same": ""}
+SHORT_MARKS = {"better": " ✅", "worse": " ❌", "close": " ≈", "changed": "", "same": ""}
+LEGEND = ("✅ better, ❌ regression, ≈ within tolerance (`--rtol`: a retrained network's noise); "
+          "over seeds, median [min, max]; Δ% only where the base is far enough from zero.")
+
+
+def _num(value: Any, digits: int = 6) -> str:
     if value is None:
         return "—"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.{digits}g}"
     return str(value)
 
 
-MARKS = {"better": "✅ better", "worse": "❌ **regression**", "close": "≈ within tolerance", "changed": "changed", "same": ""}
+def show(value: Any, spread: tuple[float, float] | None = None, digits: int = 6) -> str:
+    """A value, with its seed spread as "median [min, max]" where the seeds disagree."""
+    if spread is None or spread[0] == spread[1]:
+        return _num(value, digits)
+    return f"{_num(value, digits)} [{_num(spread[0], digits)}, {_num(spread[1], digits)}]"
+
+
+def _pct(row: MetricRow) -> str:
+    pct = row.relative_pct
+    return "—" if pct is None else f"{pct:+,.1f}%"
+
+
+def cell(text: Any) -> str:
+    """Text that stays in one GFM table cell: `|` would end the cell, and a `\\` before it would undo the escape."""
+    return " ".join(str(text).replace("\\", "\\\\").replace("|", "\\|").split())
+
+
+def table(header: list[str], rows: list[list[str]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A GFM table as (header and delimiter, rows), every cell escaped and every row as wide as the header."""
+    if any(len(row) != len(header) for row in rows):
+        raise ValueError(f"table row width differs from its header's {len(header)} cells")
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cell(c) for c in cells) + " |"
+
+    return (line(header), "|" + "---|" * len(header)), tuple(line(row) for row in rows)
+
+
+def _names(names: list[str], limit: int = MAX_NAMES) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit:,} more" if len(names) > limit else "")
+
+
+def headline_cell(row: MetricRow | None, ran: tuple[bool, bool]) -> str:
+    """`old → new (Δ%) mark`, or the one value where nothing moved; "not run" for a side that did not run it."""
+    sides = []
+    for side, was_run in zip(("old", "new"), ran):
+        value = getattr(row, side) if row is not None else None
+        sides.append("not run" if not was_run else
+                     "—" if value is None else show(value, getattr(row, f"{side}_range"), digits=4))
+    if row is None or row.mark == "same":
+        return sides[1] if sides[0] == sides[1] else f"{sides[0]} → {sides[1]}"
+    pct = "" if row.relative_pct in (None, 0) else f" ({_pct(row)})"  # 0: only the spread moved
+    return f"{sides[0]} → {sides[1]}{pct}{SHORT_MARKS[row.mark]}"
+
+
+def _file_label(kind: Kind, file: str) -> str:
+    """What names a file's columns: the part its pattern's `*` matched (a dataset), else the kind."""
+    if "*" not in kind.files:
+        return kind.name
+    match = re.fullmatch(re.escape(kind.files).replace(r"\*", "(.*)"), file)
+    return match.group(1) if match else file
+
+
+def _in_headline(row: MetricRow) -> bool:
+    """Whether a headline table shows this metric."""
+    for kind in KINDS:
+        if fnmatchcase(row.file, kind.files):
+            facts = {key for _, key in kind.facts}
+            return row.key in facts or any(row.key.endswith("." + key) for _, key in kind.measures)
+    return False
+
+
+def _not_run_lines(kind: Kind, files: list[str], names: list[str], gone: dict, seen: dict,
+                   revs: tuple[str, str]) -> list[str]:
+    """For each side, one line for the models or forecasters it did not run at all, one for its missing files."""
+    lines = []
+    for side, index, rev in (("new", 1, revs[1]), ("old", 0, revs[0])):
+        lost = [name for name in names if any(gone.get((f, name)) == side for f in files)
+                and not any(seen.get((f, name), (False, False))[index] for f in files)]
+        lost_files = [_file_label(kind, f) for f in files if gone.get((f, "")) == side]
+        if lost:
+            lines.append(f"{kind.entity.capitalize()}s not run in `{rev}`: {_names(lost)}")
+        if lost_files:
+            lines.append(f"{'Datasets' if '*' in kind.files else 'Files'} not run in `{rev}`: {_names(lost_files)}")
+    return lines
+
+
+def kind_blocks(kind: Kind, rows: list[MetricRow], gone: dict, base: str, head: str) -> list[Block]:
+    """The kind's headline table (split past MAX_COLUMNS columns), or none where nothing of it moved."""
+    mine = [r for r in rows if fnmatchcase(r.file, kind.files)]
+    if all(r.mark == "same" for r in mine):
+        return []
+    files = sorted({r.file for r in mine})
+    shown = [f for f in files if gone.get((f, "")) != "new"]
+    names, seen = entities(kind, mine), presence(mine)
+    by_key = {(r.file, r.key): r for r in mine}
+    columns = [(f, title, key) for f in shown for title, key in kind.measures]
+    several = "*" in kind.files  # one column per file, each labelled by what its `*` matched
+
+    def title(f: str, measure: str) -> str:
+        if not several:
+            return measure
+        return _file_label(kind, f) if len(kind.measures) == 1 else f"{_file_label(kind, f)} {measure}"
+
+    def ran(f: str, name: str) -> tuple[bool, bool]:
+        return seen.get((f, name), (False, False))
+
+    heading = f"#### {kind.name}" + (f": {kind.measures[0][0]}" if several and len(kind.measures) == 1 else "") \
+        + f" (`{kind.files}`)"
+    notes = _not_run_lines(kind, files, names, gone, seen, (base, head))
+    intro = (heading, "", *[line for note in notes for line in (note, "")])
+    tables = []
+    for start in range(0, len(columns), MAX_COLUMNS):
+        chunk = columns[start:start + MAX_COLUMNS]
+        # A fact is one value per file: in the file's first column, the file's other columns left blank.
+        body = [[fact, *[headline_cell(by_key.get((f, key)), seen.get((f, ""), (False, False)))
+                         if i == 0 or chunk[i - 1][0] != f else "" for i, (f, _, _) in enumerate(chunk)]]
+                for fact, key in kind.facts if any((f, key) in by_key for f, _, _ in chunk)]
+        body += [[name, *[headline_cell(by_key.get((f, f"{name}.{key}")), ran(f, name)) for f, _, key in chunk]]
+                 for name in names if any(ran(f, name)[1] for f in shown)]
+        if body:
+            header, lines = table([kind.entity, *[title(f, t) for f, t, _ in chunk]], body)
+            tables.append(Block(header, lines, what="headline row(s)"))
+    if not tables:
+        return [Block(intro, what="headline row(s)")]
+    return [replace(tables[0], head=(*intro, *tables[0].head)), *tables[1:]]
+
+
+def headline_blocks(rows: list[MetricRow], gone: dict, base: str, head: str) -> list[Block]:
+    """Verdict flips in words, regressions, files one side lacks, then one table per experiment kind."""
+    kinds = [block for kind in KINDS for block in kind_blocks(kind, rows, gone, base, head)]
+    verdicts = verdict_changes(rows)
+    worse = [f"`{Path(r.file).stem}: {r.key}`" for r in rows if r.mark == "worse" and not _collapsed(r, gone)]
+    files = [(file, side) for (file, entity), side in gone.items()
+             if not entity and not any(fnmatchcase(file, kind.files) for kind in KINDS)]
+    lines = [f"Not run in `{head if side == 'new' else base}`: `{file}`" for file, side in sorted(files)]
+    if not (kinds or verdicts or worse or lines):
+        return []
+    blocks = [Block(("### Headline", "", LEGEND))]
+    if verdicts:
+        blocks.append(Block((), tuple(f"- {v}" for v in verdicts), what="verdict line(s)"))
+    if worse:
+        blocks.append(Block((f"Regressions: {_names(worse)}",)))
+    if lines:
+        blocks.append(Block((), tuple(lines), what="file line(s)"))
+    return [*blocks, *kinds]
+
+
+def param_rows(params: dict) -> list[tuple[str, Any, Any]]:
+    """(name, old, new) for each param that changed; params.yaml's without their file's name."""
+    return [(f"{file}:{key}" if file != "params.yaml" else key, v.get("old"), v.get("new"))
+            for file, keys in sorted(params.items()) for key, v in sorted(keys.items())
+            if v.get("old") != v.get("new")]
+
+
+def params_blocks(base: str, head: str, changed: list[tuple[str, Any, Any]]) -> list[Block]:
+    if not changed:
+        return []
+    header, lines = table(["param", f"`{base}`", f"`{head}`"], [[k, _num(o), _num(n)] for k, o, n in changed])
+    return [Block(("### Params", "", *header), lines, what="param row(s)")]
+
+
+def plots_blocks(base: str, head: str, figures: list[tuple[str, str]], changed_plots: list[str]) -> list[Block]:
+    if not (figures or changed_plots):
+        return []
+    intro: tuple[str, ...] = ("### Plots", "")
+    if changed_plots:
+        intro += (f"Plot data changed: {_names([f'`{p}`' for p in changed_plots])} "
+                  f"(`dvc plots diff {base}` renders them).", "")
+    figure_lines = tuple(f"**{title}** (left `{base}`, right `{head}`)\n\n![{title}]({png})\n"
+                         for title, png in figures)
+    return [Block(intro, figure_lines, tail=(), what="figure(s)")]
+
+
+def metrics_block(heading: tuple[str, ...], rows: list[MetricRow], base: str, head: str, gone: dict,
+                  fold: str | None = None) -> list[Block]:
+    """Every row with old, new, Δ, Δ% and its mark; inside a <details> block titled `fold` where given."""
+    if not rows:
+        return []
+    body = []
+    for r in rows:
+        side = _collapsed(r, gone)
+        mark = f"not run in `{head if side == 'new' else base}`" if side else MARKS[r.mark]
+        delta = "—" if r.delta is None else f"{r.delta:+.4g}"
+        body.append([r.file, r.key, show(r.old, r.old_range), show(r.new, r.new_range), delta, _pct(r), mark])
+    header, lines = table(["file", "metric", f"`{base}`", f"`{head}`", "Δ", "Δ%", ""], body)
+    if fold is None:
+        return [Block((*heading, *header), lines, what="metric row(s)")]
+    return [Block((*heading, f"<details><summary>{fold}</summary>", "", *header), lines,
+                  tail=("", "</details>", ""), what="metric row(s)")]
+
+
+def unchanged_block(rows: list[MetricRow]) -> list[Block]:
+    if not rows:
+        return []
+    header, lines = table(["file", "metric", "value"], [[r.file, r.key, show(r.new, r.new_range)] for r in rows])
+    return [Block((f"<details><summary>{len(rows):,} unchanged metric(s)</summary>", "", *header), lines,
+                  tail=("", "</details>", ""), what="unchanged metric row(s)")]
+
+
+def _size(lines: tuple[str, ...] | list[str]) -> int:
+    return sum(len(line.encode()) + 1 for line in lines)  # UTF-8 bytes, each line with its newline
+
+
+def _fitting(block: Block, room: float) -> int | None:
+    """How many of the block's rows fit in `room` with its head and tail; None where not even its first does."""
+    room -= _size(block.head) + _size(block.tail)
+    if room < 0:
+        return None
+    taken = 0
+    for row in block.rows:
+        room -= _size((row,))
+        if room < 0:
+            break
+        taken += 1
+    return None if block.rows and taken == 0 else taken
+
+
+def fit(blocks: list[Block], budget: float) -> tuple[list[str], dict[str, int]]:
+    """The blocks in order while they fit in `budget` bytes, and what was left out, counted by what its rows are.
+
+    A block goes in whole or cut after a row, so a table stays a table; from the
+    first cut on, everything is left out, so the comment is the review's opening.
+    """
+    lines: list[str] = []
+    left: dict[str, int] = {}
+    room = budget
+    for block in blocks:
+        taken = None if left else _fitting(block, room)
+        if taken is None:
+            left[block.what] = left.get(block.what, 0) + max(len(block.rows), 1)
+            continue
+        kept = [*block.head, *block.rows[:taken], *block.tail]
+        lines += kept
+        room -= _size(kept)
+        if taken < len(block.rows):
+            left[block.what] = left.get(block.what, 0) + len(block.rows) - taken
+    return lines, left
+
+
+def _where_full(details_url: str | None) -> str:
+    if details_url:
+        return (f"Every metric, with Δ and Δ%, is in `{FULL_FILE}`, in the `{ARTIFACT}` artifact of "
+                f"[this workflow run]({details_url}).")
+    return (f"Every metric, with Δ and Δ%, is in `{FULL_FILE}` beside this file "
+            f"(on GitHub: the `{ARTIFACT}` artifact of the review workflow's run).")
+
+
+def review(base: str, head: str, params: dict, rows: list[MetricRow], figures: list[tuple[str, str]],
+           changed_plots: list[str], details_url: str | None = None, full: bool = False) -> list[Block] | str:
+    """The review as blocks, most important first; or the one line that says nothing changed.
+
+    The comment (full=False) lists, after the headline, only the metrics no
+    headline table shows, one row per measure, and leaves out the metrics of
+    models and files one side did not run. The full file has every row.
+    """
+    rows = fold_spread(rows)
+    changed_params = param_rows(params)
+    changed = [r for r in rows if r.mark != "same"]
+    if not (changed or changed_params or figures or changed_plots):
+        return f"No changes between `{base}` and `{head}`: params, metrics and plots are identical.\n"
+    gone = not_run(rows)
+    ran_both = [r for r in changed if not _collapsed(r, gone)]
+    worse = [r for r in ran_both if r.mark == "worse"]
+    summary = (f"**{len(changed_params):,} param(s) changed, {len(ran_both):,} metric(s) changed "
+               f"({len(worse):,} regression(s)), {len(figures):,} figure(s) changed.**")
+    where = (f"The detail behind the review comment (`{COMMENT_FILE}`): every metric, changed or not." if full
+             else _where_full(details_url))
+    blocks = [Block((f"## `{base}` → `{head}`", "", summary, where)), *headline_blocks(rows, gone, base, head),
+              *params_blocks(base, head, changed_params), *plots_blocks(base, head, figures, changed_plots)]
+    if full:
+        same = [r for r in rows if r.mark == "same"]
+        return [*blocks, *metrics_block(("### Metrics that changed", ""), changed, base, head, gone),
+                *unchanged_block(same)]
+    other = [r for r in ran_both if not _in_headline(r)]
+    return [*blocks, *metrics_block(("### Other metrics that changed", ""), other, base, head, gone,
+                                    fold=f"{len(other):,} metric(s) that no headline table shows")]
+
+
+def left_out_note(left: dict[str, int]) -> str:
+    counts = ", ".join(f"{n:,} {what}" for what, n in left.items())
+    return (f"**Left out to stay under GitHub's comment limit ({COMMENT_BUDGET:,} characters):** {counts}. "
+            f"`{FULL_FILE}` has them all.")
 
 
 def render(base: str, head: str, params: dict, rows: list[MetricRow], figures: list[tuple[str, str]],
-           changed_plots: list[str]) -> str:
-    """The review comment. ``figures`` are (title, png file name) pairs."""
-    changed = [r for r in rows if r.mark != "same"]
-    param_rows = [(f"{file}:{key}" if file != "params.yaml" else key, v.get("old"), v.get("new"))
-                  for file, keys in sorted(params.items()) for key, v in sorted(keys.items())
-                  if v.get("old") != v.get("new")]
-    if not (changed or param_rows or figures or changed_plots):
-        return f"No changes between `{base}` and `{head}`: params, metrics and plots are identical.\n"
-    worse = [r for r in changed if r.mark == "worse"]
-    lines = [f"## `{base}` → `{head}`", ""]
-    lines += [f"**{len(param_rows)} param(s) changed, {len(changed)} metric(s) changed "
-              f"({len(worse)} regression(s)), {len(figures)} figure(s) changed.**", ""]
-    if worse:
-        lines += ["Regressions: " + ", ".join(f"`{r.key}`" for r in worse), ""]
-    verdicts = verdict_changes(rows)
-    if verdicts:
-        lines += ["### Verdicts", "", *[f"- {v}" for v in verdicts], ""]
-    if param_rows:
-        lines += ["### Params", "", f"| param | `{base}` | `{head}` |", "|---|---|---|",
-                  *[f"| {k} | {_fmt(o)} | {_fmt(n)} |" for k, o, n in param_rows], ""]
-    if changed:
-        lines += ["### Metrics that changed", "", *_metric_table(base, head, changed), ""]
-    same = [r for r in rows if r.mark == "same"]
-    if same:
-        lines += [f"<details><summary>{len(same)} unchanged metric(s)</summary>", "",
-                  *_metric_table(base, head, same, short=True), "", "</details>", ""]
-    if figures or changed_plots:
-        lines += ["### Plots", ""]
-        if changed_plots:
-            lines += [f"Plot data changed: {', '.join(f'`{p}`' for p in changed_plots)} "
-                      f"(`dvc plots diff {base}` renders them).", ""]
-        for title, png in figures:
-            lines += [f"**{title}** (left `{base}`, right `{head}`)", "", f"![{title}]({png})", ""]
+           changed_plots: list[str], details_url: str | None = None, budget: int = COMMENT_BUDGET) -> str:
+    """The review comment, at most `budget` UTF-8 bytes. ``figures`` are (title, png file name) pairs."""
+    blocks = review(base, head, params, rows, figures, changed_plots, details_url)
+    if isinstance(blocks, str):
+        return blocks
+    lines, left = fit(blocks, budget - NOTE_RESERVE)
+    if left:
+        lines.append(left_out_note(left))
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _metric_table(base: str, head: str, rows: list[MetricRow], short: bool = False) -> list[str]:
-    if short:
-        return ["| file | metric | value |", "|---|---|---:|", *[f"| {r.file} | {r.key} | {_fmt(r.new)} |" for r in rows]]
-    out = [f"| file | metric | `{base}` | `{head}` | Δ | Δ% | |", "|---|---|---:|---:|---:|---:|---|"]
-    for r in rows:
-        delta = "—" if r.delta is None else f"{r.delta:+.4g}"
-        rel = "—" if r.relative_pct is None else f"{r.relative_pct:+.1f}%"
-        out.append(f"| {r.file} | {r.key} | {_fmt(r.old)} | {_fmt(r.new)} | {delta} | {rel} | {MARKS[r.mark]} |")
-    return out
+def render_full(base: str, head: str, params: dict, rows: list[MetricRow], figures: list[tuple[str, str]],
+                changed_plots: list[str]) -> str:
+    """Every row the comment may leave out, with no budget: the file beside the comment."""
+    blocks = review(base, head, params, rows, figures, changed_plots, full=True)
+    if isinstance(blocks, str):
+        return blocks
+    return "\n".join(fit(blocks, math.inf)[0]).rstrip() + "\n"
 
 
 def changed_data_plots(plots: dict, base: str, head: str) -> list[str]:
@@ -237,7 +633,7 @@ def side_by_side(base_png: Path | None, head_png: Path | None, out: Path, base: 
     plt.close(fig)
 
 
-def compare(base: str, head: str | None, out: Path, rtol: float = DEFAULT_RTOL) -> str:
+def compare(base: str, head: str | None, out: Path, rtol: float = DEFAULT_RTOL, details_url: str | None = None) -> str:
     revs = [base] + ([head] if head else [])
     head_label = head or WORKSPACE
     params = dvc_json("params", "diff", *revs)
@@ -255,8 +651,10 @@ def compare(base: str, head: str | None, out: Path, rtol: float = DEFAULT_RTOL) 
             file = Path(name).stem + ".png"
             side_by_side(a, b, folder / file, base, head_label)
             figures.append((Path(name).stem, file))
-        markdown = render(base, head_label, params, rows, figures, changed_data_plots(plots, base, head_label))
-        (folder / "compare.md").write_text(markdown)
+        moved = changed_data_plots(plots, base, head_label)
+        markdown = render(base, head_label, params, rows, figures, moved, details_url=details_url)
+        (folder / COMMENT_FILE).write_text(markdown)
+        (folder / FULL_FILE).write_text(render_full(base, head_label, params, rows, figures, moved))
     return markdown
 
 
@@ -264,11 +662,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", required=True, help="rev or experiment name to compare against (e.g. main)")
     parser.add_argument("--head", help="rev or experiment name (default: the workspace)")
-    parser.add_argument("--out", type=Path, default=Path("compare"), help="folder for compare.md and the PNGs")
+    parser.add_argument("--out", type=Path, default=Path("compare"),
+                        help=f"folder for {COMMENT_FILE}, {FULL_FILE} and the PNGs")
     parser.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
                         help=f"relative change below which a metric counts as unchanged in quality (default {DEFAULT_RTOL})")
+    parser.add_argument("--details-url", help=f"page where readers of the comment find {FULL_FILE} "
+                                              "(in CI: the workflow run, whose artifacts hold it)")
     args = parser.parse_args(argv)
-    sys.stdout.write(compare(args.base, args.head, args.out, args.rtol))
+    sys.stdout.write(compare(args.base, args.head, args.out, args.rtol, args.details_url))
 
 
 if __name__ == "__main__":
