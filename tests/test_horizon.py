@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -163,3 +165,17 @@ def test_article_claim_sentence_from_the_verdicts():
     assert "between seq 36 and 40" in sentence
     table = horizon_table(runs_from_exp_show(exp_show(("main", run(70, {"lstm": False})), at(68, True), at(69, False))))
     assert "reproduces**" in article_claim(table)
+
+
+def test_the_search_log_adds_up_over_resumed_runs(tmp_path):
+    from stages.tools.horizon import record_search
+
+    log = tmp_path / "search.json"
+    record_search(log, "default", ["lstm"], 1000, ran=3, wall_s=60.0, before={})
+    first = json.loads(log.read_text())["default"]
+    record_search(log, "article", ["lstm"], 300, ran=1, wall_s=5.0, before={})  # another budget beside it
+    record_search(log, "default", ["gru"], 1000, ran=2, wall_s=30.0, before=first)  # a resumed search
+    entries = json.loads(log.read_text())
+    assert entries["default"] == {"models": ["gru", "lstm"], "lowest": 2, "highest": 1000, "experiments": 5,
+                                  "wall_s": 90.0}
+    assert entries["article"]["experiments"] == 1

@@ -24,6 +24,7 @@ the most seeds wins, then the newest.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import math
 import subprocess
 import tempfile
@@ -343,48 +344,64 @@ def shown_experiments(all_commits: bool, tries: int = 10) -> list[dict]:
     return []
 
 
+def record_search(log_file: Path, budget: str, models: list[str], highest: int, ran: int, wall_s: float,
+                  before: dict) -> None:
+    """Add this run of the search to the budget's entry of the log, under a lock (two searches share the file)."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file.with_name(log_file.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        log = read_json(log_file) if log_file.exists() else {}
+        log[budget] = {"models": sorted(set(before.get("models", [])) | set(models)), "lowest": SEQ_MIN,
+                       "highest": max(highest, before.get("highest", 0)),
+                       "experiments": before.get("experiments", 0) + ran,
+                       "wall_s": round(before.get("wall_s", 0.0) + wall_s, 1)}
+        write_json(log_file, log)
+
+
 def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tuple[int, ...], highest: int,
            jobs: int, poll_s: float, all_commits: bool, log_file: Path = SEARCH_LOG) -> None:
-    """Queue the next point of every unfinished model until each is bracketed, resuming from what exists."""
+    """Queue the next point of every unfinished model until each is bracketed, resuming from what exists.
+
+    Its wall time and the experiments it queued are added to ``log_file`` at every look at the queue and when it
+    stops, however it stops, so an interrupted search loses none of its time.
+    """
     started, ran = time.monotonic(), 0
+    before = (read_json(log_file) if log_file.exists() else {}).get(budget, {})
     workers_started = False
-    while True:
-        shown = shown_experiments(all_commits)
-        table, states = horizon_table(runs_from_exp_show(shown)), experiment_states(shown)
-        pending, todo = [], []
-        for model in models:
-            seq = next_seq(verdicts_of(table, model, budget, seeds), highest=highest, include=include)
-            if seq is None:
-                continue
-            name = exp_name(budget, model, seq)
-            state = states.get(name)
-            if state == "failed":
-                raise CommandError(f"experiment {name} failed: see `dvc queue logs {name}`, "
+    try:
+        while True:
+            shown = shown_experiments(all_commits)
+            table, states = horizon_table(runs_from_exp_show(shown)), experiment_states(shown)
+            pending, todo = [], []
+            for model in models:
+                seq = next_seq(verdicts_of(table, model, budget, seeds), highest=highest, include=include)
+                if seq is None:
+                    continue
+                name = exp_name(budget, model, seq)
+                state = states.get(name)
+                if state == "failed":
+                    raise CommandError(f"experiment {name} failed: see `dvc queue logs {name}`, "
                                        f"then `dvc exp remove {name}` to let the search run it again")
-            (pending if state in ("queued", "running") else todo).append((model, seq, name))
-        if not pending and not todo:
-            break
-        for model, seq, name in todo:
-            print(f"horizon search: {budget}: {model}: queue seq={seq} ({name})", flush=True)
-            dvc("exp", "run", "--queue", "--name", name, "-S", f"seq={seq}", "-S", f"train_memory.models=[{model}]",
-                "-S", f"train_memory.seeds=[{','.join(map(str, seeds))}]", "-S", f"train_memory.budget={budget}",
-                "-S", "train_memory.truncate=null")
-            ran += 1
-        if todo or not workers_started:
-            # Workers stop when the queue is empty; starting them again is harmless.
-            dvc("queue", "start", "-j", str(jobs))
-            workers_started = True
-        waiting = ", ".join(f"{model}@{seq}" for model, seq, _ in pending + todo)
-        print(f"horizon search: {budget}: waiting for {waiting} ({(time.monotonic() - started) / 60:.0f} min)",
-              flush=True)
-        time.sleep(poll_s)
-    wall = time.monotonic() - started
-    log = read_json(log_file) if log_file.exists() else {}
-    before = log.get(budget, {})
-    log[budget] = {"models": sorted(set(before.get("models", [])) | set(models)), "lowest": SEQ_MIN,
-                   "highest": max(highest, before.get("highest", 0)),
-                   "experiments": before.get("experiments", 0) + ran, "wall_s": before.get("wall_s", 0.0) + wall}
-    write_json(log_file, log)
+                (pending if state in ("queued", "running") else todo).append((model, seq, name))
+            if not pending and not todo:
+                break
+            for model, seq, name in todo:
+                print(f"horizon search: {budget}: {model}: queue seq={seq} ({name})", flush=True)
+                dvc("exp", "run", "--queue", "--name", name, "-S", f"seq={seq}", "-S", f"train_memory.models=[{model}]",
+                    "-S", f"train_memory.seeds=[{','.join(map(str, seeds))}]", "-S", f"train_memory.budget={budget}",
+                    "-S", "train_memory.truncate=null")
+                ran += 1
+            if todo or not workers_started:
+                # Workers stop when the queue is empty; starting them again is harmless.
+                dvc("queue", "start", "-j", str(jobs))
+                workers_started = True
+            record_search(log_file, budget, models, highest, ran, time.monotonic() - started, before)
+            waiting = ", ".join(f"{model}@{seq}" for model, seq, _ in pending + todo)
+            print(f"horizon search: {budget}: waiting for {waiting} ({(time.monotonic() - started) / 60:.0f} min)",
+                  flush=True)
+            time.sleep(poll_s)
+    finally:
+        record_search(log_file, budget, models, highest, ran, time.monotonic() - started, before)
     for model in models:
         print(f"horizon search: {budget}: {model}: {outcome(verdicts_of(table, model, budget, seeds), highest=highest)}")
 
