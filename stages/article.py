@@ -25,33 +25,14 @@ import pandas as pd
 from stages.lib.config import load_params
 from stages.lib.errors import DataError
 from stages.lib.forecast.arima import fit_arima
+from stages.lib.forecast.article import article_windows, cumsum_levels, one_step_levels
 from stages.lib.forecast.keras import resolved_fit
 from stages.lib.forecast.scoring import mse
-from stages.lib.forecast.series import difference, make_windows
 from stages.lib.infra import cli
 from stages.lib.infra.io import write_json
 from stages.lib.infra.tracking import stage_run
 
 PUBLISHED = {"lstm": 2521.30, "arima": 4401.02}
-
-
-def article_windows(y: np.ndarray, num_steps: int, test_len: int) -> dict[str, np.ndarray | float | int]:
-    """The article's preprocessing: differences scaled by the max |difference| of the whole series."""
-    z = difference(y, 1)
-    scale = float(np.max(np.abs(z)))  # the article's normalisation, test period included
-    X, target = make_windows(z / scale, num_steps)
-    first_level = num_steps + 1  # window 0 predicts z[num_steps], the step into level num_steps + 1
-    return {"X": X, "target": target, "scale": scale, "first_level": first_level, "n_train": len(target) - test_len}
-
-
-def cumsum_levels(y: np.ndarray, diffs: np.ndarray, first_level: int) -> np.ndarray:
-    """The article's inversion: the level before the first prediction plus the running sum of predicted differences."""
-    return y[first_level - 1] + np.cumsum(diffs)
-
-
-def one_step_levels(y: np.ndarray, diffs: np.ndarray, first_level: int) -> np.ndarray:
-    """Our inversion: each predicted difference added to the true level before it."""
-    return y[first_level - 1:first_level - 1 + len(diffs)] + diffs
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -106,7 +106,7 @@ def test_truncation_loses_the_first_input_by_construction():
 
 
 def test_seeds_summarised_by_median_range_and_majority_verdict():
-    from stages.evaluate_memory import summarise_seeds
+    from stages.lib.memory.probes import summarise_seeds
 
     per_seed = [
         {"val_mse": 0.1, "change_first_pct": 24.0, "remembers_first": True, "epochs_run": 10},
@@ -126,7 +126,7 @@ def test_seeds_summarised_by_median_range_and_majority_verdict():
 
 
 def test_a_seed_with_an_undefined_probe_does_not_blank_the_others():
-    from stages.evaluate_memory import summarise_seeds
+    from stages.lib.memory.probes import summarise_seeds
 
     per_seed = [{"change_first_pct": 0.1, "remembers_first": False},
                 {"change_first_pct": float("nan"), "remembers_first": False},  # predicted ~0 everywhere

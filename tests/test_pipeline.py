@@ -379,14 +379,17 @@ def test_truncation_and_seeds(project):
                                     "stages/lib/forecast/scoring.py", "stages/lib/nn/training.py",
                                     "stages/lib/infra/io.py"])
 def test_an_edit_to_a_module_makes_dvc_status_name_every_stage_that_runs_it(project, module):
-    """One module of each layer: `dvc status` names exactly the stages whose imports reach it."""
+    """One module of each layer: `dvc status` names every stage whose imports reach it, and only stages whose deps
+    cover it (a folder dep also covers a module the stage does not import)."""
     from tests.imports import closure
-    from tests.test_dependencies import stages
+    from tests.test_dependencies import covered, stages
 
     repo, sh, _ = project
-    assert ran_stages(sh("dvc", "repro").stdout) == []
+    sh("dvc", "repro")  # whatever an experiment of an earlier test left in the workspace's outputs
+    assert json.loads(sh("dvc", "status", "--json").stdout) == {}
     path = repo / module
     path.write_text(path.read_text() + "\n# an edit that could change an output\n")
     stale = {name.split("@")[0] for name in json.loads(sh("dvc", "status", "--json").stdout)}
-    expected = {name for name, spec in stages().items() if any(str(p) == module for p in closure(spec["module"]))}
-    assert expected and stale == expected
+    runs_it = {name for name, spec in stages().items() if any(str(p) == module for p in closure(spec["module"]))}
+    declared = {name for name, spec in stages().items() if covered(module, spec["deps"])}
+    assert runs_it and runs_it <= stale and stale == declared
