@@ -236,10 +236,12 @@ def render(table: pd.DataFrame, found: dict[tuple[str, str], dict], searches: di
                      f"{h['forgets_from'] or '—'} | {', '.join(map(str, h['seqs']))} |")
     if searches:
         lines += ["", "## The searches", "",
-                  "| budget | models | seq range searched | experiments run | wall time |", "|---|---|---|---:|---:|"]
+                  "| budget | models | seq range searched | experiments with a verdict | queued by the search | wall time |",
+                  "|---|---|---|---:|---:|---:|"]
         for budget, info in sorted(searches.items()):
             lines.append(f"| {budget} | {', '.join(info['models'])} | {info['lowest']} to {info['highest']} | "
-                         f"{info['experiments']} | {info['wall_s'] / 60:.0f} min |")
+                         f"{int((table['budget'] == budget).sum())} | {info['experiments']} | "
+                         f"{info['wall_s'] / 60:.0f} min |")
         lines += ["", "The range's upper end is 1000 unless the search was given a lower `--max-seq`: "
                   "training time grows linearly with `seq`, so a cap is the price of an affordable search, "
                   "and \"remembers at every seq tried\" then stops there. Wall time: the sum over the search "
