@@ -316,34 +316,39 @@ def exp_name(budget: str, model: str, seq: int) -> str:
     return f"hz-{budget}-{model}-{seq}"
 
 
-def dvc(*args: str, tries: int = 10) -> None:
-    """Run one dvc command, waiting out another dvc process's repository lock (a second search, a worker).
-
-    Output goes through a file, not a pipe: `dvc queue start` leaves workers
-    that inherit it, and reading a pipe waits until every holder exits.
-    """
-    for attempt in range(tries):
-        with tempfile.TemporaryFile("w+") as out:
-            done = subprocess.run(["dvc", *args], stdout=out, stderr=subprocess.STDOUT, text=True)
-            out.seek(0)
-            said = out.read()
-        if done.returncode == 0:
-            return
-        if "lock" not in said.lower() or attempt == tries - 1:
-            reason = next((line for line in said.splitlines() if line.startswith("ERROR")), said.strip())
-            raise CommandError(f"dvc {' '.join(args)}: {reason or 'failed'}")
-        time.sleep(3 + 3 * attempt)
-
-
-def shown_experiments(all_commits: bool, tries: int = 10) -> list[dict]:
+def waiting_out_locks(call, tries: int = 10):
+    """``call()``, tried again while another dvc process (a second search, a queue worker) holds the repository lock."""
     for attempt in range(tries):
         try:
-            return cli.dvc_json("exp", "show", *(["--all-commits"] if all_commits else [])) or []
+            return call()
         except CommandError as exc:
             if "lock" not in str(exc).lower() or attempt == tries - 1:
                 raise
             time.sleep(3 + 3 * attempt)
-    return []
+
+
+def dvc(*args: str) -> None:
+    """Run one dvc command; a failure becomes one CommandError line.
+
+    Output goes through a file, not a pipe: `dvc queue start` leaves workers
+    that inherit it, and reading a pipe waits until every holder exits.
+    """
+    def once() -> None:
+        with tempfile.TemporaryFile("w+") as out:
+            done = subprocess.run(["dvc", *args], stdout=out, stderr=subprocess.STDOUT, text=True)
+            out.seek(0)
+            said = out.read()
+        if done.returncode != 0:
+            reason = next((line for line in said.splitlines() if line.startswith("ERROR")), said.strip())
+            raise CommandError(f"dvc {' '.join(args)}: {reason or 'failed'}")
+
+    waiting_out_locks(once)
+
+
+def shown_runs(all_commits: bool) -> tuple[list[dict], dict[str, str]]:
+    """Every run in `dvc exp show --json` (every commit's, or HEAD's), and every experiment's state."""
+    shown = waiting_out_locks(lambda: cli.dvc_json("exp", "show", *(["--all-commits"] if all_commits else [])) or [])
+    return runs_from_exp_show(shown), experiment_states(shown)
 
 
 def record_search(log_file: Path, budget: str, models: list[str], highest: int, ran: int, wall_s: float,
@@ -361,19 +366,19 @@ def record_search(log_file: Path, budget: str, models: list[str], highest: int, 
 
 
 def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tuple[int, ...], highest: int,
-           jobs: int, poll_s: float, all_commits: bool, log_file: Path = SEARCH_LOG) -> None:
+           jobs: int, poll_s: float, all_commits: bool, log_file: Path = SEARCH_LOG) -> list[dict]:
     """Queue the next point of every unfinished model until each is bracketed, resuming from what exists.
 
     Its wall time and the experiments it queued are added to ``log_file`` at every look at the queue and when it
-    stops, however it stops, so an interrupted search loses none of its time.
+    stops, however it stops, so an interrupted search loses none of its time. Returns the runs it last read.
     """
     started, ran = time.monotonic(), 0
     before = (read_json(log_file) if log_file.exists() else {}).get(budget, {})
     workers_started = False
     try:
         while True:
-            shown = shown_experiments(all_commits)
-            table, states = horizon_table(runs_from_exp_show(shown)), experiment_states(shown)
+            runs, states = shown_runs(all_commits)
+            table = horizon_table(runs)
             pending, todo = [], []
             for model in models:
                 seq = next_seq(verdicts_of(table, model, budget, seeds), highest=highest, include=include)
@@ -406,10 +411,11 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
         record_search(log_file, budget, models, highest, ran, time.monotonic() - started, before)
     for model in models:
         print(f"horizon search: {budget}: {model}: {outcome(verdicts_of(table, model, budget, seeds), highest=highest)}")
+    return runs  # what the report needs: no second `dvc exp show`
 
 
-def report(out: Path, figure: Path, all_commits: bool, log_file: Path = SEARCH_LOG, min_seeds: int = 3) -> None:
-    table = horizon_table(runs_from_exp_show(shown_experiments(all_commits)), min_seeds)
+def report(runs: list[dict], out: Path, figure: Path, log_file: Path = SEARCH_LOG, min_seeds: int = 3) -> None:
+    table = horizon_table(runs, min_seeds)
     if table.empty:
         raise CommandError(f"no first_last experiment of {min_seeds} or more seeds with memory metrics in "
                            "`dvc exp show`: run the search first")
@@ -451,9 +457,11 @@ def main(argv: list[str] | None = None) -> None:
             raise CommandError(f"--models: unknown model(s) {', '.join(unknown)} (have: {', '.join(REGISTRY)})")
         if not SEQ_MIN <= args.max_seq <= SEQ_MAX or any(not SEQ_MIN <= s <= args.max_seq for s in args.include):
             raise CommandError(f"--max-seq and --include: seq must lie in {SEQ_MIN}..{SEQ_MAX}")
-        search(args.models, args.budget, tuple(args.seeds), tuple(args.include), args.max_seq, args.jobs,
-               args.poll, args.all_commits, args.log)
-    report(args.out, args.figure, args.all_commits, args.log, args.min_seeds)
+        runs = search(args.models, args.budget, tuple(args.seeds), tuple(args.include), args.max_seq, args.jobs,
+                      args.poll, args.all_commits, args.log)
+    else:
+        runs, _ = shown_runs(args.all_commits)
+    report(runs, args.out, args.figure, args.log, args.min_seeds)
 
 
 if __name__ == "__main__":

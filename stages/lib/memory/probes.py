@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from stages.lib.memory.tasks import IDEAL_CHANGE_PCT, last_steps  # noqa: F401 (the probes' ideal, read from here)
+from stages.lib.memory.tasks import last_steps
 
 Predict = Callable[[np.ndarray], np.ndarray]
 PROBE_COLUMNS = ["change_first_pct", "change_last_pct", "blind_first_mse", "blind_last_mse"]
