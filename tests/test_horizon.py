@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from stages.tools.horizon import (article_claim, bracket, horizon_table, horizons, next_seq, outcome, render,
-                            runs_from_exp_show, tolerance, verdicts_of)
+from stages.tools.horizon import (article_claim, bracket, horizon_table, horizons, keep, next_seq, outcome,
+                                  read_ledger, render, runs_from_exp_show, tolerance, verdicts_of, write_ledger)
 
 
 def run(seq: int, remembers: dict[str, bool], timestamp: str = "2026-01-01T00:00:00", task: str = "first_last") -> dict:
@@ -179,3 +179,42 @@ def test_the_search_log_adds_up_over_resumed_runs(tmp_path):
     assert entries["default"] == {"models": ["gru", "lstm"], "lowest": 2, "highest": 1000, "experiments": 5,
                                   "wall_s": 90.0}
     assert entries["article"]["experiments"] == 1
+
+
+def test_the_ledger_keeps_every_experiment_verdict_and_a_fresh_clone_resumes_from_it(tmp_path):
+    ledger = tmp_path / "horizon_points.csv"
+    first = runs_from_exp_show(exp_show(("main", run(70, {"lstm": False})), ("e16", run(16, {"lstm": True})),
+                                        ("e32", run(32, {"lstm": False}))))
+    keep(first, ledger)
+    kept = read_ledger(ledger)
+    # the commit's own run (seq 70) is not an experiment: it is reported, not kept
+    assert list(kept["seq"]) == [16, 32] and list(kept["experiment"]) == ["e16", "e32"]
+    assert kept.loc[0, "seed_list"] == (0,) and bool(kept.loc[0, "remembers_first"]) is True
+    # a fresh clone has no experiments: the search's next point comes from the ledger alone
+    table = horizon_table([], known=read_ledger(ledger))
+    assert verdicts_of(table, "lstm", "default", (0,)) == {16: True, 32: False}
+    assert next_seq(verdicts_of(table, "lstm", "default", (0,))) == 23
+    # a later search adds its verdicts; the earlier ones stay
+    keep(runs_from_exp_show(exp_show(("main", run(70, {"lstm": False})), ("e23", run(23, {"lstm": False})))), ledger)
+    assert list(read_ledger(ledger)["seq"]) == [16, 23, 32]
+    # written twice from the same verdicts, the file is the same bytes
+    before = ledger.read_bytes()
+    write_ledger(read_ledger(ledger), ledger)
+    assert ledger.read_bytes() == before
+
+
+def test_an_experiment_rerun_with_as_many_seeds_wins_over_the_ledger(tmp_path):
+    ledger = tmp_path / "horizon_points.csv"
+    keep(runs_from_exp_show(exp_show(("main", run(70, {"lstm": False})),
+                                     ("old", run(30, {"lstm": False}, timestamp="2026-01-01T00:00:00")))), ledger)
+    rerun = runs_from_exp_show(exp_show(("main", run(70, {"lstm": False})),
+                                        ("new", run(30, {"lstm": True}, timestamp="2026-02-01T00:00:00"))))
+    (row,) = horizon_table(rerun, known=read_ledger(ledger)).query("seq == 30").itertuples()
+    assert row.experiment == "new" and bool(row.remembers_first) is True
+
+
+def test_a_ledger_edited_by_hand_is_refused_by_name(tmp_path):
+    ledger = tmp_path / "horizon_points.csv"
+    ledger.write_text("budget,model,seq\ndefault,lstm,16\n")
+    with pytest.raises(Exception, match=r"horizon_points.csv: missing column\(s\) experiment"):
+        read_ledger(ledger)

@@ -232,7 +232,8 @@ def test_queued_sweep_with_two_workers_lands_every_run(project, swept):
 
 def test_horizon_report_collects_the_sweep(project, swept):
     repo, sh, _ = project
-    done = sh("python", "-m", "stages.tools.horizon", "--min-seeds", "1")  # the tiny params train one seed
+    # The tiny params train one seed; the committed ledger of the real searches is left out.
+    done = sh("python", "-m", "stages.tools.horizon", "--min-seeds", "1", "--points", "points.csv")
     md = (repo / "reports/horizon.md").read_text()
     for model in ("lstm", "fullconv", "tcn"):
         assert f"horizon: {model} (default budget): " in done.stdout
@@ -246,7 +247,7 @@ def test_horizon_search_on_two_workers_lands_a_bracket_and_resumes(project):
     """The search queues its points as experiments, two models at once, and a second run queues nothing."""
     repo, sh, _ = project
     search = ("python", "-m", "stages.tools.horizon", "--out", "reports/search.md", "--figure", "search.png",
-              "--log", "search.json", "--min-seeds", "2", "search", "--models", "lstm", "tcn", "--max-seq", "4", "--seeds", "0", "1",
+              "--log", "search.json", "--points", "points.csv", "--min-seeds", "2", "search", "--models", "lstm", "tcn", "--max-seq", "4", "--seeds", "0", "1",
               "--jobs", "2", "--poll", "3")
     first = sh(*search, leaves_daemons=True, timeout=900)
     sh("dvc", "queue", "stop")
@@ -266,6 +267,10 @@ def test_horizon_search_on_two_workers_lands_a_bracket_and_resumes(project):
     assert log["default"]["experiments"] == len(queued) and log["default"]["highest"] == 4
     again = sh(*search, leaves_daemons=True, timeout=300)
     assert "queue seq=" not in again.stdout  # resumed from what exists: nothing left to run
+    # Every verdict is kept in the ledger, which a fresh clone reports and resumes from.
+    kept = (repo / "points.csv").read_text()
+    for _, name in queued:
+        assert f",{name}," in kept, kept
 
 
 def test_compare_names_params_metrics_verdicts_and_figures(project):

@@ -14,6 +14,12 @@ any run with the same model, budget and seeds, and a search that was stopped
 resumes where it was. The next point is a pure function of the verdicts so far
 (`next_seq`).
 
+Experiments are local to the clone that ran them (until `dvc exp push`), so
+every verdict found is also kept in a committed ledger,
+reports/horizon_points.csv: a fresh clone reports from it and resumes a
+search without running the finished points again. An experiment of the same
+point with as many seeds, or more, wins over the ledger's row.
+
 The report plots, per model and budget, the x[0] change probe against `seq`
 (median over seeds, whiskers from the lowest to the highest seed) and gives the
 bracket, with the budget each verdict was made under. Only `first_last` runs
@@ -24,6 +30,7 @@ the most seeds wins, then the newest.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import math
 import subprocess
@@ -42,10 +49,13 @@ from stages.lib.memory.tasks import IDEAL_CHANGE_PCT
 
 MEMORY_METRICS = "reports/metrics/memory.json"
 SEARCH_LOG = Path("reports/horizon_search.json")  # wall time and range of each budget's search, committed
+LEDGER = Path("reports/horizon_points.csv")  # every verdict found, committed: experiments stay in their clone
 SEQ_MIN, SEQ_MAX, SEQ_START = 2, 1000, 64
 BLIND_THRESHOLD = EvaluateMemoryParams().blind_mse_threshold  # the verdict's, as params.yaml ships it
 ROW_KEYS = ["change_first_pct", "change_first_pct_min", "change_first_pct_max", "blind_first_mse",
             "remembers_first", "remembers_first_fraction", "seeds", "epochs_run", "samples_seen"]
+BUDGET_KEYS = ["max_epochs", "batch_size", "patience", "target_val_loss"]
+LEDGER_COLUMNS = ["budget", "model", "seq", "experiment", "timestamp", "seed_list", *ROW_KEYS, *BUDGET_KEYS]
 
 
 # ------------------------------------------------------------ the search (pure)
@@ -140,10 +150,10 @@ def experiment_states(shown: list[dict]) -> dict[str, str]:
     return states
 
 
-def horizon_table(runs: list[dict], min_seeds: int = 1) -> pd.DataFrame:
-    """One row per (budget, model, seq) from first_last runs with at least ``min_seeds`` seeds: the run with the
-    most seeds wins, then the newest."""
-    rows = []
+def horizon_table(runs: list[dict], min_seeds: int = 1, known: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (budget, model, seq) from first_last runs with at least ``min_seeds`` seeds, and from the rows
+    ``known`` before (the ledger): the run with the most seeds wins, then the newest, then an experiment."""
+    rows = [] if known is None else known.assign(truncate=None).to_dict("records")
     for run in runs:
         params, memory = run["params"], run["memory"]
         if memory.get("task", "first_last") != "first_last" or memory.get("probed_positions") is None:
@@ -170,8 +180,32 @@ def horizon_table(runs: list[dict], min_seeds: int = 1) -> pd.DataFrame:
     frame = frame[frame["truncate"].isna() & (frame["seeds"] >= min_seeds)]
     if frame.empty:
         return frame
-    frame = frame.sort_values(["seeds", "timestamp"]).drop_duplicates(["budget", "model", "seq"], keep="last")
-    return frame.sort_values(["budget", "model", "seq"], kind="stable").reset_index(drop=True)
+    frame = frame.sort_values(["seeds", "timestamp"], kind="stable").drop_duplicates(["budget", "model", "seq"],
+                                                                                     keep="last")
+    return frame.sort_values(["budget", "model", "seq"], kind="stable").reset_index(drop=True)[LEDGER_COLUMNS]
+
+
+def read_ledger(path: Path) -> pd.DataFrame | None:
+    """The verdicts kept in ``path`` (None when there is none); seeds are written "0 1 2"."""
+    if not path.exists():
+        return None
+    frame = pd.read_csv(path, dtype={"experiment": str, "timestamp": str}, keep_default_na=True)
+    missing = [c for c in LEDGER_COLUMNS if c not in frame.columns]
+    if missing:
+        raise CommandError(f"{path}: missing column(s) {', '.join(missing)}; it is written by this command, "
+                           "do not edit it by hand")
+    frame["timestamp"] = frame["timestamp"].fillna("")
+    frame["seed_list"] = frame["seed_list"].map(lambda text: tuple(int(s) for s in str(text).split()))
+    frame["remembers_first"] = frame["remembers_first"].astype(bool)
+    return frame[LEDGER_COLUMNS]
+
+
+def write_ledger(table: pd.DataFrame, path: Path) -> None:
+    """Keep every verdict of ``table`` in ``path``, merged under a lock with what another search wrote meanwhile."""
+    with locked(path):
+        merged = horizon_table([], known=pd.concat([t for t in (read_ledger(path), table) if t is not None]))
+        out = merged.assign(seed_list=merged["seed_list"].map(lambda seeds: " ".join(map(str, seeds))))
+        save_with(path, lambda p: out.to_csv(p, index=False, lineterminator="\n"))
 
 
 def verdicts_of(table: pd.DataFrame, model: str, budget: str, seeds: tuple[int, ...] | None = None) -> dict[int, bool]:
@@ -220,7 +254,8 @@ def article_claim(table: pd.DataFrame) -> str:
 def render(table: pd.DataFrame, found: dict[tuple[str, str], dict], searches: dict | None = None) -> str:
     searches = searches or {}
     lines = ["# Memory horizon", "",
-             "<!-- Written by `python -m stages.tools.horizon` from `dvc exp show`; do not edit by hand. -->", "",
+             "<!-- Written by `python -m stages.tools.horizon` from `dvc exp show` and reports/horizon_points.csv; "
+             "do not edit by hand. -->", "",
              "How far back each model remembers x[0] on the first+last task: the x[0] change probe (ideal "
              f"+{IDEAL_CHANGE_PCT:g}%) "
              "and the verdict `remembers_first` (majority of seeds) at each `seq` the search tried. The horizon "
@@ -351,12 +386,19 @@ def shown_runs(all_commits: bool) -> tuple[list[dict], dict[str, str]]:
     return runs_from_exp_show(shown), experiment_states(shown)
 
 
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold an exclusive lock beside ``path`` (two searches share the log and the ledger)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def record_search(log_file: Path, budget: str, models: list[str], highest: int, ran: int, wall_s: float,
                   before: dict) -> None:
     """Add this run of the search to the budget's entry of the log, under a lock (two searches share the file)."""
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file.with_name(log_file.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(log_file):
         log = read_json(log_file) if log_file.exists() else {}
         log[budget] = {"models": sorted(set(before.get("models", [])) | set(models)), "lowest": SEQ_MIN,
                        "highest": max(highest, before.get("highest", 0)),
@@ -366,11 +408,13 @@ def record_search(log_file: Path, budget: str, models: list[str], highest: int, 
 
 
 def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tuple[int, ...], highest: int,
-           jobs: int, poll_s: float, all_commits: bool, log_file: Path = SEARCH_LOG) -> list[dict]:
+           jobs: int, poll_s: float, all_commits: bool, log_file: Path = SEARCH_LOG,
+           ledger: Path = LEDGER) -> list[dict]:
     """Queue the next point of every unfinished model until each is bracketed, resuming from what exists.
 
-    Its wall time and the experiments it queued are added to ``log_file`` at every look at the queue and when it
-    stops, however it stops, so an interrupted search loses none of its time. Returns the runs it last read.
+    Its wall time and the experiments it queued are added to ``log_file``, and the verdicts found to ``ledger``, at
+    every look at the queue and when it stops, however it stops, so an interrupted search loses none of its time.
+    Returns the runs it last read.
     """
     started, ran = time.monotonic(), 0
     before = (read_json(log_file) if log_file.exists() else {}).get(budget, {})
@@ -378,7 +422,8 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
     try:
         while True:
             runs, states = shown_runs(all_commits)
-            table = horizon_table(runs)
+            keep(runs, ledger)
+            table = horizon_table(runs, known=read_ledger(ledger))
             pending, todo = [], []
             for model in models:
                 seq = next_seq(verdicts_of(table, model, budget, seeds), highest=highest, include=include)
@@ -414,11 +459,20 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
     return runs  # what the report needs: no second `dvc exp show`
 
 
-def report(runs: list[dict], out: Path, figure: Path, log_file: Path = SEARCH_LOG, min_seeds: int = 3) -> None:
-    table = horizon_table(runs, min_seeds)
+def keep(runs: list[dict], ledger: Path) -> None:
+    """Add the verdicts of the experiments among ``runs`` to the ledger (not a commit's or the workspace's own)."""
+    found = horizon_table([run for run in runs if run["experiment"]])
+    if not found.empty:
+        write_ledger(found, ledger)
+
+
+def report(runs: list[dict], out: Path, figure: Path, log_file: Path = SEARCH_LOG, min_seeds: int = 3,
+           ledger: Path = LEDGER) -> None:
+    keep(runs, ledger)
+    table = horizon_table(runs, min_seeds, known=read_ledger(ledger))
     if table.empty:
         raise CommandError(f"no first_last experiment of {min_seeds} or more seeds with memory metrics in "
-                           "`dvc exp show`: run the search first")
+                           f"`dvc exp show` or {ledger}: run the search first")
     found = horizons(table)
     searches = read_json(log_file) if log_file.exists() else {}
     write_text(out, render(table, found, searches))
@@ -433,6 +487,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("reports/horizon.md"))
     parser.add_argument("--figure", type=Path, default=Path("reports/horizon.png"))
     parser.add_argument("--log", type=Path, default=SEARCH_LOG, help="wall time and range of each budget's search")
+    parser.add_argument("--points", type=Path, default=LEDGER, help="the committed ledger of every verdict found")
     parser.add_argument("--min-seeds", type=int, default=3, help="leave out verdicts of fewer seeds (default 3)")
     # Every commit's experiments by default: a search resumed after a commit still
     # finds the points it ran (they stay tied to the commit they were queued from).
@@ -458,10 +513,10 @@ def main(argv: list[str] | None = None) -> None:
         if not SEQ_MIN <= args.max_seq <= SEQ_MAX or any(not SEQ_MIN <= s <= args.max_seq for s in args.include):
             raise CommandError(f"--max-seq and --include: seq must lie in {SEQ_MIN}..{SEQ_MAX}")
         runs = search(args.models, args.budget, tuple(args.seeds), tuple(args.include), args.max_seq, args.jobs,
-                      args.poll, args.all_commits, args.log)
+                      args.poll, args.all_commits, args.log, args.points)
     else:
         runs, _ = shown_runs(args.all_commits)
-    report(runs, args.out, args.figure, args.log, args.min_seeds)
+    report(runs, args.out, args.figure, args.log, args.min_seeds, args.points)
 
 
 if __name__ == "__main__":
