@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params()
     a = params.article
     spec = params.forecaster(a.forecaster)
-    y = pd.read_csv(args.series)["value"].to_numpy(dtype=float)
+    y = pd.read_csv(args.series, float_precision="round_trip")["value"].to_numpy(dtype=float)
     w = article_windows(y, params.num_steps, a.test_len)
     if w["n_train"] < 2:
         raise DataError(f"{params.dataset(a.dataset).file}: {len(y)} points leave {w['n_train']} training windows "

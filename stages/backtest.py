@@ -1,8 +1,10 @@
-"""Stages backtest@<dataset>-<forecaster> and baselines@<dataset>: rolling-origin forecasts on one dataset.
+"""Stages backtest@<dataset>-<forecaster>, baselines@<dataset> and statistical@<dataset>: rolling-origin
+forecasts on one dataset.
 
 ``--forecaster NAME`` backtests one forecaster of ``forecasters:`` into ``--out``;
-``--baselines`` backtests every forecaster of ``baselines:`` into ``--out/<name>``
-(in one process: each takes milliseconds, while a stage's start-up takes seconds).
+``--group baselines`` (or ``statistical``) backtests every forecaster of that
+section into ``--out/<name>`` (in one process: each fits in milliseconds to
+seconds, while a stage's start-up takes seconds).
 A forecaster's folder holds:
 
 - ``forecasts.csv``: one row per origin and step ahead (``h``), with the actual
@@ -72,22 +74,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", required=True, help="a key under datasets: in params.yaml")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--forecaster", help="a key under forecasters: in params.yaml")
-    which.add_argument("--baselines", action="store_true", help="every key under baselines: in params.yaml")
+    which.add_argument("--group", choices=["baselines", "statistical"],
+                       help="every forecaster of that section of params.yaml, in one stage")
     parser.add_argument("--series", type=Path, required=True, help="CSV written by ingest")
     parser.add_argument("--out", type=Path, required=True,
-                        help="folder for forecasts.csv, fitted.csv, facts.json (with --baselines: one such folder per baseline)")
+                        help="folder for forecasts.csv, fitted.csv, facts.json (with --group: one such folder per forecaster)")
     args = parser.parse_args(argv)
 
     params = load_params()
     ds, bt = params.dataset(args.dataset), params.backtest
-    specs = params.baselines if args.baselines else {args.forecaster: params.forecaster(args.forecaster)}
-    series = pd.read_csv(args.series, dtype={"time": str})
-    check_lengths(len(series), ds.file, bt, specs, ds.season_length, params.num_steps)
+    specs = params.group(args.group) if args.group else {args.forecaster: params.forecaster(args.forecaster)}
+    specs = {name: spec for name, spec in specs.items() if spec.runs_on(args.dataset)}
+    if not args.group and not specs:
+        # DVC wants the output: it says why it holds no forecasts. evaluate_forecast leaves the forecaster out.
+        reason = f"forecasters.{args.forecaster}.datasets does not list {args.dataset}"
+        with atomic_dir(args.out) as out:
+            write_json(out / "facts.json", {"not_run": reason})
+        print(f"backtest@{args.dataset}-{args.forecaster}: not run ({reason})")
+        return
+    series = pd.read_csv(args.series, dtype={"time": str}, float_precision="round_trip")
+    if specs:
+        check_lengths(len(series), ds.file, bt, specs, ds.season_length, params.num_steps)
     origin_list = origins(len(series), bt.horizon, bt.n_windows, bt.step_size, bt.calibration_windows)
 
-    stage = f"baselines@{args.dataset}" if args.baselines else f"backtest@{args.dataset}-{args.forecaster}"
-    kind = "baseline" if args.baselines else specs[args.forecaster].kind
-    if args.baselines:
+    stage = f"{args.group}@{args.dataset}" if args.group else f"backtest@{args.dataset}-{args.forecaster}"
+    kind = {"baselines": "baseline", "statistical": "statistical"}[args.group] if args.group \
+        else specs[args.forecaster].kind
+    if args.group:
         described = {"forecasters": list(specs), **{f"spec.{name}": spec.model_dump() for name, spec in specs.items()}}
     else:
         described = {"forecaster": args.forecaster, "spec": specs[args.forecaster].model_dump()}
@@ -99,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, spec in specs.items():
             forecaster = registry.build(spec, ds.season_length, params.num_steps)
             # Several forecasters in one stage: a subfolder, a metric prefix and an artifact folder each.
-            label, folder, prefix, artifacts = (f"{stage}: {name}", out / name, f"{name}.", name) if args.baselines \
+            label, folder, prefix, artifacts = (f"{stage}: {name}", out / name, f"{name}.", name) if args.group \
                 else (stage, out, "", None)
             print(f"{label}: {len(origin_list)} origins ({bt.calibration_windows} calibration, {bt.n_windows} "
                   f"evaluation), horizon {bt.horizon}, refit every {forecaster.refit_every}")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from stages.lib.config import load_params
+from stages.lib.errors import ParamsError
 from stages.lib.forecast.scoring import naive_scales, persistence, score_by_horizon
 from stages.lib.infra import cli
 from stages.lib.infra.io import atomic_dir, read_json, write_csv, write_json
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--series", type=Path, required=True)
     parser.add_argument("--baselines", type=Path, required=True, help="folder of <baseline>/ written by baselines")
+    parser.add_argument("--statistical", type=Path, help="folder of <forecaster>/ written by statistical "
+                        "(required when params.yaml has a statistical: section)")
     parser.add_argument("--backtests", type=Path, required=True, help="folder of <forecaster>/ written by backtest")
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--plot-data", type=Path, required=True, help="folder: actual.csv and <forecaster>.csv")
@@ -38,14 +41,17 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_params()
     ds, bt, rule = params.dataset(args.dataset), params.backtest, params.evaluate_forecast.persistence
-    series = pd.read_csv(args.series, dtype={"time": str})
+    series = pd.read_csv(args.series, dtype={"time": str}, float_precision="round_trip")
     y = series["value"].to_numpy(dtype=float)
-    specs = params.all_forecasters
+    specs = params.forecasters_of(args.dataset)
     names = list(specs)
+    if params.statistical and args.statistical is None:
+        raise ParamsError("params.yaml: statistical: has forecasters, but no --statistical folder was given")
     folders = {**{name: args.baselines / name for name in params.baselines},
+               **{name: args.statistical / name for name in params.statistical},
                **{name: args.backtests / name for name in params.forecasters}}
-    frames = {name: pd.read_csv(folders[name] / "forecasts.csv", dtype={"time": str}) for name in names}
-    fitted = {name: pd.read_csv(folders[name] / "fitted.csv", dtype={"time": str}) for name in names}
+    frames = {name: pd.read_csv(folders[name] / "forecasts.csv", dtype={"time": str}, float_precision="round_trip") for name in names}
+    fitted = {name: pd.read_csv(folders[name] / "fitted.csv", dtype={"time": str}, float_precision="round_trip") for name in names}
     facts = {name: read_json(folders[name] / "facts.json") for name in names}
 
     from stages.lib.infra import plots

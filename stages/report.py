@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from stages.lib.config import load_params
-from stages.lib.forecast.scoring import SCORES
+from stages.lib.forecast.scoring import SCORES, mean_ranks, significant
 from stages.lib.infra import cli
 from stages.lib.infra.io import read_json, write_text
 from stages.lib.memory.tasks import IDEAL_CHANGE_PCT, TASKS
@@ -23,12 +25,12 @@ MEMORY_COLUMNS = [
     ("seeds", "seeds", "{}"),
     ("epochs_run", "epochs", "{}"),
 ]
-def fmt(template: str, value: object) -> str:
+def fmt(template: str | Callable[[float], str], value: object) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return template.format(value)
+    return template(value) if callable(template) else template.format(value)
 
 
 def table(rows: dict[str, dict], columns: list[tuple[str, str, str]], bold: str | None = None) -> list[str]:
@@ -67,13 +69,14 @@ def forecast_verdict(f: dict) -> str:
     best, baseline = f["best"], f["best_baseline"]
     mase = f[baseline]["all"]["mase"]
     if f["beats_baselines"]:
-        winners = ", ".join(f"{n} ({f[n]['all']['mase']:.3f})" for n in f["beats_baselines"])
-        return (f"Beat the best baseline, {baseline} (MASE {mase:.3f} over all horizons): {winners}. "
+        winners = ", ".join(f"{n} ({significant(f[n]['all']['mase'])})" for n in f["beats_baselines"])
+        return (f"Beat the best baseline, {baseline} (MASE {significant(mase)} over all horizons): {winners}. "
                 f"Best: **{best}**.")
-    return f"Nothing beat the best baseline, **{baseline}** (MASE {mase:.3f} over all horizons)."
+    return f"Nothing beat the best baseline, **{baseline}** (MASE {significant(mase)} over all horizons)."
 
 
 def forecast_table(f: dict, names: list[str], levels: list[int]) -> list[str]:
+    names = [n for n in names if n in f]  # a forecaster may run on some datasets only
     steps = [k for k in f[names[0]] if k.startswith("h") and k[1:].isdigit()]
     columns = [(step, key, f"{title} {step}", template) for step in (steps[0], "all")
                for key, (title, template) in SCORES.items()]
@@ -93,7 +96,7 @@ def forecast_table(f: dict, names: list[str], levels: list[int]) -> list[str]:
 
 def forecast_section(name: str, f: dict, names: list[str], levels: list[int]) -> list[str]:
     orders = [f"{n}: ARIMA{tuple(f[n]['order'])}{tuple(f[n]['seasonal_order'])} trend `{f[n]['trend']}`"
-              for n in names if "order" in f[n]]
+              for n in names if n in f and "order" in f[n]]
     season = f"season {f['season_length']}" if f["season_length"] > 1 else "no season"
     filled = f" {f['filled_points']} points were filled by the dataset's fill policy." if f.get("filled_points") else ""
     return [f"### {name}: {f['n_points']} points, {season}", "",
@@ -108,12 +111,13 @@ def article_section(a: dict) -> list[str]:
         f"One split (the last {a['test_len']} windows), differences scaled by the {a['scaler']}, levels rebuilt by "
         f"a cumulative sum of predicted differences, MSE over all {a['predicted_points']} predicted points:", "",
         "| model | MSE, all points | MSE, test points | published |", "|---|---:|---:|---:|",
-        f"| LSTM | {a['lstm']['mse_all']:.1f} | {a['lstm']['mse_test']:.1f} | {a['lstm']['published_mse']:.2f} |",
-        f"| ARIMA{tuple(a['arima']['order'])} | {a['arima']['mse_all']:.1f} | {a['arima']['mse_test']:.1f} | "
-        f"{a['arima']['published_mse']:.2f} |",
-        f"| naive | {a['naive']['mse_all']:.1f} | {a['naive']['mse_test']:.1f} | |", "",
+        f"| LSTM | {significant(a['lstm']['mse_all'])} | {significant(a['lstm']['mse_test'])} | "
+        f"{a['lstm']['published_mse']:.2f} |",
+        f"| ARIMA{tuple(a['arima']['order'])} | {significant(a['arima']['mse_all'])} | "
+        f"{significant(a['arima']['mse_test'])} | {a['arima']['published_mse']:.2f} |",
+        f"| naive | {significant(a['naive']['mse_all'])} | {significant(a['naive']['mse_test'])} | |", "",
         f"Rebuilding the LSTM's test levels from the last true level instead gives MSE "
-        f"{a['lstm']['mse_test_one_step_inversion']:.1f} on the test points. The default protocol above differs on "
+        f"{significant(a['lstm']['mse_test_one_step_inversion'])} on the test points. The default protocol above differs on "
         "purpose: the article's scaler sees the test period; one split is one sample of the error; a cumulative sum "
         "lets every predicted difference's error carry into all later points; and without naive baselines a low MSE "
         "on a trending series says little.", ""]
@@ -131,6 +135,49 @@ def forecast_report(metrics_dir: Path, datasets: list[str], names: list[str], le
     return lines + article_section(read_json(metrics_dir / "article.json"))
 
 
+def rank_section(forecast: list[dict], names: list[str]) -> list[str]:
+    """Every forecaster's mean rank over the datasets by pooled MASE, best first, beside its MASE on each."""
+    mase = {f["dataset"]: {n: f[n]["all"]["mase"] for n in names if n in f} for f in forecast}
+    kinds = {n: f[n]["kind"] for f in forecast for n in names if n in f}
+    datasets = list(mase)
+    # Ranks compare like with like: only the forecasters run on every dataset are ranked.
+    everywhere = [n for n in names if all(n in mase[d] for d in datasets)]
+    ranks: dict[str, float | None] = mean_ranks({d: {n: mase[d][n] for n in everywhere} for d in datasets})
+    ranks.update({n: None for n in names if n in kinds and n not in ranks})
+    lines = [f"Mean rank over the {len(datasets)} datasets by pooled MASE (1 = best on a dataset; ties share "
+             "their mean rank). A forecaster run on some datasets only (— where it was not) is not ranked:", "",
+             f"| forecaster | kind | mean rank | {' | '.join(f'MASE {d}' for d in datasets)} |",
+             f"|---|---|---:|{'---:|' * len(datasets)}"]
+    for name, rank in ranks.items():
+        cells = " | ".join(significant(mase[d][name]) if name in mase[d] else "—" for d in datasets)
+        lines.append(f"| {name} | {kinds[name]} | {'—' if rank is None else f'{rank:.2f}'} | {cells} |")
+    return lines
+
+
+def window_pairs(forecasters: dict[str, Any]) -> list[tuple[str, str]]:
+    """(article's window, two-season window) pairs: keras forecasters of one model, input_size null and auto."""
+    keras = {name: spec for name, spec in forecasters.items() if spec.kind == "keras"}
+    return [(plain, auto) for auto, a in keras.items() if a.input_size == "auto"
+            for plain, p in keras.items() if p.input_size is None and p.model == a.model]
+
+
+def window_section(forecast: list[dict], pairs: list[tuple[str, str]], seasons: dict[str, int],
+                   num_steps: int) -> list[str]:
+    """On each seasonal dataset: each deep model with the article's window beside the same model seeing two seasons."""
+    rows = [(f, plain, auto) for f in forecast if seasons[f["dataset"]] > 1 for plain, auto in pairs
+            if plain in f and auto in f]
+    if not rows:
+        return []
+    lines = ["", f"Deep models and the season: the article's window of num_steps = {num_steps} past values cannot "
+             "see a season; `input_size: auto` gives the same model two seasons (pooled MASE, as measured):", "",
+             "| dataset | model | window | MASE | window | MASE | change |", "|---|---|---:|---:|---:|---:|---:|"]
+    for f, plain, auto in rows:
+        before, after = f[plain]["all"]["mase"], f[auto]["all"]["mase"]
+        lines.append(f"| {f['dataset']} | {plain} → {auto} | {f[plain].get('input_size', num_steps)} | {significant(before)} | "
+                     f"{f[auto].get('input_size')} | {significant(after)} | {100 * (after - before) / before:+.0f}% |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--metrics", type=Path, required=True, help="folder of memory.json, forecast-<dataset>.json, article.json")
@@ -146,10 +193,13 @@ def main(argv: list[str] | None = None) -> None:
              "## Forecast experiment", "", f"Details per dataset and horizon: [forecast.md]({args.forecast_out.name}).", "",
              "| dataset | best (pooled MASE) | best baseline | beaten by | persistent |", "|---|---|---|---|---|"]
     for f in forecast:
-        persistent = ", ".join(n for n in names if f[n]["persistence"]["persistent"]) or "none"
-        lines.append(f"| {f['dataset']} | {f['best']} ({f[f['best']]['all']['mase']:.3f}) | {f['best_baseline']} "
-                     f"({f[f['best_baseline']]['all']['mase']:.3f}) | {', '.join(f['beats_baselines']) or 'nothing'} "
+        persistent = ", ".join(n for n in names if n in f and f[n]["persistence"]["persistent"]) or "none"
+        lines.append(f"| {f['dataset']} | {f['best']} ({significant(f[f['best']]['all']['mase'])}) | {f['best_baseline']} "
+                     f"({significant(f[f['best_baseline']]['all']['mase'])}) | {', '.join(f['beats_baselines']) or 'nothing'} "
                      f"| {persistent} |")
+    lines += ["", *rank_section(forecast, names)]
+    lines += window_section(forecast, window_pairs(params.forecasters),
+                            {name: ds.season_length for name, ds in params.datasets.items()}, params.num_steps)
     write_text(args.out, "\n".join(lines).rstrip() + "\n")
     write_text(args.forecast_out, "\n".join(forecast_report(args.metrics, datasets, names, params.backtest.levels)).rstrip() + "\n")
     print(f"report: wrote {args.out} and {args.forecast_out}")

@@ -74,6 +74,10 @@ TINY = {
     "seasonal_naive": {"kind": "seasonal_naive"},
     "drift": {"kind": "drift"},
     "arima": {"kind": "arima", "max_p": 1, "max_q": 1, "max_P": 1, "max_Q": 0},
+    "ets": {"kind": "ets"},
+    "theta": {"kind": "theta"},
+    "auto_arima": {"kind": "auto_arima", "max_p": 2, "max_q": 2},
+    "combination": {"kind": "combination", "members": ["ets", "theta"]},
     "keras": {"kind": "keras", "model": "tcn", "fit": {"seed": 1, "max_epochs": 2, "batch_size": 8},
               "arch": {"filters": 4, "kernel_size": 2}},
 }
@@ -153,3 +157,83 @@ def test_a_stage_process_ends_with_its_grid_workers():
     assert done.returncode == 0, done.stderr
     assert done.stdout == "fitted 27\n"
 
+
+
+# ------------------------------------------------ the classical benchmarks (statsforecast)
+
+def test_ets_finds_a_damped_or_additive_trend_and_continues_a_clean_line():
+    line = 5.0 + 2.0 * np.arange(40) + np.random.default_rng(3).normal(scale=0.01, size=40)
+    f = build(SPECS["ets"](kind="ets"), 1, 3).fit(line)
+    assert f.summary()["model"].startswith("ETS(A,A")  # additive error and trend: a line
+    np.testing.assert_allclose(f.predict(3), 5.0 + 2.0 * np.arange(40, 43), atol=0.2)
+    assert f.facts()["library"] == "statsforecast"
+
+
+def test_theta_on_a_seasonal_series_adjusts_for_the_season_and_not_on_noise():
+    t = np.arange(60)
+    seasonal = 50 + 10 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(4).normal(scale=0.5, size=60)
+    assert build(SPECS["theta"](kind="theta"), 12, 3).fit(seasonal).summary()["model"] == "Theta(multiplicative season)"
+    noise = 50 + np.random.default_rng(5).normal(size=60)
+    assert build(SPECS["theta"](kind="theta"), 12, 3).fit(noise).summary()["model"] == "Theta(no season)"
+
+
+def test_a_statistical_update_keeps_the_model_and_conditions_on_the_longer_history():
+    y = 20 + np.random.default_rng(6).normal(size=50).cumsum()
+    f = build(SPECS["ets"](kind="ets"), 1, 3).fit(y)
+    chosen, params = f.summary(), f.fitted_model.model_["par"].copy()
+    longer = np.append(y, [y[-1] + 30.0])
+    f.update(longer)
+    # the same model and parameters: not re-estimated
+    assert f.summary() == chosen and np.array_equal(f.fitted_model.model_["par"], params, equal_nan=True)
+    assert f.predict(1)[0] > y[-1] + 10  # but the forecast starts from the new last value
+
+
+def test_auto_arima_keeps_a_drift_on_a_trending_random_walk():
+    y = np.random.default_rng(0).normal(loc=1.0, size=80).cumsum()
+    f = build(SPECS["auto_arima"](kind="auto_arima"), 1, 3).fit(y)
+    assert "drift" in f.summary()["model"]
+    assert f.predict(10)[-1] > y[-1] + 5  # the drift carries on
+    no_drift = build(SPECS["auto_arima"](kind="auto_arima", allowdrift=False), 1, 3).fit(y)
+    assert "drift" not in no_drift.summary()["model"]
+
+
+def test_the_combination_is_the_mean_of_its_members():
+    y = 30 + np.random.default_rng(8).normal(size=60).cumsum()
+    combined = build(SPECS["combination"](kind="combination", members=("ets", "theta")), 1, 3).fit(y)
+    ets = build(SPECS["ets"](kind="ets"), 1, 3).fit(y).predict(4)
+    theta = build(SPECS["theta"](kind="theta"), 1, 3).fit(y).predict(4)
+    np.testing.assert_allclose(combined.predict(4), (ets + theta) / 2)
+    assert not combined.has_intervals  # empirical intervals, as for every forecaster without its own
+    assert combined.summary() == {"members": "mean of ets, theta"}
+
+
+def test_a_combination_names_a_repeated_or_unknown_member():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="each kind once"):
+        SPECS["combination"](kind="combination", members=("ets", "ets"))
+    with pytest.raises(ValidationError, match="members"):
+        SPECS["combination"](kind="combination", members=("ets", "keras"))
+
+
+def test_arima_can_choose_its_order_again_at_every_refit():
+    rng = np.random.default_rng(9)
+    y = np.concatenate([rng.normal(size=60), rng.normal(size=60).cumsum()])  # white noise, then a random walk
+    once = build(ArimaSpec(kind="arima", max_P=0, max_Q=0), 1, 3).fit(y[:60])
+    again = build(ArimaSpec(kind="arima", max_P=0, max_Q=0, select="every_fit"), 1, 3).fit(y[:60])
+    assert once.choice["order"][1] == again.choice["order"][1] == 0
+    assert once.fit(y).choice["order"][1] == 0  # chosen once: kept
+    assert again.fit(y).choice["order"][1] == 1  # chosen again: the walk needs a difference
+
+
+def test_a_keras_window_of_auto_spans_two_seasons_where_there_is_one():
+    spec = KerasSpec(kind="keras", model="tcn", input_size="auto", fit=FitParams(seed=0, max_epochs=1, batch_size=8),
+                     arch={"filters": 4, "kernel_size": 2})
+    assert spec.window(12, 3) == 24 and spec.window(1, 3) == 3 and spec.window(4, 10) == 10
+    assert KerasSpec(**{**spec.model_dump(), "input_size": None}).window(12, 3) == 3  # the article's num_steps
+    assert KerasSpec(**{**spec.model_dump(), "input_size": 7}).window(12, 3) == 7
+    assert spec.min_history(12, 3) == 1 + 24 + 2
+    y = 10 + np.sin(2 * np.pi * np.arange(60) / 12)
+    f = build(spec, season_length=12, num_steps=3).fit(y)
+    assert f.model.input_shape == (None, 24, 1) and f.summary() == {"input_size": 24}
+    assert np.isnan(f.fitted()[:25]).all() and np.isfinite(f.fitted()[25:]).all()  # the first window ends at 24

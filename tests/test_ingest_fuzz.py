@@ -124,7 +124,7 @@ def test_ingest_accepts_correctly_or_fails_in_one_line(raw_params_session, data,
     if code == 0:
         import pandas as pd
 
-        frame = pd.read_csv(out)
+        frame = pd.read_csv(out, float_precision="round_trip")
         times = frame["time"].tolist()
         assert times == list(range(times[0], times[0] + len(times))), "accepted times must be consecutive"
         assert all(math.isfinite(v) for v in frame["value"])

@@ -21,7 +21,8 @@ MEMORY_KEYS = {"val_mse", "change_first_pct", "change_last_pct", "blind_first_ms
 FORECAST_KEYS = {"mae", "rmse", "mape", "smape", "mase", "coverage_80", "coverage_95"}
 FORECAST_STAGES = ("ingest@", "baselines@", "backtest@", "evaluate_forecast@", "article")
 BASELINES = ("naive", "seasonal_naive", "drift")
-FORECASTERS = (*BASELINES, "arima", "lstm", "tcn")
+STATISTICAL = ("ets", "theta", "auto_arima", "combination")
+FORECASTERS = (*BASELINES, "arima", "lstm", "tcn", "lstm_auto", "tcn_auto")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("git") is None, reason="needs git")]
 
@@ -50,6 +51,7 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
     stages = ran_stages(first.stdout)
     for name in ("generate", "train_memory@lstm", "train_memory@fullconv", "train_memory@tcn", "evaluate_memory",
                  "ingest@sales", "ingest@elnino", "baselines@sales", "baselines@elnino",
+                 "statistical@sales", "statistical@elnino",
                  *(f"backtest@{d}-{f}" for d in ("sales", "elnino") for f in FORECASTERS[len(BASELINES):]),
                  "evaluate_forecast@sales", "evaluate_forecast@elnino", "article", "report"):
         assert name in stages
@@ -60,7 +62,7 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
         assert MEMORY_KEYS <= set(memory[model])
     assert memory["tcn"]["receptive_field"] >= 6 and memory["tcn"]["receptive_field_shortfall"] == 0
     forecast = json.loads((repo / "reports/metrics/forecast-sales.json").read_text())
-    for model in FORECASTERS:
+    for model in (*FORECASTERS[:-2], *STATISTICAL):
         for step in ("h1", "h2", "h3", "all"):
             assert FORECAST_KEYS <= set(forecast[model][step]), (model, step)
         assert isinstance(forecast[model]["persistence"]["persistent"], bool)
@@ -72,6 +74,14 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
     assert forecast["naive"]["h1"]["mae"] == pytest.approx(sum(abs(y[t] - y[t - 1]) for t in targets) / 3, rel=1e-5)
     seasonal = json.loads((repo / "reports/metrics/forecast-elnino.json").read_text())
     assert seasonal["season_length"] == 12 and seasonal["arima"]["seasonal_order"][3] == 12
+    # The deep models' windows: the article's 3 everywhere, two seasons where there is one.
+    assert (seasonal["lstm"]["input_size"], seasonal["lstm_auto"]["input_size"]) == (3, 24)
+    assert "lstm_auto" not in forecast  # run on elnino only (its `datasets`)
+    assert seasonal["ets"]["model"].startswith("ETS(") and seasonal["combination"]["interval"] == "empirical"
+    summary = (repo / "reports/summary.md").read_text()
+    assert "| forecaster | kind | mean rank | MASE sales | MASE elnino |" in summary
+    assert re.search(r"^\| lstm_auto \| keras \| — \| — \| [\d.]+ \|$", summary, flags=re.M)
+    assert "| elnino | lstm → lstm_auto | 3 |" in summary
     assert json.loads((repo / "reports/metrics/article.json").read_text())["lstm"]["published_mse"] == 2521.3
     for png in ("memory_loss", "memory_probes", "forecast-sales", "forecast-elnino"):
         assert (repo / f"reports/figures/{png}.png").stat().st_size > 1000

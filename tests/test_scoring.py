@@ -84,3 +84,19 @@ def test_persistence_stays_quiet_on_a_good_forecast():
     good = y[30:60] + rng.normal(scale=0.1, size=30)
     result = scoring.persistence(y, one_step(good, 30), **RULE)
     assert not result["persistent"] and result["corr_lag0"] > 0.9
+
+
+def test_mse_is_scored_beside_the_other_errors():
+    assert scoring.score_by_horizon(pd.DataFrame({"origin": [5, 5], "h": [1, 2], "actual": [1.0, 4.0],
+                                                  "forecast": [2.0, 1.0]}), {5: 1.0}, [])["all"]["mse"] == 5.0
+    assert list(scoring.ERRORS) == ["mae", "mse", "rmse", "mape", "smape"]  # the article's own metric among them
+
+
+def test_mean_rank_over_datasets_by_hand():
+    scores = {"a": {"ets": 0.8, "arima": 0.9, "naive": 1.2},
+              "b": {"ets": 1.1, "arima": 1.0, "naive": 1.0},   # arima and naive tie for first: 1.5 each
+              "c": {"ets": 0.5, "arima": 0.7, "naive": 0.6}}
+    ranks = scoring.mean_ranks(scores)
+    assert ranks == {"ets": pytest.approx((1 + 3 + 1) / 3), "arima": pytest.approx((2 + 1.5 + 3) / 3),
+                     "naive": pytest.approx((3 + 1.5 + 2) / 3)}
+    assert list(ranks) == ["ets", "arima", "naive"]  # best first

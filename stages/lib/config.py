@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from stages.lib.errors import ParamsError
-from stages.lib.forecast.specs import BASELINE_KINDS, SPECS
+from stages.lib.forecast.specs import BASELINE_KINDS, SPECS, STATISTICAL_KINDS
 from stages.lib.infra import paths
 from stages.lib.memory.tasks import IDEAL_CHANGE_PCT, TASKS
 from stages.lib.nn.models import REGISTRY, FitParams, ModelSpec
@@ -171,6 +171,8 @@ class BacktestParams(Strict):
 ForecasterParams = Annotated[Union[tuple(SPECS.values())], Field(discriminator="kind")]  # type: ignore[valid-type]
 BaselineParams = Annotated[Union[tuple(SPECS[kind] for kind in BASELINE_KINDS)],  # type: ignore[valid-type]
                      Field(discriminator="kind")]
+StatisticalParams = Annotated[Union[tuple(SPECS[kind] for kind in STATISTICAL_KINDS)],  # type: ignore[valid-type]
+                        Field(discriminator="kind")]
 
 
 class PersistenceParams(Strict):
@@ -203,10 +205,13 @@ class Params(Strict):
     evaluate_memory: EvaluateMemoryParams
     datasets: dict[str, DatasetParams] = Field(min_length=1)
     backtest: BacktestParams
-    # Two sections because DVC runs them differently: all baselines of a dataset
-    # in one stage (each takes milliseconds, a stage's start-up seconds), every
-    # other forecaster in its own stage per dataset.
+    # Three sections because DVC runs them differently: all baselines of a
+    # dataset in one stage, and all statistical benchmarks in another (each fits
+    # in milliseconds to seconds, while a stage's start-up takes seconds); every
+    # other forecaster in its own stage per dataset. Only `baselines` are the
+    # naive bar that the report asks every forecaster to beat.
     baselines: dict[str, BaselineParams] = Field(min_length=1)  # type: ignore[valid-type]
+    statistical: dict[str, StatisticalParams] = {}  # type: ignore[valid-type]
     forecasters: dict[str, ForecasterParams] = Field(min_length=1)  # type: ignore[valid-type]
     evaluate_forecast: EvaluateForecastParams
     article: ArticleParams
@@ -218,14 +223,22 @@ class Params(Strict):
         if missing:
             raise ValueError(f"baselines: {', '.join(missing)} must always be present "
                              "(add e.g. `naive: {kind: naive}`)")
-        for name in self.forecasters:
-            if name in self.baselines:
-                raise ValueError(f"forecasters.{name}: the name is already a baseline; every forecaster needs its own")
+        for section, names in (("statistical", self.statistical), ("forecasters", self.forecasters)):
+            for name in names:
+                if name in self.baselines or (section == "forecasters" and name in self.statistical):
+                    raise ValueError(f"{section}.{name}: the name is already used in another section; "
+                                     "every forecaster needs its own")
         if self.article.dataset not in self.datasets:
             raise ValueError(f"article.dataset: no dataset named {self.article.dataset!r}")
         spec = self.forecasters.get(self.article.forecaster)
         if spec is None or spec.kind != "keras":
             raise ValueError(f"article.forecaster: {self.article.forecaster!r} is not a keras forecaster")
+        for section in ("baselines", "statistical", "forecasters"):
+            for name, spec in getattr(self, section).items():
+                unknown = [d for d in spec.datasets or () if d not in self.datasets]
+                if unknown:
+                    raise ValueError(f"{section}.{name}.datasets: no dataset named {unknown[0]!r} "
+                                     f"(have: {', '.join(self.datasets)})")
         for name, spec in self.forecasters.items():
             if spec.kind == "keras" and spec.fit.seed is None:
                 raise ValueError(f"forecasters.{name}.fit.seed is required: the training seed of the forecaster")
@@ -238,8 +251,16 @@ class Params(Strict):
 
     @property
     def all_forecasters(self) -> dict[str, Any]:
-        """Baselines first, then the other forecasters: the order of every table."""
-        return {**self.baselines, **self.forecasters}
+        """Baselines first, then the statistical benchmarks, then the other forecasters: the order of every table."""
+        return {**self.baselines, **self.statistical, **self.forecasters}
+
+    def forecasters_of(self, dataset: str) -> dict[str, Any]:
+        """Every forecaster backtested on ``dataset``, in the order of every table."""
+        return {name: spec for name, spec in self.all_forecasters.items() if spec.runs_on(dataset)}
+
+    def group(self, name: str) -> dict[str, Any]:
+        """The forecasters that share one stage per dataset: ``baselines`` or ``statistical``."""
+        return {"baselines": self.baselines, "statistical": self.statistical}[name]
 
     def forecaster(self, name: str):
         if name not in self.forecasters:
@@ -249,7 +270,7 @@ class Params(Strict):
 
 def _describe(error: dict[str, Any]) -> str:
     parts = list(error["loc"])
-    if parts[:1] in (["forecasters"], ["baselines"]) and len(parts) > 2 and parts[2] in SPECS:
+    if parts[:1] in (["forecasters"], ["baselines"], ["statistical"]) and len(parts) > 2 and parts[2] in SPECS:
         del parts[2]  # pydantic puts the `kind` tag in the path; the user never wrote it
     loc = ".".join(str(part) for part in parts) or "(top level)"
     if not parts and error["type"] == "value_error":  # a rule across sections names its keys itself

@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     bt = params.backtest
     for name, ds in params.datasets.items():
         series = load_series(Path(ds.file), ds.time_col, ds.value_col, ds.fill, ds.freq)
-        check_lengths(len(series), ds.file, bt, params.all_forecasters, ds.season_length, params.num_steps)
+        check_lengths(len(series), ds.file, bt, params.forecasters_of(name), ds.season_length, params.num_steps)
         print(f"check: dataset {name}: {len(series)} points, ok")
     print(f"check: params.yaml ok (seq={params.seq}, num_steps={params.num_steps}, "
           f"memory models: {', '.join(params.train_memory.models)}, forecasters: {', '.join(params.all_forecasters)})")

@@ -40,6 +40,7 @@ LOWER_IS_BETTER = {*SCORES, "mse", "val_mse", "test_mse", "val_loss", "best_val_
                    "blind_first_mse", "blind_last_mse", "final_loss", "receptive_field_shortfall",
                    "mse_all", "mse_test", "mse_test_one_step_inversion"}
 CLOSER_TO_IDEAL = {"change_first_pct", "change_last_pct"}
+COVERAGE = re.compile(r"coverage_(\d+)")  # closer to its level (coverage_80: 0.8) is better
 VERDICTS = {"remembers_first"}
 # Flags where `false` is the good news: a forecast that tracks the series one step late.
 WARNINGS = {"persistent", "lags_one_step", "near_zero_change"}
@@ -133,19 +134,32 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def judge(key: str, old: Any, new: Any, ideal: float = DEFAULT_IDEAL_CHANGE_PCT, rtol: float = DEFAULT_RTOL) -> str:
-    """better / worse / close / changed / same for one metric, by its known direction."""
+def judge(key: str, old: Any, new: Any, ideal: float = DEFAULT_IDEAL_CHANGE_PCT, rtol: float = DEFAULT_RTOL,
+          points: int | None = None) -> str:
+    """better / worse / close / changed / same for one metric, by its known direction.
+
+    Two kinds of noise are "close": a relative change within ``rtol`` of any
+    number (a rerun on another CPU moves the 4th to 6th digit), and a coverage
+    that moved by at most one of its ``points`` (one forecast on either side of
+    an interval's edge). A coverage is better the closer it is to its level.
+    """
     if old == new:
         return "same"
     name = key.rsplit(".", 1)[-1]
+    coverage = COVERAGE.fullmatch(name)
+    if coverage and _is_number(old) and _is_number(new):
+        if points and abs(new - old) <= 1 / points + 1e-9:
+            return "close"
+        nominal = int(coverage.group(1)) / 100
+        before, after = abs(old - nominal), abs(new - nominal)
+        return "same" if before == after else ("better" if after < before else "worse")
     if name in VERDICTS and isinstance(new, bool):
         return "better" if new else "worse"
     if name in WARNINGS and isinstance(new, bool):
         return "worse" if new else "better"
     if not (_is_number(old) and _is_number(new)):
         return "changed"
-    known = name in LOWER_IS_BETTER or name in CLOSER_TO_IDEAL
-    if known and abs(new - old) <= rtol * max(abs(old), abs(new)):
+    if abs(new - old) <= rtol * max(abs(old), abs(new)):
         return "close"
     if name in LOWER_IS_BETTER:
         return "better" if new < old else "worse"
@@ -169,10 +183,14 @@ def metric_rows(metrics_diff: dict, ideal: float = DEFAULT_IDEAL_CHANGE_PCT, rto
     """Rows from `dvc metrics diff --json --all`, in file and key order."""
     rows = []
     for file in sorted(metrics_diff):
-        for key in sorted(metrics_diff[file]):
-            entry = metrics_diff[file][key]
+        entries = metrics_diff[file]
+        for key in sorted(entries):
+            entry = entries[key]
             old, new = entry.get("old"), entry.get("new")
-            rows.append(MetricRow(file, key, old, new, judge(key, old, new, ideal, rtol)))
+            # A score group's `n` (points scored) sits beside its coverages: one point is its noise floor.
+            sibling = entries.get(key.rsplit(".", 1)[0] + ".n", {}) if "." in key else {}
+            points = min((v for v in (sibling.get("old"), sibling.get("new")) if _is_number(v)), default=None)
+            rows.append(MetricRow(file, key, old, new, judge(key, old, new, ideal, rtol, points)))
     return rows
 
 

@@ -203,7 +203,8 @@ def read_ledger(path: Path) -> pd.DataFrame | None:
 def write_ledger(table: pd.DataFrame, path: Path) -> None:
     """Keep every verdict of ``table`` in ``path``, merged under a lock with what another search wrote meanwhile."""
     with locked(path):
-        merged = horizon_table([], known=pd.concat([t for t in (read_ledger(path), table) if t is not None]))
+        rows = [row for t in (read_ledger(path), table) if t is not None for row in t.to_dict("records")]
+        merged = horizon_table([], known=pd.DataFrame(rows, columns=LEDGER_COLUMNS))
         out = merged.assign(seed_list=merged["seed_list"].map(lambda seeds: " ".join(map(str, seeds))))
         save_with(path, lambda p: out.to_csv(p, index=False, lineterminator="\n"))
 

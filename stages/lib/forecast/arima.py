@@ -138,7 +138,8 @@ def select_order(y: np.ndarray, season_length: int, spec: ArimaSpec) -> dict[str
 
 
 class Arima(Forecaster):
-    """statsmodels ARIMA; the order is fixed or chosen once, on the first history it is fitted to."""
+    """statsmodels ARIMA; the order is fixed, or chosen on the first history it is fitted to (``select: once``)
+    or on every history it is refitted to (``every_fit``)."""
 
     has_intervals = True
 
@@ -156,7 +157,7 @@ class Arima(Forecaster):
 
     def fit(self, history: np.ndarray) -> Arima:
         self.history = as_array(history)
-        if self.choice is None:
+        if self.choice is None or self.spec.select == "every_fit":
             self.choice = self._choose(self.history)
         c = self.choice
         # Each refit starts from statsmodels' default start, not the last origin's

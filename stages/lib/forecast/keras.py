@@ -27,7 +27,8 @@ class KerasForecaster(Forecaster):
 
     ``fit`` differences the history, fits the scaler on those differences only
     (max |difference| = 1, the article's normalisation without its look at the
-    test period), cuts windows of ``num_steps`` and trains from the seed.
+    test period), cuts windows of ``num_steps`` (the spec's ``input_size``
+    where it sets one) and trains from the seed.
     ``update`` keeps the weights but refits the scaler and the difference origin
     on the longer history, so every statistic comes from the data before the
     current origin, whether or not the network was retrained there.
@@ -36,7 +37,8 @@ class KerasForecaster(Forecaster):
     """
 
     def __init__(self, spec: KerasSpec, season_length: int = 1, num_steps: int = 1) -> None:
-        super().__init__(spec, season_length, num_steps)
+        # The window is the spec's input_size where it sets one: num_steps is the pipeline's default.
+        super().__init__(spec, season_length, spec.window(season_length, num_steps))
         self.model_spec = spec.model_spec()
         self.histories: list = []
 
@@ -94,6 +96,9 @@ class KerasForecaster(Forecaster):
     def training_histories(self) -> list[pd.DataFrame]:
         return self.histories
 
+    def summary(self) -> dict[str, Any]:
+        return {"input_size": self.num_steps}
+
     def facts(self) -> dict[str, Any]:
-        return {"refits": len(self.histories), "epochs_run": [len(h) for h in self.histories],
+        return {"input_size": self.num_steps, "refits": len(self.histories), "epochs_run": [len(h) for h in self.histories],
                 "final_loss": [float(h["loss"].iloc[-1]) for h in self.histories]}

@@ -5,14 +5,20 @@ from __future__ import annotations
 from stages.lib.forecast.arima import Arima
 from stages.lib.forecast.base import Forecaster
 from stages.lib.forecast.baselines import Drift, Naive, SeasonalNaive
+from stages.lib.forecast.combination import Combination
 from stages.lib.forecast.keras import KerasForecaster
 from stages.lib.forecast.specs import Spec
+from stages.lib.forecast.statistical import AutoArima, Ets, Theta
 
 FORECASTERS: dict[str, type[Forecaster]] = {
     "naive": Naive,
     "seasonal_naive": SeasonalNaive,
     "drift": Drift,
     "arima": Arima,
+    "ets": Ets,
+    "theta": Theta,
+    "auto_arima": AutoArima,
+    "combination": Combination,
     "keras": KerasForecaster,
 }
 

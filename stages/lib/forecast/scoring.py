@@ -6,6 +6,7 @@ format, for the stages, the reports and the review.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -62,10 +63,31 @@ def scaled_mae(actual: np.ndarray, predicted: np.ndarray, scales: np.ndarray) ->
 
 
 
-ERRORS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {"mae": mae, "rmse": rmse, "mape": mape, "smape": smape}
+ERRORS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {"mae": mae, "mse": mse, "rmse": rmse, "mape": mape,
+                                                                  "smape": smape}
+
+
+def significant(value: float, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant digits in plain notation: 8088.4 -> "8090", 0.5 -> "0.500".
+
+    The committed reports show three: a rerun on another CPU (other BLAS kernels,
+    oneDNN) moves scores in the 4th to 6th digit, which then shows only where a
+    value sits on a rounding edge; stages.tools.compare marks such moves "≈".
+    """
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    shift = digits - 1 - math.floor(math.log10(abs(value)))
+    return f"{round(value, shift):.{max(0, shift)}f}"
+
+
+def percent(value: float) -> str:
+    return significant(value) + "%"
+
+
 # Every point score of score(), in order: its title and its format in the reports. Lower is better for each.
-SCORES: dict[str, tuple[str, str]] = {"mae": ("MAE", "{:.4g}"), "rmse": ("RMSE", "{:.4g}"), "mape": ("MAPE", "{:.2f}%"),
-                                      "smape": ("sMAPE", "{:.2f}%"), "mase": ("MASE", "{:.3f}")}
+SCORES: dict[str, tuple[str, Callable[[float], str]]] = {
+    "mae": ("MAE", significant), "mse": ("MSE", significant), "rmse": ("RMSE", significant),
+    "mape": ("MAPE", percent), "smape": ("sMAPE", percent), "mase": ("MASE", significant)}
 
 
 def naive_scales(y: np.ndarray, origin_list: list[int], season_length: int) -> dict[int, float]:
@@ -78,6 +100,7 @@ def score(rows: pd.DataFrame, scales: dict[int, float], levels: list[int]) -> di
     actual, forecast = rows["actual"].to_numpy(), rows["forecast"].to_numpy()
     out = {name: fn(actual, forecast) for name, fn in ERRORS.items()}
     out["mase"] = scaled_mae(actual, forecast, rows["origin"].map(scales).to_numpy())
+    out["n"] = len(rows)  # points scored: one of them moves a coverage by 1/n (stages.tools.compare's noise floor)
     for level in levels:
         lo, hi = rows[f"lo{level}"].to_numpy(), rows[f"hi{level}"].to_numpy()
         has = ~np.isnan(lo)
@@ -91,6 +114,16 @@ def score_by_horizon(rows: pd.DataFrame, scales: dict[int, float], levels: list[
     out = {f"h{h}": score(part, scales, levels) for h, part in rows.groupby("h")}
     out["all"] = score(rows, scales, levels)
     return out
+
+
+def mean_ranks(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Per forecaster, its rank (1 = lowest score) averaged over the datasets; ties share the mean rank.
+
+    ``scores`` maps dataset -> forecaster -> score (lower is better). A forecaster
+    missing from a dataset is ranked over the datasets it has.
+    """
+    table = pd.DataFrame(scores)  # forecasters x datasets
+    return table.rank(axis=0, method="average").mean(axis=1).sort_values(kind="stable").to_dict()
 
 
 # ---------------------------------------------------------- persistence

@@ -22,6 +22,13 @@ class Spec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     refit_every: PositiveInt = 1
+    # The datasets it is backtested on; null: every one. Its stage on any other
+    # dataset writes an empty result in a second, so a forecaster that only makes
+    # sense on some series (a window of two seasons) costs nothing elsewhere.
+    datasets: tuple[str, ...] | None = None
+
+    def runs_on(self, dataset: str) -> bool:
+        return self.datasets is None or dataset in self.datasets
 
     def min_history(self, season_length: int, num_steps: int) -> int:
         """Fewest points a history needs for this forecaster to fit."""
@@ -59,6 +66,8 @@ class ArimaSpec(Spec):
     max_P: int = Field(default=1, ge=0, le=2)
     max_D: int = Field(default=1, ge=0, le=1)
     max_Q: int = Field(default=1, ge=0, le=2)
+    # When an `auto` order is chosen: once, at the first origin's history, or again at every refit.
+    select: Literal["once", "every_fit"] = "once"
 
     @model_validator(mode="after")
     def _orders_non_negative(self) -> ArimaSpec:
@@ -73,6 +82,67 @@ class ArimaSpec(Spec):
         return max(10, seasonal + 4)
 
 
+# ------------------------------------------- classical benchmarks (statsforecast)
+
+class EtsSpec(Spec):
+    """Exponential smoothing with error, trend (damped allowed) and season chosen by AICc (Hyndman's ets)."""
+
+    kind: Literal["ets"]
+    model: str = Field(default="ZZZ", pattern=r"^[AMZ][ANMZ][ANMZ]$")  # error, trend, season: A, M, N or Z (choose)
+    damped: bool | None = None  # None: both are tried
+
+    def min_history(self, season_length: int, num_steps: int) -> int:
+        # A seasonal state needs two full seasons; statsforecast falls back to no season below that.
+        return 2 * season_length + 2 if season_length > 1 else 4
+
+
+class ThetaSpec(Spec):
+    """The standard Theta method, with classical seasonal adjustment where a 90% test finds a season."""
+
+    kind: Literal["theta"]
+    decomposition: Literal["multiplicative", "additive"] = "multiplicative"  # as in Hyndman's thetaf
+
+    def min_history(self, season_length: int, num_steps: int) -> int:
+        return 2 * season_length + 2 if season_length > 1 else 4
+
+
+class AutoArimaSpec(Spec):
+    """statsforecast's AutoARIMA: Hyndman and Khandakar's stepwise search by AICc, with drift allowed."""
+
+    kind: Literal["auto_arima"]
+    max_p: int = Field(default=5, ge=0, le=5)
+    max_d: int = Field(default=2, ge=0, le=2)
+    max_q: int = Field(default=5, ge=0, le=5)
+    max_P: int = Field(default=2, ge=0, le=2)
+    max_D: int = Field(default=1, ge=0, le=1)
+    max_Q: int = Field(default=2, ge=0, le=2)
+    stepwise: bool = True
+    allowdrift: bool = True
+
+    def min_history(self, season_length: int, num_steps: int) -> int:
+        seasonal = 2 * season_length if season_length > 1 else 0
+        return max(10, seasonal + 4)
+
+
+COMBINABLE = ("ets", "theta", "auto_arima", "arima")
+
+
+class CombinationSpec(Spec):
+    """The mean of the point forecasts of several kinds, each with its default settings."""
+
+    kind: Literal["combination"]
+    members: tuple[Literal[COMBINABLE], ...] = Field(default=("ets", "auto_arima", "theta"), min_length=2)  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _members_once(self) -> CombinationSpec:
+        if len(set(self.members)) != len(self.members):
+            raise ValueError(f"members: each kind once (got {list(self.members)})")
+        return self
+
+    def min_history(self, season_length: int, num_steps: int) -> int:
+        return max(SPECS[kind](kind=kind).min_history(season_length, num_steps) for kind in self.members)
+
+
 # ------------------------------------------------------------- Keras models
 
 class KerasSpec(Spec):
@@ -81,8 +151,17 @@ class KerasSpec(Spec):
     kind: Literal["keras"]
     model: Literal[tuple(MODELS)]  # type: ignore[valid-type]
     diff_order: int = Field(default=1, ge=0, le=2)
+    # Past values per window: null takes the top-level num_steps (the article's 3);
+    # auto: two seasons where the dataset has one, so the model can see it, else num_steps.
+    input_size: PositiveInt | Literal["auto"] | None = None
     fit: FitParams
     arch: dict[str, Any] = {}
+
+    def window(self, season_length: int, num_steps: int) -> int:
+        """The input window on a dataset with this season length."""
+        if self.input_size == "auto":
+            return max(2 * season_length, num_steps) if season_length > 1 else num_steps
+        return self.input_size or num_steps
 
     def model_spec(self) -> ModelSpec:
         return MODELS[self.model].model_validate(self.arch)
@@ -98,7 +177,7 @@ class KerasSpec(Spec):
         return self
 
     def min_history(self, season_length: int, num_steps: int) -> int:
-        return self.diff_order + num_steps + 2  # at least two training windows
+        return self.diff_order + self.window(season_length, num_steps) + 2  # at least two training windows
 
 
 SPECS: dict[str, type[Spec]] = {
@@ -106,6 +185,11 @@ SPECS: dict[str, type[Spec]] = {
     "seasonal_naive": SeasonalNaiveSpec,
     "drift": DriftSpec,
     "arima": ArimaSpec,
+    "ets": EtsSpec,
+    "theta": ThetaSpec,
+    "auto_arima": AutoArimaSpec,
+    "combination": CombinationSpec,
     "keras": KerasSpec,
 }
 BASELINE_KINDS = ("naive", "seasonal_naive", "drift")
+STATISTICAL_KINDS = ("ets", "theta", "auto_arima", "arima", "combination")  # what the statistical: section may hold
