@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from stages.lib.forecast.arima import kpss_diffs, select_order
@@ -237,3 +238,21 @@ def test_a_keras_window_of_auto_spans_two_seasons_where_there_is_one():
     f = build(spec, season_length=12, num_steps=3).fit(y)
     assert f.model.input_shape == (None, 24, 1) and f.summary() == {"input_size": 24}
     assert np.isnan(f.fitted()[:25]).all() and np.isfinite(f.fitted()[25:]).all()  # the first window ends at 24
+
+
+def test_fits_made_ahead_over_the_cores_give_the_same_forecasts():
+    import stages.lib.forecast.statistical as statistical
+    from stages.lib.forecast.backtest import run_backtest
+
+    t = np.arange(72)
+    y = 20 + 3 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(10).normal(scale=0.4, size=72).cumsum() * 0.2
+    spec = SPECS["auto_arima"](kind="auto_arima", max_p=1, max_q=1, max_P=1, max_Q=1)
+    statistical._FITS.clear()
+    alone = build(spec, 12, 3)
+    alone.prepare = lambda histories: None  # every search in the loop, in this process
+    one = run_backtest(alone, y, [66, 67, 68, 69], 3, [80])
+    statistical._FITS.clear()
+    ahead = build(spec, 12, 3)
+    ahead.fit_ahead([y[:o] for o in (66, 67, 68, 69)], workers=2)
+    assert len(statistical._FITS) == 4  # fitted in two worker processes
+    pd.testing.assert_frame_equal(one, run_backtest(ahead, y, [66, 67, 68, 69], 3, [80]))

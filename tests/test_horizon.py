@@ -218,3 +218,14 @@ def test_a_ledger_edited_by_hand_is_refused_by_name(tmp_path):
     ledger.write_text("budget,model,seq\ndefault,lstm,16\n")
     with pytest.raises(Exception, match=r"horizon_points.csv: missing column\(s\) experiment"):
         read_ledger(ledger)
+
+
+def test_an_unfinished_or_stale_experiment_gives_no_verdict():
+    running = run(37, {"lstm": False})
+    running["params"]["params.yaml"]["data"]["seq"] = 37
+    running["metrics"]["reports/metrics/memory.json"]["data"]["seq"] = 70  # the baseline's metrics, still
+    shown = exp_show(("main", run(70, {"lstm": False})), ("stale", running), ("done", run(40, {"lstm": False})))
+    shown[0]["experiments"].append({"name": "busy", "executor": {"state": "running"},
+                                    "revs": [{"rev": "busy", "data": {**run(44, {"lstm": True}), "name": "busy"}}]})
+    names = [r["name"] for r in runs_from_exp_show(shown)]
+    assert names == ["main", "done"]

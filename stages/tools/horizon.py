@@ -127,13 +127,16 @@ def runs_from_exp_show(shown: list[dict]) -> list[dict]:
     for commit in shown:
         entries = [(commit.get("data") or {}, commit.get("name") or commit.get("rev"), commit.get("rev"), False)]
         for exp in commit.get("experiments") or []:
+            if (exp.get("executor") or {}).get("state") in ("queued", "running", "failed"):
+                continue  # not finished: its metrics are still the baseline's
             for rev in exp.get("revs") or []:
                 data = rev.get("data") or {}
                 entries.append((data, data.get("name") or exp.get("name"), data.get("rev") or rev.get("rev"), True))
         for data, name, rev, experiment in entries:
             params = ((data.get("params") or {}).get("params.yaml") or {}).get("data")
             memory = ((data.get("metrics") or {}).get(MEMORY_METRICS) or {}).get("data")
-            if params and memory:
+            # Metrics of another seq than the params are stale (a workspace not yet reproduced).
+            if params and memory and params.get("seq", memory.get("seq")) == memory.get("seq"):
                 runs.append({"name": name, "rev": rev, "experiment": experiment, "timestamp": data.get("timestamp") or "",
                              "params": params, "memory": memory})
     return runs

@@ -59,6 +59,7 @@ def run_backtest(forecaster: Forecaster, y: np.ndarray, origin_list: list[int], 
     lo<level>/hi<level> where the forecaster has its own intervals (NaN otherwise).
     """
     y = np.asarray(y, dtype=float)
+    forecaster.prepare([y[:origin] for k, origin in enumerate(origin_list) if k % forecaster.refit_every == 0])
     rows = []
     for k, origin in enumerate(origin_list):
         interrupts.check()

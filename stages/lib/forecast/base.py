@@ -47,6 +47,10 @@ class Forecaster:
         self.spec, self.m, self.num_steps = spec, season_length, num_steps
         self.refit_every = spec.refit_every
 
+    def prepare(self, histories: list[np.ndarray]) -> None:
+        """Told the histories it will be refitted on, before the backtest's loop: a forecaster whose fits are
+        costly and independent may fit them ahead, over the cores. By default it does nothing."""
+
     def fit(self, history: np.ndarray) -> Forecaster:  # pragma: no cover - interface
         raise NotImplementedError
 

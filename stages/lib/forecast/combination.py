@@ -27,6 +27,10 @@ class Combination(Forecaster):
         self.members = {kind: registry.build(SPECS[kind](kind=kind, refit_every=1), season_length, num_steps)
                         for kind in spec.members}
 
+    def prepare(self, histories: list[np.ndarray]) -> None:
+        for member in self.members.values():
+            member.prepare(histories)
+
     def fit(self, history: np.ndarray) -> Combination:
         self.history = as_array(history)
         for member in self.members.values():
