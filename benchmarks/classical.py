@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stages.lib.config import load_params  # noqa: E402
 from stages.lib.forecast.backtest import empirical_intervals, origins, run_backtest  # noqa: E402
+from stages.lib.forecast import statistical  # noqa: E402
 from stages.lib.forecast.base import Forecaster, as_array  # noqa: E402
 from stages.lib.forecast.registry import build  # noqa: E402
 from stages.lib.forecast.scoring import naive_scales, score  # noqa: E402
@@ -78,7 +79,7 @@ def candidates() -> dict[str, Spec | type[Forecaster]]:
         "ets (statsforecast AutoETS)": SPECS["ets"](kind="ets"),
         "theta (statsforecast Theta)": SPECS["theta"](kind="theta"),
         "theta (statsmodels ThetaModel)": StatsmodelsTheta,
-        "combination (ets, arima, theta)": SPECS["combination"](kind="combination"),
+        "combination (ets, arima, theta)": SPECS["combination"](kind="combination", members=("ets", "arima", "theta")),
         "combination (ets, auto_arima, theta)": SPECS["combination"](kind="combination",
                                                                      members=("ets", "auto_arima", "theta")),
     }
@@ -86,6 +87,7 @@ def candidates() -> dict[str, Spec | type[Forecaster]]:
 
 def measure(y: np.ndarray, season_length: int, made, bt, num_steps: int) -> dict[str, float]:
     origin_list = origins(len(y), bt.horizon, bt.n_windows, bt.step_size, bt.calibration_windows)
+    statistical._FITS.clear()  # each candidate alone: no fit reused from the one before
     forecaster = made(SPECS["naive"](kind="naive"), season_length, num_steps) if isinstance(made, type) \
         else build(made, season_length, num_steps)
     started = time.perf_counter()

@@ -15,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 
 from stages.lib.config import load_params
-from stages.lib.errors import ParamsError
 from stages.lib.forecast.scoring import naive_scales, persistence, score_by_horizon
 from stages.lib.infra import cli
 from stages.lib.infra.io import atomic_dir, read_json, write_csv, write_json
@@ -31,8 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--series", type=Path, required=True)
     parser.add_argument("--baselines", type=Path, required=True, help="folder of <baseline>/ written by baselines")
-    parser.add_argument("--statistical", type=Path, help="folder of <forecaster>/ written by statistical "
-                        "(required when params.yaml has a statistical: section)")
+    parser.add_argument("--statistical", type=Path, required=True, help="folder of <forecaster>/ written by statistical")
     parser.add_argument("--backtests", type=Path, required=True, help="folder of <forecaster>/ written by backtest")
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--plot-data", type=Path, required=True, help="folder: actual.csv and <forecaster>.csv")
@@ -45,8 +43,6 @@ def main(argv: list[str] | None = None) -> None:
     y = series["value"].to_numpy(dtype=float)
     specs = params.forecasters_of(args.dataset)
     names = list(specs)
-    if params.statistical and args.statistical is None:
-        raise ParamsError("params.yaml: statistical: has forecasters, but no --statistical folder was given")
     folders = {**{name: args.baselines / name for name in params.baselines},
                **{name: args.statistical / name for name in params.statistical},
                **{name: args.backtests / name for name in params.forecasters}}

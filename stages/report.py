@@ -155,10 +155,13 @@ def rank_section(forecast: list[dict], names: list[str]) -> list[str]:
 
 
 def window_pairs(forecasters: dict[str, Any]) -> list[tuple[str, str]]:
-    """(article's window, two-season window) pairs: keras forecasters of one model, input_size null and auto."""
-    keras = {name: spec for name, spec in forecasters.items() if spec.kind == "keras"}
-    return [(plain, auto) for auto, a in keras.items() if a.input_size == "auto"
-            for plain, p in keras.items() if p.input_size is None and p.model == a.model]
+    """(article's window, two-season window) pairs: forecasters with the same settings but input_size null and auto."""
+    def rest(spec: Any) -> dict:
+        return spec.model_dump(exclude={"input_size", "datasets"})
+
+    windowed = {name: spec for name, spec in forecasters.items() if hasattr(spec, "input_size")}
+    return [(plain, auto) for auto, a in windowed.items() if a.input_size == "auto"
+            for plain, p in windowed.items() if p.input_size is None and rest(p) == rest(a)]
 
 
 def window_section(forecast: list[dict], pairs: list[tuple[str, str]], seasons: dict[str, int],

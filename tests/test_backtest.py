@@ -20,6 +20,10 @@ class Spy(Forecaster):
     def __init__(self, refit_every: int) -> None:
         self.refit_every = refit_every
         self.calls: list[tuple[str, np.ndarray]] = []
+        self.prepared: list[np.ndarray] = []
+
+    def prepare(self, histories):
+        self.prepared = [np.array(h) for h in histories]
 
     def fit(self, history):
         self.calls.append(("fit", np.array(history)))
@@ -51,6 +55,11 @@ def test_no_origin_ever_sees_its_future(n, horizon, n_windows, step, calibration
     for k, ((verb, history), origin) in enumerate(zip(spy.calls, origins)):
         assert verb == ("fit" if k % refit_every == 0 else "update")
         np.testing.assert_array_equal(history, y[:origin])  # exactly the past, nothing after it
+    # told ahead only the histories it is refitted on, each exactly the past of its origin
+    refits = [origin for k, origin in enumerate(origins) if k % refit_every == 0]
+    assert len(spy.prepared) == len(refits)
+    for history, origin in zip(spy.prepared, refits):
+        np.testing.assert_array_equal(history, y[:origin])
     assert (frame["index"] >= frame["origin"]).all() and (frame["index"] < frame["origin"] + horizon).all()
     np.testing.assert_array_equal(frame["actual"], y[frame["index"]])
     assert len(frame) == len(origins) * horizon

@@ -12,6 +12,14 @@ from stages.lib.forecast.specs import SPECS, ArimaSpec, KerasSpec
 from stages.lib.nn.models import FitParams
 
 
+@pytest.fixture(autouse=True)
+def no_cached_fits():
+    """Each test fits afresh: a fit reused from the stage-wide cache would hide a non-deterministic one."""
+    import stages.lib.forecast.statistical as statistical
+
+    statistical._FITS.clear()
+
+
 def test_keras_forecaster_refits_its_scaler_at_each_origin_from_the_past_only():
     spec = KerasSpec(kind="keras", model="lstm", fit=FitParams(seed=0, max_epochs=1, batch_size=4), arch={"units": [4]})
     history = np.arange(20.0)  # differences all 1
@@ -256,3 +264,14 @@ def test_fits_made_ahead_over_the_cores_give_the_same_forecasts():
     ahead.fit_ahead([y[:o] for o in (66, 67, 68, 69)], workers=2)
     assert len(statistical._FITS) == 4  # fitted in two worker processes
     pd.testing.assert_frame_equal(one, run_backtest(ahead, y, [66, 67, 68, 69], 3, [80]))
+
+
+def test_the_two_season_forecasters_differ_from_the_article_window_ones_only_in_their_window():
+    from stages.lib.config import load_params
+    from stages.report import window_pairs
+
+    params = load_params()
+    assert window_pairs(params.forecasters) == [("lstm", "lstm_auto"), ("tcn", "tcn_auto")]
+    for plain, auto in window_pairs(params.forecasters):
+        a, b = params.forecasters[plain].model_dump(), params.forecasters[auto].model_dump()
+        assert {k for k in a if a[k] != b[k]} == {"input_size", "datasets"}, (plain, auto)

@@ -233,7 +233,11 @@ class Params(Strict):
         spec = self.forecasters.get(self.article.forecaster)
         if spec is None or spec.kind != "keras":
             raise ValueError(f"article.forecaster: {self.article.forecaster!r} is not a keras forecaster")
-        for section in ("baselines", "statistical", "forecasters"):
+        for name, spec in self.baselines.items():
+            if spec.datasets is not None:
+                raise ValueError(f"baselines.{name}.datasets: the baselines run on every dataset (they are the "
+                                 "bar every forecaster is scored against); remove the key")
+        for section in ("statistical", "forecasters"):
             for name, spec in getattr(self, section).items():
                 unknown = [d for d in spec.datasets or () if d not in self.datasets]
                 if unknown:

@@ -119,8 +119,8 @@ def score_by_horizon(rows: pd.DataFrame, scales: dict[int, float], levels: list[
 def mean_ranks(scores: dict[str, dict[str, float]]) -> dict[str, float]:
     """Per forecaster, its rank (1 = lowest score) averaged over the datasets; ties share the mean rank.
 
-    ``scores`` maps dataset -> forecaster -> score (lower is better). A forecaster
-    missing from a dataset is ranked over the datasets it has.
+    ``scores`` maps dataset -> forecaster -> score (lower is better). The report
+    passes only the forecasters run on every dataset, so that ranks compare alike.
     """
     table = pd.DataFrame(scores)  # forecasters x datasets
     return table.rank(axis=0, method="average").mean(axis=1).sort_values(kind="stable").to_dict()

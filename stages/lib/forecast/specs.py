@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from stages.lib.nn.models import REGISTRY as MODELS
 from stages.lib.nn.models import FitParams, ModelSpec
@@ -25,7 +25,13 @@ class Spec(BaseModel):
     # The datasets it is backtested on; null: every one. Its stage on any other
     # dataset writes an empty result in a second, so a forecaster that only makes
     # sense on some series (a window of two seasons) costs nothing elsewhere.
-    datasets: tuple[str, ...] | None = None
+    datasets: tuple[str, ...] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _datasets_once(self) -> Spec:
+        if self.datasets is not None and len(set(self.datasets)) != len(self.datasets):
+            raise ValueError(f"datasets: each name once (got {list(self.datasets)})")
+        return self
 
     def runs_on(self, dataset: str) -> bool:
         return self.datasets is None or dataset in self.datasets
@@ -153,9 +159,16 @@ class KerasSpec(Spec):
     diff_order: int = Field(default=1, ge=0, le=2)
     # Past values per window: null takes the top-level num_steps (the article's 3);
     # auto: two seasons where the dataset has one, so the model can see it, else num_steps.
-    input_size: PositiveInt | Literal["auto"] | None = None
+    input_size: int | str | None = None
     fit: FitParams
     arch: dict[str, Any] = {}
+
+    @field_validator("input_size")
+    @classmethod
+    def _input_size(cls, value: int | str | None) -> int | str | None:
+        if value is None or value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            return value
+        raise ValueError("must be a positive integer, auto or null")
 
     def window(self, season_length: int, num_steps: int) -> int:
         """The input window on a dataset with this season length."""

@@ -128,8 +128,9 @@ class Theta(StatsForecastModel):
         return StandardTheta(season_length=self.m, decomposition_type=self.spec.decomposition)
 
     def chosen(self) -> str:
-        deseasonalised = bool(self.fitted_model.model_.get("decompose", False))
-        return f"Theta({self.spec.decomposition} season)" if deseasonalised else "Theta(no season)"
+        model = self.fitted_model.model_
+        # statsforecast falls back to an additive season for data that are not all positive.
+        return f"Theta({model['decomposition_type']} season)" if model.get("decompose") else "Theta(no season)"
 
 
 class AutoArima(StatsForecastModel):
