@@ -22,7 +22,7 @@ FORECAST_KEYS = {"mae", "rmse", "mape", "smape", "mase", "coverage_80", "coverag
 FORECAST_STAGES = ("ingest@", "baselines@", "backtest@", "evaluate_forecast@", "article")
 BASELINES = ("naive", "seasonal_naive", "drift")
 STATISTICAL = ("ets", "theta", "auto_arima", "combination")
-FORECASTERS = (*BASELINES, "arima", "lstm", "tcn", "lstm_auto", "tcn_auto")
+FORECASTERS = (*BASELINES, "arima", "lstm", "tcn", "lstm_auto")  # the tiny params leave out tcn_auto
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("git") is None, reason="needs git")]
 
@@ -62,7 +62,7 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
         assert MEMORY_KEYS <= set(memory[model])
     assert memory["tcn"]["receptive_field"] >= 6 and memory["tcn"]["receptive_field_shortfall"] == 0
     forecast = json.loads((repo / "reports/metrics/forecast-sales.json").read_text())
-    for model in (*FORECASTERS[:-2], *STATISTICAL):
+    for model in (*FORECASTERS[:-1], *STATISTICAL):
         for step in ("h1", "h2", "h3", "all"):
             assert FORECAST_KEYS <= set(forecast[model][step]), (model, step)
         assert isinstance(forecast[model]["persistence"]["persistent"], bool)
