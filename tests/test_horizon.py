@@ -7,8 +7,10 @@ import json
 import pandas as pd
 import pytest
 
+from stages.lib.errors import CommandError
 from stages.tools.horizon import (article_claim, bracket, horizon_table, horizons, keep, next_seq, outcome,
-                                  read_ledger, render, runs_from_exp_show, tolerance, verdicts_of, write_ledger)
+                                  read_ledger, render, runs_from_exp_show, tolerance, verdicts_of, waiting_out_locks,
+                                  write_ledger)
 
 
 def run(seq: int, remembers: dict[str, bool], timestamp: str = "2026-01-01T00:00:00", task: str = "first_last") -> dict:
@@ -229,3 +231,28 @@ def test_an_unfinished_or_stale_experiment_gives_no_verdict():
                                     "revs": [{"rev": "busy", "data": {**run(44, {"lstm": True}), "name": "busy"}}]})
     names = [r["name"] for r in runs_from_exp_show(shown)]
     assert names == ["main", "done"]
+
+
+def test_a_queue_worker_removing_its_workspace_mid_show_is_tried_again_and_other_errors_are_not():
+    """CI saw `dvc exp show` fail once because a worker removed .dvc/tmp/exps/tmp…/.dvc while it read."""
+    failures = [CommandError("dvc exp show --all-commits: ERROR: failed to show experiments - directory "
+                             "'/p/.dvc/tmp/exps/tmpej5y6y4y/.dvc' does not exist"),
+                CommandError("dvc exp show: ERROR: Unable to acquire lock. Most likely another DVC process is running")]
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if failures:
+            raise failures.pop(0)
+        return "shown"
+
+    assert waiting_out_locks(flaky, pause=0) == "shown" and len(calls) == 3
+
+    def broken():
+        calls.append(1)
+        raise CommandError("dvc exp show: ERROR: unexpected error - 'params.yaml' does not exist")
+
+    calls.clear()
+    with pytest.raises(CommandError, match="params.yaml"):
+        waiting_out_locks(broken, pause=0)
+    assert len(calls) == 1

@@ -355,15 +355,27 @@ def exp_name(budget: str, model: str, seq: int) -> str:
     return f"hz-{budget}-{model}-{seq}"
 
 
-def waiting_out_locks(call, tries: int = 10):
-    """``call()``, tried again while another dvc process (a second search, a queue worker) holds the repository lock."""
+def transient(message: str) -> bool:
+    """Whether a dvc failure is another dvc process's doing, gone if tried again.
+
+    Another process (a second search, a queue worker) holds the repository
+    lock; or a queue worker removed its temporary workspace under .dvc/tmp/exps
+    while `dvc exp show` was reading it (seen in CI as "directory
+    '.../.dvc/tmp/exps/tmpXXXX/.dvc' does not exist").
+    """
+    message = message.lower()
+    return "lock" in message or ("does not exist" in message and "tmp/exps" in message.replace("\\", "/"))
+
+
+def waiting_out_locks(call, tries: int = 10, pause: float = 3.0):
+    """``call()``, tried again while the failure is transient (see `transient`)."""
     for attempt in range(tries):
         try:
             return call()
         except CommandError as exc:
-            if "lock" not in str(exc).lower() or attempt == tries - 1:
+            if not transient(str(exc)) or attempt == tries - 1:
                 raise
-            time.sleep(3 + 3 * attempt)
+            time.sleep(pause * (1 + attempt))
 
 
 def dvc(*args: str) -> None:
