@@ -87,7 +87,7 @@ def candidates() -> dict[str, Spec | type[Forecaster]]:
 
 def measure(y: np.ndarray, season_length: int, made, bt, num_steps: int) -> dict[str, float]:
     origin_list = origins(len(y), bt.horizon, bt.n_windows, bt.step_size, bt.calibration_windows)
-    statistical._FITS.clear()  # each candidate alone: no fit reused from the one before
+    statistical.forget_fits()  # each candidate alone: no fit reused from the one before
     forecaster = made(SPECS["naive"](kind="naive"), season_length, num_steps) if isinstance(made, type) \
         else build(made, season_length, num_steps)
     started = time.perf_counter()

@@ -1,4 +1,5 @@
-"""Stage report: the headline tables of both experiments in reports/summary.md."""
+"""Stage report: the headline tables of both experiments in reports/summary.md, the forecast details in
+reports/forecast.md and the panels (M3 beside its published results) in reports/panels.md."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from stages.lib.forecast.scoring import SCORES, mean_ranks, significant
 from stages.lib.infra import cli
 from stages.lib.infra.io import read_json, write_text
 from stages.lib.memory.tasks import IDEAL_CHANGE_PCT, TASKS
+from stages.lib.panel.scores import pooled
 
 MEMORY_COLUMNS = [
     ("val_mse", "val MSE", "{:.4f}"),
@@ -181,11 +183,63 @@ def window_section(forecast: list[dict], pairs: list[tuple[str, str]], seasons: 
     return lines
 
 
+# Hyndman's recomputation of the M3 results over all 3003 series (the Mcomp package's "Comparisons"
+# article; Makridakis and Hibon 2000): mean sMAPE and MASE, MASE scaled by the in-sample seasonal naive MAE.
+PUBLISHED_M3 = {"Theta": (13.01, 1.39), "ForecastPro": (13.19, 1.47), "ForecastX": (13.49, 1.42),
+                "B-J automatic (ARIMA)": (14.01, 1.54)}
+M3_SERIES = 3003
+
+
+def panel_table(forecasters: dict[str, dict], baselines: list[str]) -> list[str]:
+    """One row per forecaster, best mean sMAPE first: sMAPE, MASE, mean rank, and wins against each baseline."""
+    order = sorted(forecasters, key=lambda n: forecasters[n]["smape"])
+    lines = ["| forecaster | sMAPE | MASE | mean rank | " + " | ".join(f"beats {b}" for b in baselines) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(baselines)]
+    for name in order:
+        f = forecasters[name]
+        wins = " | ".join("—" if b == name else f"{100 * f[f'wins_{b}']:.0f}%" for b in baselines)
+        lines.append(f"| {name} | {f['smape']:.2f} | {significant(f['mase'])} | {f['mean_rank']:.2f} | {wins} |")
+    return lines
+
+
+def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str], sample: int | None) -> list[str]:
+    """reports/panels.md: a section per panel, and each group's panels pooled, M3 beside its published results."""
+    lines = ["# Many series: panels", "", "<!-- Written by the `report` stage of `dvc repro`; do not edit by hand. -->", "",
+             "The competition protocol: each series' last `horizon` points are held out and forecast from one origin. "
+             "Per series, sMAPE (0-200%) and MASE (scaled by the in-sample seasonal naive MAE, as in Hyndman's "
+             "recomputation of the M3 results); here their means over the series, the mean rank by sMAPE (1 = best "
+             "on a series) and the share of series on which a forecaster's sMAPE is below each baseline's. "
+             "Per-series scores: reports/panels/<panel>.csv.", ""]
+    if sample is not None:
+        lines += [f"**A sample**: `panel_sample` = {sample} series per panel, spread evenly over it, so that the default "
+                  "`dvc repro` stays short. These means are not comparable with published results; the whole "
+                  "collection: `dvc exp run -S panel_sample=null` (docs/panels.md).", ""]
+    groups: dict[str, list[str]] = {}
+    for name, p in panels.items():
+        if p.get("group"):
+            groups.setdefault(p["group"], []).append(name)
+    for group, members in groups.items():
+        parts = [panels[m] for m in members]
+        total = sum(p["series"] for p in parts)
+        lines += [f"## {group}: {total} series ({', '.join(members)})", "", *panel_table(pooled(parts, names), baselines), ""]
+        if group == "M3":
+            lines += [f"Published over all {M3_SERIES} series (Hyndman's recomputation; Makridakis and Hibon 2000)"
+                      + ("" if total == M3_SERIES else f"; **not comparable** with the {total} series above") + ":", "",
+                      "| method | sMAPE | MASE |", "|---|---:|---:|",
+                      *(f"| {m} | {s:.2f} | {x:.2f} |" for m, (s, x) in PUBLISHED_M3.items()), ""]
+    for name, p in panels.items():
+        skipped = f", {p['skipped']} skipped as too short" if p["skipped"] else ""
+        lines += [f"## {name}", "", f"{p['series']} series{skipped}; horizon {p['horizon']}, season {p['season_length']}.",
+                  "", *panel_table({n: p[n] for n in names if n in p}, baselines), ""]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--metrics", type=Path, required=True, help="folder of memory.json, forecast-<dataset>.json, article.json")
     parser.add_argument("--out", type=Path, required=True, help="the summary of both experiments")
     parser.add_argument("--forecast-out", type=Path, required=True, help="the forecast report, one table per dataset")
+    parser.add_argument("--panels-out", type=Path, required=True, help="the report of the panels, M3 beside its published results")
     args = parser.parse_args(argv)
 
     params = load_params()
@@ -203,9 +257,15 @@ def main(argv: list[str] | None = None) -> None:
     lines += ["", *rank_section(forecast, names)]
     lines += window_section(forecast, window_pairs(params.forecasters),
                             {name: ds.season_length for name, ds in params.datasets.items()}, params.num_steps)
+    panels = {name: read_json(args.metrics / f"panel-{name}.json") for name in params.panels}
+    if panels:
+        lines += ["", "## Many series", "", f"Panels forecast by the competition protocol: [{args.panels_out.name}]"
+                  f"({args.panels_out.name})" + (f" (a sample of {params.panel_sample} series per panel)."
+                                                 if params.panel_sample else ".")]
+    write_text(args.panels_out, "\n".join(panel_report(panels, list(params.all_forecasters), list(params.baselines), params.panel_sample)).rstrip() + "\n")
     write_text(args.out, "\n".join(lines).rstrip() + "\n")
     write_text(args.forecast_out, "\n".join(forecast_report(args.metrics, datasets, names, params.backtest.levels)).rstrip() + "\n")
-    print(f"report: wrote {args.out} and {args.forecast_out}")
+    print(f"report: wrote {args.out}, {args.forecast_out} and {args.panels_out}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -34,6 +35,9 @@ def tiny(params: dict) -> dict:
     for name in ("lstm", "lstm_auto"):
         forecasters[name]["arch"].update(units=[8, 8], dense=[4])
     forecasters["tcn"]["arch"].update(filters=4)
+    # A handful of M3 series through the same ingest: one panel without a season, one with.
+    params["panels"] = {name: params["panels"][name] for name in ("m3_yearly", "m3_quarterly")}
+    params["panel_sample"] = 3
     return params
 
 
@@ -60,11 +64,12 @@ def clean_env() -> dict[str, str]:
 class Project:
     """A copy of the repository with tiny params, committed in a new git repository."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, trim: Callable[[dict], dict] = lambda params: params) -> None:
+        """``trim`` shrinks the tiny params further for a test that needs less than the whole pipeline."""
         self.path = path
         self.env = clean_env()
         copy_project(path)
-        self.write_params(tiny(self.params()))
+        self.write_params(trim(tiny(self.params())))
         self.sh("git", "init", "-q", "-b", "main")
         self.sh("git", "add", "-A")
         self.sh("git", "commit", "-qm", "tiny")

@@ -10,7 +10,7 @@ import yaml
 from markdown_it import MarkdownIt
 
 from stages.tools import compare
-from stages.tools.compare import (ARTIFACT, COMMENT_BUDGET, COMMENT_FILE, FULL_FILE, Kind, changed_data_plots, judge,
+from stages.tools.compare import (ARTIFACT, COMMENT_BUDGET, COMMENT_FILE, FULL_FILE, changed_data_plots, judge,
                                   metric_rows, relative_pct, render, render_full, verdict_changes)
 
 MEMORY = "reports/metrics/memory.json"
@@ -78,6 +78,9 @@ def memory_diff(**changes) -> dict:
     ("lstm.persistence.persistent", True, False, "better"),
     ("lstm.all.smape", 2.0, 1.5, "better"),
     ("lstm.mse_all", 9000.0, 2500.0, "better"),
+    ("ets.mean_rank", 3.2, 2.9, "better"),          # a panel's mean rank: 1 is best
+    ("ets.wins_naive", 0.70, 0.75, "better"),       # the share of series beating naive: higher is better
+    ("ets.wins_naive", 0.70, 0.65, "worse"),
     ("seq", 70, 69, "changed"),                       # no better direction
     ("lstm.epochs_run", 40, 12, "changed"),
     ("tcn.val_mse", None, 0.1, "changed"),            # new metric
@@ -265,17 +268,19 @@ def test_tables_parse_as_gfm_with_equal_cells_and_pipes_kept_inside_their_cell()
             assert len({len(row) for row in table}) == 1
 
 
-def test_a_new_experiment_kind_is_one_entry(monkeypatch):
-    panel = Kind("panel", "reports/metrics/panel-*.json", "forecaster", (("pooled MASE", "all.mase"),),
-                 facts=(("best", "best"),))
-    monkeypatch.setattr(compare, "KINDS", (*compare.KINDS, panel))
-    diff = {"reports/metrics/panel-m4.json": {"best": {"old": "naive", "new": "tcn"},
-                                              "tcn.all.mase": {"old": 1.1, "new": 0.8},
-                                              "naive.all.mase": {"old": 1.0, "new": 1.0}}}
-    md = render("main", "HEAD", {}, metric_rows(diff), [], [])
-    assert "#### panel: pooled MASE (`reports/metrics/panel-*.json`)" in md
-    assert gfm_tables(md) == [[["forecaster", "m4"], ["best", "naive → tcn"], ["naive", "1"],
-                               ["tcn", "1.1 → 0.8 (-27.3%) ✅"]]]
+def test_a_panel_shows_its_mean_smape_and_a_moved_m3_mean_is_flagged():
+    """The panel kind of KINDS: one column per panel, its series count as a fact; a worse mean sMAPE is a regression."""
+    diff = {"reports/metrics/panel-m3_monthly.json": {"series": {"old": 1428, "new": 1428},
+                                                      "theta.smape": {"old": 13.9, "new": 14.6},
+                                                      "theta.wins_naive": {"old": 0.7, "new": 0.6},
+                                                      "naive.smape": {"old": 16.9, "new": 16.9}}}
+    rows = metric_rows(diff)
+    assert {r.key: r.mark for r in rows}["theta.wins_naive"] == "worse"
+    md = render("main", "HEAD", {}, rows, [], [])
+    assert "#### panel: mean sMAPE (`reports/metrics/panel-*.json`)" in md
+    assert "Regressions: `panel-m3_monthly: theta.smape`, `panel-m3_monthly: theta.wins_naive`" in md
+    assert gfm_tables(md)[0] == [["forecaster", "m3_monthly"], ["series", "1428"], ["naive", "16.9"],
+                                 ["theta", "13.9 → 14.6 (+5.0%) ❌"]]
 
 
 def test_changed_data_plots_compares_points_per_revision():

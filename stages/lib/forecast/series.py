@@ -43,12 +43,12 @@ def load_series(path: Path, time_col: str, value_col: str, fill: str = "none", f
     Parsed by hand rather than with pandas.read_csv: pandas coerces bad cells to
     NaN or object columns and loses the line a problem came from.
     """
-    rows = _read_rows(path)
+    rows = read_rows(path)
     header = [h.strip() for h in rows[0]]
     for col in (time_col, value_col):
         if col not in header:
             raise DataError(f"{path}: line 1: column {col!r} not found in the header "
-                            f"(columns: {', '.join(header)}){_delimiter_hint(header)}")
+                            f"(columns: {', '.join(header)}){delimiter_hint(header)}")
     ti, vi = header.index(time_col), header.index(value_col)
     times, values = [], []
     for line, row in enumerate(rows[1:], start=2):
@@ -56,19 +56,19 @@ def load_series(path: Path, time_col: str, value_col: str, fill: str = "none", f
             continue
         if len(row) != len(header):
             raise DataError(f"{path}: line {line}: expected {len(header)} fields, found {len(row)}")
-        parse = _parse_int if freq is None else _period_parser(freq)
+        parse = parse_int if freq is None else period_parser(freq)
         times.append((parse(row[ti], path, line, time_col), line))
-        values.append(_parse_float(row[vi], path, line, value_col, allow_missing=fill != "none"))
+        values.append(parse_float(row[vi], path, line, value_col, allow_missing=fill != "none"))
     if not values:
         raise DataError(f"{path}: no data rows after the header")
     label = (lambda t: t) if freq is None else (lambda t: str(pd.Period(ordinal=t, freq=freq)))
-    _check_order(times, path, time_col, allow_gaps=fill != "none", label=label)
+    check_order(times, path, time_col, allow_gaps=fill != "none", label=label)
     frame = _fill(path, [t for t, _ in times], values, fill, label)
     frame["time"] = frame["time"].map(label)
     return frame
 
 
-def _read_rows(path: Path) -> list[list[str]]:
+def read_rows(path: Path) -> list[list[str]]:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     raw = path.read_bytes()
@@ -88,14 +88,14 @@ def _read_rows(path: Path) -> list[list[str]]:
         raise DataError(f"{path}: not readable as CSV ({exc})") from None
 
 
-def _delimiter_hint(header: list[str]) -> str:
+def delimiter_hint(header: list[str]) -> str:
     for sep in OTHER_DELIMITERS:
         if len(header) == 1 and sep in header[0]:
             return f"; the file seems to use {sep!r} between fields, but it must be comma-separated"
     return ""
 
 
-def _check_order(times: list[tuple[int, int]], path: Path, col: str, allow_gaps: bool,
+def check_order(times: list[tuple[int, int]], path: Path, col: str, allow_gaps: bool,
                  label: Callable[[int], object] = lambda t: t) -> None:
     """Times are period numbers here (dates already turned into period ordinals); ``label`` names them."""
     for (before, _), (t, line) in zip(times, times[1:]):
@@ -126,14 +126,14 @@ def _fill(path: Path, times: list[int], values: list[float], fill: str,
     return pd.DataFrame({"time": full.index.to_numpy(), "value": full.to_numpy(), "filled": missing.to_numpy().astype(int)})
 
 
-def _parse_int(cell: str, path: Path, line: int, col: str) -> int:
+def parse_int(cell: str, path: Path, line: int, col: str) -> int:
     try:
         return int(cell.strip())
     except ValueError:
         raise DataError(f"{path}: line {line}: time {cell!r} in column {col!r} is not an integer period") from None
 
 
-def _period_parser(freq: str) -> Callable[[str, Path, int, str], int]:
+def period_parser(freq: str) -> Callable[[str, Path, int, str], int]:
     """A parser of one date cell into the ordinal of its period at ``freq``."""
 
     def parse(cell: str, path: Path, line: int, col: str) -> int:
@@ -149,7 +149,7 @@ def _period_parser(freq: str) -> Callable[[str, Path, int, str], int]:
     return parse
 
 
-def _parse_float(cell: str, path: Path, line: int, col: str, allow_missing: bool = False) -> float:
+def parse_float(cell: str, path: Path, line: int, col: str, allow_missing: bool = False) -> float:
     missing = not cell.strip() or cell.strip().lower() in ("nan", "na", "n/a", "null")
     if missing:
         if allow_missing:

@@ -35,6 +35,11 @@ from stages.lib.forecast.specs import AutoArimaSpec, EtsSpec, Spec, ThetaSpec
 _FITS: dict[tuple, Any] = {}
 
 
+def forget_fits() -> None:
+    """Empty the fit cache: when no later fit can reuse what it holds (the next series of a panel, a test)."""
+    _FITS.clear()
+
+
 class StatsForecastModel(Forecaster):
     """One statsforecast model; subclasses say which (``model()``) and what it chose (``chosen()``)."""
 

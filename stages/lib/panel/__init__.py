@@ -1,0 +1,1 @@
+"""Collections of series (panels): loading them, the competition protocol, scores over many series."""

