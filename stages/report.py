@@ -13,7 +13,6 @@ from stages.lib.forecast.scoring import SCORES, mean_ranks, significant
 from stages.lib.infra import cli
 from stages.lib.infra.io import read_json, write_text
 from stages.lib.memory.tasks import IDEAL_CHANGE_PCT, TASKS
-from stages.lib.panel.scores import pooled
 
 MEMORY_COLUMNS = [
     ("val_mse", "val MSE", "{:.4f}"),
@@ -193,13 +192,58 @@ M3_SERIES = 3003
 def panel_table(forecasters: dict[str, dict], baselines: list[str]) -> list[str]:
     """One row per forecaster, best mean sMAPE first: sMAPE, MASE, mean rank, and wins against each baseline."""
     order = sorted(forecasters, key=lambda n: forecasters[n]["smape"])
-    lines = ["| forecaster | sMAPE | MASE | mean rank | " + " | ".join(f"beats {b}" for b in baselines) + " |",
-             "|---|---:|---:|---:|" + "---:|" * len(baselines)]
+    points = all("smape_points" in f for f in forecasters.values())  # pooled over panels of different horizons
+    lines = ["| forecaster | sMAPE | " + ("sMAPE, all points | " if points else "") + "MASE | mean rank | "
+             + " | ".join(f"beats {b}" for b in baselines) + " |",
+             "|---|---:|" + ("---:|" if points else "") + "---:|---:|" + "---:|" * len(baselines)]
     for name in order:
         f = forecasters[name]
         wins = " | ".join("—" if b == name else f"{100 * f[f'wins_{b}']:.0f}%" for b in baselines)
-        lines.append(f"| {name} | {f['smape']:.2f} | {significant(f['mase'])} | {f['mean_rank']:.2f} | {wins} |")
+        by_point = f"{f['smape_points']:.2f} | " if points else ""
+        lines.append(f"| {name} | {f['smape']:.2f} | {by_point}{significant(f['mase'])} | {f['mean_rank']:.2f} | {wins} |")
     return lines
+
+
+def pooled(panels: list[dict], names: list[str]) -> dict[str, dict]:
+    """Aggregates over several panels' series from each panel's metrics (``series``, ``horizon`` and a dict of
+    aggregates per forecaster name), weighted by its series; for the ``names`` that every panel ran.
+
+    Exact for every aggregate here, because each is a mean over series (a rank
+    and a win are decided within one series). Also ``smape_points``: the mean
+    over every forecast point, each series weighted by its horizon, which is how
+    the M3 competition averaged its sMAPE (within one panel the two are equal).
+    """
+    total = sum(p["series"] for p in panels)
+    points = sum(p["series"] * p["horizon"] for p in panels)
+    out = {}
+    for name in [n for n in names if all(n in p for p in panels)]:
+        keys = [k for k in panels[0][name] if all(k in p[name] for p in panels)]
+        out[name] = {k: sum(p["series"] * p[name][k] for p in panels) / total for k in keys}
+        out[name]["smape_points"] = sum(p["series"] * p["horizon"] * p[name]["smape"] for p in panels) / points
+    return out
+
+
+def panel_groups(panels: dict[str, dict], names: list[str]) -> dict[str, tuple[list[str], dict[str, dict]]]:
+    """Each group's member panels and their pooled aggregates (panels without a group are not pooled)."""
+    members: dict[str, list[str]] = {}
+    for name, p in panels.items():
+        if p.get("group"):
+            members.setdefault(p["group"], []).append(name)
+    return {group: (names_, pooled([panels[m] for m in names_], names)) for group, names_ in members.items()}
+
+
+def panel_figure(panels: dict[str, dict], names: list[str], sample: int | None, path: Path) -> None:
+    """reports/figures/panels.png: mean sMAPE per forecaster, each group pooled first, then each panel."""
+    from stages.lib.infra.plots import panel_scores
+
+    # A group's sMAPE over all its points, as the M3 competition averaged and as its published figures are.
+    smape = {f"{group} (all points)": {n: a["smape_points"] for n, a in aggregates.items()}
+             for group, (_, aggregates) in panel_groups(panels, names).items()}
+    smape.update({name: {n: p[n]["smape"] for n in names if n in p} for name, p in panels.items()})
+    theta = PUBLISHED_M3["Theta"][0]
+    reference = {"M3 (all points)": (f"Theta, published ({theta})", theta)} if "M3 (all points)" in smape else {}
+    scope = f"a sample of {sample} series per panel" if sample else "every series"
+    panel_scores(smape, reference, path, f"Panels by the competition protocol ({scope})")
 
 
 def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str], sample: int | None) -> list[str]:
@@ -214,16 +258,15 @@ def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str]
         lines += [f"**A sample**: `panel_sample` = {sample} series per panel, spread evenly over it, so that the default "
                   "`dvc repro` stays short. These means are not comparable with published results; the whole "
                   "collection: `dvc exp run -S panel_sample=null` (docs/panels.md).", ""]
-    groups: dict[str, list[str]] = {}
-    for name, p in panels.items():
-        if p.get("group"):
-            groups.setdefault(p["group"], []).append(name)
-    for group, members in groups.items():
-        parts = [panels[m] for m in members]
-        total = sum(p["series"] for p in parts)
-        lines += [f"## {group}: {total} series ({', '.join(members)})", "", *panel_table(pooled(parts, names), baselines), ""]
+    lines += ["![mean sMAPE per forecaster](figures/panels.png)", ""]
+    for group, (members, aggregates) in panel_groups(panels, names).items():
+        total = sum(panels[m]["series"] for m in members)
+        lines += [f"## {group}: {total} series ({', '.join(members)})", "", *panel_table(aggregates, baselines), ""]
         if group == "M3":
-            lines += [f"Published over all {M3_SERIES} series (Hyndman's recomputation; Makridakis and Hibon 2000)"
+            lines += ["*sMAPE, all points*: the mean over every forecast point of every series, so a monthly series "
+                      "(18 points) weighs three times a yearly one (6), as the M3 competition averaged; *sMAPE* and "
+                      "*MASE*: the mean over the series of each series' mean.", "",
+                      f"Published over all {M3_SERIES} series (Hyndman's recomputation; Makridakis and Hibon 2000)"
                       + ("" if total == M3_SERIES else f"; **not comparable** with the {total} series above") + ":", "",
                       "| method | sMAPE | MASE |", "|---|---:|---:|",
                       *(f"| {m} | {s:.2f} | {x:.2f} |" for m, (s, x) in PUBLISHED_M3.items()), ""]
@@ -240,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the summary of both experiments")
     parser.add_argument("--forecast-out", type=Path, required=True, help="the forecast report, one table per dataset")
     parser.add_argument("--panels-out", type=Path, required=True, help="the report of the panels, M3 beside its published results")
+    parser.add_argument("--panels-figure", type=Path, required=True, help="PNG of every panel's mean sMAPE per forecaster")
     args = parser.parse_args(argv)
 
     params = load_params()
@@ -262,6 +306,7 @@ def main(argv: list[str] | None = None) -> None:
         lines += ["", "## Many series", "", f"Panels forecast by the competition protocol: [{args.panels_out.name}]"
                   f"({args.panels_out.name})" + (f" (a sample of {params.panel_sample} series per panel)."
                                                  if params.panel_sample else ".")]
+    panel_figure(panels, list(params.all_forecasters), params.panel_sample, args.panels_figure)
     write_text(args.panels_out, "\n".join(panel_report(panels, list(params.all_forecasters), list(params.baselines), params.panel_sample)).rstrip() + "\n")
     write_text(args.out, "\n".join(lines).rstrip() + "\n")
     write_text(args.forecast_out, "\n".join(forecast_report(args.metrics, datasets, names, params.backtest.levels)).rstrip() + "\n")

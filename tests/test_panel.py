@@ -10,7 +10,8 @@ import pytest
 from stages.lib.config import parse_params
 from stages.lib.errors import DataError
 from stages.lib.panel.load import load_panel, min_length, sample_ids, screen
-from stages.lib.panel.scores import aggregate, holdout, pooled, score_series
+from stages.lib.panel.scores import aggregate, holdout, score_series
+from stages.report import pooled
 from stages.lib.forecast.specs import AutoArimaSpec, NaiveSpec, SeasonalNaiveSpec
 
 
@@ -114,12 +115,16 @@ def test_aggregates_of_a_hand_made_table():
 
 def test_pooled_aggregates_equal_the_aggregates_of_all_series_together():
     parts = [SCORES[SCORES["id"] == "a"], SCORES[SCORES["id"] != "a"]]
-    panels = [{"series": part["id"].nunique(), **aggregate(part, ["naive", "drift"])} for part in parts]
+    # Series a's panel forecasts 4 points ahead, the other panel's two series 1 point each.
+    panels = [{"series": part["id"].nunique(), "horizon": h, **aggregate(part, ["naive", "drift"])}
+              for part, h in zip(parts, (4, 1))]
     together = aggregate(SCORES, ["naive", "drift"])
     out = pooled(panels, ["naive", "drift", "f", "absent"])
     assert list(out) == ["naive", "drift", "f"]
     for name, agg in out.items():
-        assert agg == pytest.approx(together[name])
+        assert {k: v for k, v in agg.items() if k != "smape_points"} == pytest.approx(together[name])
+    # Over every point: a's sMAPE 5 four times, b's 8 and c's 20 once each.
+    assert out["f"]["smape_points"] == pytest.approx((4 * 5 + 8 + 20) / 6)
 
 
 def test_a_panel_is_a_place_a_forecaster_may_be_limited_to(raw_params):

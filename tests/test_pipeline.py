@@ -87,7 +87,7 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
     assert re.search(r"^\| lstm_auto \| keras \| — \| — \| [\d.]+ \|$", summary, flags=re.M)
     assert "| elnino | lstm → lstm_auto | 3 |" in summary
     assert json.loads((repo / "reports/metrics/article.json").read_text())["lstm"]["published_mse"] == 2521.3
-    for png in ("memory_loss", "memory_probes", "forecast-sales", "forecast-elnino"):
+    for png in ("memory_loss", "memory_probes", "forecast-sales", "forecast-elnino", "panels"):
         assert (repo / f"reports/figures/{png}.png").stat().st_size > 1000
     report = (repo / "reports/forecast.md").read_text()
     assert "### sales: 45 points, no season" in report and "### elnino: 156 points, season 12" in report

@@ -118,3 +118,35 @@ def backtest(series: pd.DataFrame, forecasts: dict[str, pd.DataFrame], fitted: d
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     _save(fig, path)
+
+
+def panel_scores(smape: dict[str, dict[str, float]], reference: dict[str, tuple[str, float]], path: Path,
+                 title: str) -> None:
+    """One plot per panel (or pooled group): each forecaster's mean sMAPE, best at the top; a dashed line
+    where a published reference stands (``reference``: panel -> (label, sMAPE))."""
+    if not smape:  # DVC expects the file: it says why it is empty
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no panels in params.yaml", ha="center", va="center")
+        _save(fig, path)
+        return
+    n = len(smape)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 0.35 * max(len(s) for s in smape.values()) + 1.6), squeeze=False)
+    for ax, (panel, scores) in zip(axes.flat, smape.items()):
+        names = sorted(scores, key=scores.get, reverse=True)  # barh draws the first at the bottom
+        values = [scores[name] for name in names]
+        ax.barh(names, values, color=["C2" if v == min(values) else "C0" for v in values])
+        for y, v in enumerate(values):
+            ax.text(v, y, f" {v:.2f}", va="center", fontsize=7)
+        if panel in reference:
+            label, value = reference[panel]
+            ax.axvline(value, color="k", ls="--", lw=1, label=label)
+            ax.legend(fontsize=7, loc="upper right")  # beside the best, shortest bars
+        ax.set_title(panel, fontsize=9)
+        ax.set_xlabel("mean sMAPE (%)", fontsize=8)
+        ax.set_xlim(0, max(values + [reference.get(panel, ("", 0))[1]]) * 1.25)
+        ax.tick_params(labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)

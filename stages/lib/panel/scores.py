@@ -43,18 +43,3 @@ def aggregate(scores: pd.DataFrame, baselines: list[str], rank_by: str = "smape"
                      "mean_rank": float(ranks[name]),
                      **{f"wins_{b}": float((wide[name] < wide[b]).mean()) for b in baselines if b != name}}
     return out
-
-
-def pooled(panels: list[dict], names: list[str]) -> dict[str, dict]:
-    """Aggregates over several panels' series from each panel's metrics (``series`` and a dict of aggregates per
-    forecaster name), weighted by its series; for the ``names`` that every panel ran.
-
-    Exact for every aggregate here, because each is a mean over series (a rank
-    and a win are decided within one series).
-    """
-    total = sum(p["series"] for p in panels)
-    out = {}
-    for name in [n for n in names if all(n in p for p in panels)]:
-        keys = [k for k in panels[0][name] if all(k in p[name] for p in panels)]
-        out[name] = {k: sum(p["series"] * p[name][k] for p in panels) / total for k in keys}
-    return out
