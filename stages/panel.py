@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from stages.lib.infra import cli
 from stages.lib.infra.io import write_csv, write_json
 from stages.lib.infra.tracking import stage_run
 from stages.lib.panel.load import min_length, screen
-from stages.lib.panel.scores import aggregate, holdout, score_series
+from stages.lib.panel.scores import aggregate, holdout, score_series, undefined_mase
 
 # Below this many series per core the pool's start-up (a process and statsforecast's import
 # each) costs more than it saves: they run in the stage's own process.
@@ -115,15 +116,18 @@ def main(argv: list[str] | None = None) -> None:
     stage = f"panel@{args.panel}"
     panel = pd.read_csv(args.series, dtype={"id": str, "time": str}, float_precision="round_trip")
     need = min_length(specs.values(), spec.horizon, spec.season_length)
-    panel, skipped = screen(panel, need, spec.short_series, f"{args.series}")
+    panel, skipped = screen(panel, need, spec.short_series, args.panel)
     series = [(sid, part["value"].to_numpy(dtype=float)) for sid, part in panel.groupby("id", sort=False)]
     workers = os.cpu_count() or 1
     print(f"{stage}: {len(series)} series, horizon {spec.horizon}, season {spec.season_length}, "
-          f"{len(specs)} forecasters ({', '.join(specs)}), {workers} cores"
-          + (f"; {len(skipped)} skipped, shorter than {need} points" if skipped else ""))
+          f"{len(specs)} forecasters ({', '.join(specs)}), {workers} cores")
+    if skipped:
+        named = ", ".join(f"{sid} ({n})" for sid, n in list(skipped.items())[:10])
+        print(f"{stage}: {len(skipped)} series skipped, shorter than {need} points (short_series: skip): {named}"
+              + (f" and {len(skipped) - 10} more (every one in the MLflow run's skipped.csv)" if len(skipped) > 10 else ""))
 
-    run_params = {"panel": args.panel, **spec.model_dump(), "panel_sample": params.panel_sample,
-                  "forecasters": list(specs), **{f"spec.{n}": s.model_dump() for n, s in specs.items()}}
+    run_params = {"panel": args.panel, **spec.model_dump(), "forecasters": list(specs),
+                  **{f"spec.{n}": s.model_dump() for n, s in specs.items()}}
     tags = {"dataset": args.panel, "kind": "panel", "forecaster": ",".join(specs)}
     with stage_run("forecast", stage, run_params, inputs=[args.series], tags=tags) as run:
         started = time.perf_counter()
@@ -133,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
         summary = aggregate(scores, baselines=[n for n in params.baselines if n in specs])
         # Laid out as forecast-<dataset>.json: one entry per forecaster beside the panel's facts.
         metrics: dict[str, Any] = {"protocol": "holdout", "horizon": spec.horizon, "season_length": spec.season_length,
-                                   "series": len(series), "skipped": len(skipped), "group": spec.group, **summary}
+                                   "series": len(series), "skipped": len(skipped),
+                                   "mase_undefined": undefined_mase(scores), "group": spec.group, **summary}
         write_csv(args.out, forecasts, digits=None)
         write_csv(args.scores, scores)
         write_json(args.metrics, metrics)
@@ -144,6 +149,10 @@ def main(argv: list[str] | None = None) -> None:
                          **{f"{n}.fit_s": float(seconds[n]) for n in specs}})
         run.log_metrics({f"{n}.{k}": v for n, agg in summary.items() for k, v in agg.items()})
         run.log_artifact(args.scores)
+        if skipped:
+            with tempfile.TemporaryDirectory() as tmp:
+                write_csv(Path(tmp) / "skipped.csv", pd.DataFrame({"id": list(skipped), "points": list(skipped.values())}))
+                run.log_artifact(Path(tmp) / "skipped.csv")
     best = min(summary, key=lambda n: summary[n]["smape"])
     print(f"{stage}: done in {time.perf_counter() - started:.1f} s; best sMAPE {best} "
           f"{summary[best]['smape']:.2f}, MASE {summary[best]['mase']:.3f}")

@@ -9,7 +9,7 @@ import pytest
 
 from stages.lib.errors import CommandError
 from stages.tools.horizon import (article_claim, bracket, horizon_table, horizons, keep, next_seq, outcome,
-                                  read_ledger, render, runs_from_exp_show, tolerance, verdicts_of, waiting_out_locks,
+                                  read_ledger, render, runs_from_exp_show, tolerance, verdicts_of, waiting_out_other_dvc,
                                   write_ledger)
 
 
@@ -246,7 +246,7 @@ def test_a_queue_worker_removing_its_workspace_mid_show_is_tried_again_and_other
             raise failures.pop(0)
         return "shown"
 
-    assert waiting_out_locks(flaky, pause=0) == "shown" and len(calls) == 3
+    assert waiting_out_other_dvc(flaky, pause=0) == "shown" and len(calls) == 3
 
     def broken():
         calls.append(1)
@@ -254,5 +254,5 @@ def test_a_queue_worker_removing_its_workspace_mid_show_is_tried_again_and_other
 
     calls.clear()
     with pytest.raises(CommandError, match="params.yaml"):
-        waiting_out_locks(broken, pause=0)
+        waiting_out_other_dvc(broken, pause=0)
     assert len(calls) == 1

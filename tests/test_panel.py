@@ -3,6 +3,8 @@ the per-series scores and their aggregates, on hand-checkable data."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -57,13 +59,15 @@ def panel(**lengths: int) -> pd.DataFrame:
 
 def test_a_short_series_is_rejected_by_id_or_skipped_and_counted():
     p = panel(a=10, b=4, c=3)
-    with pytest.raises(DataError, match=r"^m3\.csv: series 'b' has 4 points, fewer than the 5 the protocol needs "
-                                        r"\(and 1 more\); set short_series: skip"):
-        screen(p, 5, "reject", "m3.csv")
-    kept, skipped = screen(p, 5, "skip", "m3.csv")
+    with pytest.raises(DataError, match=r"^panels\.m3: series 'b' has 4 points, fewer than the 5 the protocol needs "
+                                        r"\(and 1 more\); set panels\.m3\.short_series: skip to leave such series out$"):
+        screen(p, 5, "reject", "m3")
+    kept, skipped = screen(p, 5, "skip", "m3")
     assert kept["id"].unique().tolist() == ["a"] and skipped == {"b": 4, "c": 3}
-    kept, skipped = screen(p, 3, "reject", "m3.csv")
+    kept, skipped = screen(p, 3, "reject", "m3")
     assert len(kept) == len(p) and skipped == {}
+    with pytest.raises(DataError, match=r"^panels\.m3: all 3 series have fewer than the 11 points the protocol needs"):
+        screen(p, 11, "skip", "m3")
 
 
 def test_the_protocol_needs_the_horizon_and_a_history_every_forecaster_can_fit():
@@ -116,7 +120,7 @@ def test_aggregates_of_a_hand_made_table():
 def test_pooled_aggregates_equal_the_aggregates_of_all_series_together():
     parts = [SCORES[SCORES["id"] == "a"], SCORES[SCORES["id"] != "a"]]
     # Series a's panel forecasts 4 points ahead, the other panel's two series 1 point each.
-    panels = [{"series": part["id"].nunique(), "horizon": h, **aggregate(part, ["naive", "drift"])}
+    panels = [{"series": part["id"].nunique(), "horizon": h, "mase_undefined": 0, **aggregate(part, ["naive", "drift"])}
               for part, h in zip(parts, (4, 1))]
     together = aggregate(SCORES, ["naive", "drift"])
     out = pooled(panels, ["naive", "drift", "f", "absent"])
@@ -156,7 +160,7 @@ def test_the_series_run_over_workers_give_the_forecasts_of_one_process(raw_param
     seen: list[int] = []
     alone = forecast_panel(series, 8, specs, 4, workers=1, progress=seen.append)
     pooled_ = forecast_panel(series, 8, specs, 4, workers=2, progress=lambda done: None)
-    assert seen[-1] == 8 and seen == sorted(seen)
+    assert seen == [1, 2, 3, 4, 5, 6, 7, 8]  # 8 series on one worker: chunks of one, a progress line each
     assert [sid for sid, _, _ in pooled_] == [sid for sid, _, _ in alone] == [sid for sid, _ in series]
     for (_, a, _), (_, b, _) in zip(alone, pooled_):
         for name in specs:
@@ -185,6 +189,41 @@ def test_a_short_series_stops_the_panel_stage_with_one_line_and_no_output(tmp_pa
                              *[str(a) for pair in outs.items() for a in pair]])
     assert done.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {series}: series 'short' has 12 points, fewer than the 16 the protocol needs; "
-                          "set short_series: skip") and err.count("\n") == 1
+    assert err == ("error: panels.m3_yearly: series 'short' has 12 points, fewer than the 16 the protocol needs; "
+                   "set panels.m3_yearly.short_series: skip to leave such series out\n")
     assert not any(path.exists() for path in outs.values())
+
+
+def test_with_skip_a_short_series_is_left_out_named_and_counted(tmp_path, capsys, monkeypatch, raw_params):
+    import yaml
+
+    from stages import panel as stage
+    from stages.lib.infra import cli, paths
+
+    monkeypatch.setenv("PIPELINE_TRACKING", "off")
+    raw_params["panels"]["m3_yearly"]["short_series"] = "skip"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
+    monkeypatch.setattr(paths, "params_file", lambda: tmp_path / "params.yaml")
+    series = tmp_path / "series.csv"
+    rng = np.random.default_rng(1)
+    frames = [pd.DataFrame({"id": sid, "time": range(1, n + 1), "value": 100 + rng.normal(size=n).cumsum()})
+              for sid, n in (("long", 30), ("short", 12), ("longer", 40))]
+    pd.concat(frames).to_csv(series, index=False)
+    outs = [tmp_path / "forecasts.csv", tmp_path / "scores.csv", tmp_path / "m.json"]
+    cli.run(stage.main, ["--panel", "m3_yearly", "--series", str(series), "--out", str(outs[0]),
+                         "--scores", str(outs[1]), "--metrics", str(outs[2])])
+    assert "1 series skipped, shorter than 16 points (short_series: skip): short (12)" in capsys.readouterr().out
+    metrics = json.loads(outs[2].read_text())
+    assert (metrics["series"], metrics["skipped"], metrics["mase_undefined"]) == (2, 1, 0)
+    assert sorted(pd.read_csv(outs[1])["id"].unique()) == ["long", "longer"]
+
+
+def test_pooled_mase_leaves_out_series_without_one_and_ranks_only_alike_sets():
+    """A flat series has no MASE: the panel's mean leaves it out, and so must the pooled mean."""
+    one = {"series": 2, "horizon": 1, "mase_undefined": 1, "f": {"smape": 10.0, "mase": 4.0, "mean_rank": 1.0}}
+    two = {"series": 1, "horizon": 1, "mase_undefined": 0, "f": {"smape": 40.0, "mase": 1.0, "mean_rank": 2.0},
+           "g": {"smape": 1.0, "mase": 1.0, "mean_rank": 1.0}}
+    out = pooled([one, two], ["f", "g"])
+    assert out["f"]["mase"] == pytest.approx((4.0 + 1.0) / 2) and out["f"]["smape"] == pytest.approx(20.0)
+    assert "mean_rank" not in out["f"] and "g" not in out  # ranked among different forecasters; g ran on one panel
+

@@ -102,6 +102,7 @@ def test_a_handful_of_m3_series_are_forecast_scored_per_series_and_pooled(projec
     assert series["id"].nunique() == 3
     metrics = json.loads((repo / "reports/metrics/panel-m3_quarterly.json").read_text())
     assert (metrics["series"], metrics["skipped"], metrics["horizon"], metrics["season_length"]) == (3, 0, 8, 4)
+    assert metrics["mase_undefined"] == 0
     scores = pd.read_csv(repo / "reports/panels/m3_quarterly.csv", dtype={"id": str})
     assert set(scores["forecaster"]) == {*BASELINES, "ets", "theta", "auto_arima", "combination"}
     smapes = []
@@ -115,7 +116,7 @@ def test_a_handful_of_m3_series_are_forecast_scored_per_series_and_pooled(projec
     assert metrics["naive"]["smape"] == pytest.approx(np.mean(smapes), rel=1e-5)
     report = (repo / "reports/panels.md").read_text()
     assert "## M3: 6 series (m3_yearly, m3_quarterly)" in report and "**not comparable**" in report
-    assert "| Theta | 13.01 | 1.39 |" in report and "## m3_quarterly" in report
+    assert "| Theta | 13.01 | 12.76 | 1.39 |" in report and "## m3_quarterly" in report
     with sqlite3.connect(repo / "mlflow.db") as db:
         metric_keys = {k for (k,) in db.execute("select m.key from metrics m join runs r on m.run_uuid = r.run_uuid "
                                                 "where r.name = 'panel@m3_quarterly'")}

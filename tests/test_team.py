@@ -86,6 +86,8 @@ def runs_of(url: str, experiment: str, where: str = ""):
 def test_the_pipeline_logs_runs_tags_metrics_and_artifacts_to_the_server(team, server):
     proj = team["proj"]
     assert not (proj.path / "mlflow.db").exists(), "MLFLOW_TRACKING_URI alone moves tracking off the local store"
+    # A project without panels still gets every output the report stage declares, saying so.
+    assert (proj.path / "reports/panels.md").read_text().rstrip().endswith("No panels in params.yaml (`panels:`).")
     client, runs = runs_of(server, "forecast", "tags.dataset = 'sales'")
     by_stage = {run.data.tags["dvc.stage"]: run for run in runs}
     expected = {"baselines@sales", *(f"backtest@sales-{f}" for f in ("arima", "lstm", "tcn"))}

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
         # Every series of the panel, whatever panel_sample keeps: a sweep may set it to null.
         panel, source = read_panel(spec)
         need = min_length(params.panel_forecasters(name).values(), spec.horizon, spec.season_length)
-        kept, skipped = screen(panel, need, spec.short_series, source)
+        kept, skipped = screen(panel, need, spec.short_series, name)
         note = f", {len(skipped)} too short and skipped" if skipped else ""
         print(f"check: panel {name}: {kept['id'].nunique()} series from {source}{note}, ok")
     print(f"check: params.yaml ok (seq={params.seq}, num_steps={params.num_steps}, "

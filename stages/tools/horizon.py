@@ -367,7 +367,7 @@ def transient(message: str) -> bool:
     return "lock" in message or ("does not exist" in message and "tmp/exps" in message.replace("\\", "/"))
 
 
-def waiting_out_locks(call, tries: int = 10, pause: float = 3.0):
+def waiting_out_other_dvc(call, tries: int = 10, pause: float = 3.0):
     """``call()``, tried again while the failure is transient (see `transient`)."""
     for attempt in range(tries):
         try:
@@ -393,12 +393,12 @@ def dvc(*args: str) -> None:
             reason = next((line for line in said.splitlines() if line.startswith("ERROR")), said.strip())
             raise CommandError(f"dvc {' '.join(args)}: {reason or 'failed'}")
 
-    waiting_out_locks(once)
+    waiting_out_other_dvc(once)
 
 
 def shown_runs(all_commits: bool) -> tuple[list[dict], dict[str, str]]:
     """Every run in `dvc exp show --json` (every commit's, or HEAD's), and every experiment's state."""
-    shown = waiting_out_locks(lambda: cli.dvc_json("exp", "show", *(["--all-commits"] if all_commits else [])) or [])
+    shown = waiting_out_other_dvc(lambda: cli.dvc_json("exp", "show", *(["--all-commits"] if all_commits else [])) or [])
     return runs_from_exp_show(shown), experiment_states(shown)
 
 

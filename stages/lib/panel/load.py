@@ -90,8 +90,9 @@ def sample_ids(ids: list[str], size: int | None) -> list[str]:
     return [ids[i] for i in picks]
 
 
-def screen(panel: pd.DataFrame, min_length: int, policy: str, where: str) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Keep the series with at least ``min_length`` points; the others stop the stage or are skipped and counted.
+def screen(panel: pd.DataFrame, min_length: int, policy: str, name: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Keep the series of panel ``name`` with at least ``min_length`` points; the others stop the stage
+    (``policy`` reject) or are skipped and counted (skip). A panel with nothing left stops it either way.
 
     Returns the kept panel and ``{id: length}`` of the skipped series.
     """
@@ -100,8 +101,11 @@ def screen(panel: pd.DataFrame, min_length: int, policy: str, where: str) -> tup
     if len(short) and policy == "reject":
         sid, n = short.index[0], int(short.iloc[0])
         more = f" (and {len(short) - 1} more)" if len(short) > 1 else ""
-        raise DataError(f"{where}: series {sid!r} has {n} points, fewer than the {min_length} the protocol needs"
-                        f"{more}; set short_series: skip for the panel in params.yaml to leave such series out")
+        raise DataError(f"panels.{name}: series {sid!r} has {n} points, fewer than the {min_length} the protocol "
+                        f"needs{more}; set panels.{name}.short_series: skip to leave such series out")
+    if len(short) == len(lengths):
+        raise DataError(f"panels.{name}: all {len(lengths)} series have fewer than the {min_length} points the "
+                        "protocol needs: nothing to forecast")
     return panel[~panel["id"].isin(short.index)].reset_index(drop=True), {str(k): int(v) for k, v in short.items()}
 
 

@@ -1,5 +1,6 @@
 """The competition protocol (the M-competitions'): each series' last ``horizon`` points are held out and
-forecast from one origin; sMAPE and MASE per series, and their aggregates over a panel or a group of panels."""
+forecast from one origin; sMAPE and MASE per series, and their aggregates over a panel (the report pools
+a group of panels)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ def score_series(y: np.ndarray, forecasts: dict[str, np.ndarray], horizon: int, 
     train, test = holdout(y, horizon)
     return {name: {"smape": smape(test, f), "mase": mase(test, f, train, season_length)}
             for name, f in forecasts.items()}
+
+
+def undefined_mase(scores: pd.DataFrame) -> int:
+    """Series whose MASE is undefined for every forecaster: a flat history, whose in-sample seasonal naive
+    error is 0. The mean MASE leaves them out; the count says how many."""
+    return int(scores.groupby("id", sort=False)["mase"].apply(lambda s: s.isna().all()).sum())
 
 
 def aggregate(scores: pd.DataFrame, baselines: list[str], rank_by: str = "smape") -> dict[str, dict]:
