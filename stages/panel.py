@@ -87,9 +87,10 @@ def eta(done: int, total: int, elapsed: float) -> str:
     return f"{done}/{total} series, {clock(elapsed)} so far{left}"
 
 
-def tables(results: list, panel: pd.DataFrame, horizon: int, season_length: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The forecasts (id, forecaster, h, actual, forecast) and the scores (id, forecaster, smape, mase)."""
-    values = {sid: part["value"].to_numpy(dtype=float) for sid, part in panel.groupby("id", sort=False)}
+def tables(results: list, values: dict[str, np.ndarray], horizon: int, season_length: int
+           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The forecasts (id, forecaster, h, actual, forecast) and the scores (id, forecaster, smape, mase) of each
+    series' ``values``."""
     forecasts, scores = [], []
     for sid, predicted, _ in results:
         y = values[sid]
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         results = forecast_panel(series, spec.horizon, specs, spec.season_length, workers,
                                  progress=lambda done: print(f"{stage}: {eta(done, len(series), time.perf_counter() - started)}"))
-        forecasts, scores = tables(results, panel, spec.horizon, spec.season_length)
+        forecasts, scores = tables(results, dict(series), spec.horizon, spec.season_length)
         summary = aggregate(scores, baselines=[n for n in params.baselines if n in specs])
         # Laid out as forecast-<dataset>.json: one entry per forecaster beside the panel's facts.
         metrics: dict[str, Any] = {"protocol": "holdout", "horizon": spec.horizon, "season_length": spec.season_length,

@@ -45,11 +45,7 @@ def load_series(path: Path, time_col: str, value_col: str, fill: str = "none", f
     """
     rows = read_rows(path)
     header = [h.strip() for h in rows[0]]
-    for col in (time_col, value_col):
-        if col not in header:
-            raise DataError(f"{path}: line 1: column {col!r} not found in the header "
-                            f"(columns: {', '.join(header)}){delimiter_hint(header)}")
-    ti, vi = header.index(time_col), header.index(value_col)
+    ti, vi = column_positions(header, (time_col, value_col), path)
     times, values = [], []
     for line, row in enumerate(rows[1:], start=2):
         if not row or not any(cell.strip() for cell in row):
@@ -86,6 +82,15 @@ def read_rows(path: Path) -> list[list[str]]:
         return list(csv.reader(text.splitlines()))
     except csv.Error as exc:
         raise DataError(f"{path}: not readable as CSV ({exc})") from None
+
+
+def column_positions(header: list[str], columns: tuple[str, ...], path: Path) -> list[int]:
+    """Where each of ``columns`` is in the header row; a missing one stops with the columns there are."""
+    for col in columns:
+        if col not in header:
+            raise DataError(f"{path}: line 1: column {col!r} not found in the header "
+                            f"(columns: {', '.join(header)}){delimiter_hint(header)}")
+    return [header.index(col) for col in columns]
 
 
 def delimiter_hint(header: list[str]) -> str:

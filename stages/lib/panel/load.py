@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.errors import DataError
-from stages.lib.forecast.series import (check_order, delimiter_hint, parse_float, parse_int, period_parser,
+from stages.lib.forecast.series import (check_order, column_positions, parse_float, parse_int, period_parser,
                                         read_rows)
 
 # ------------------------------------------------------------------ loading
@@ -30,11 +30,7 @@ def load_panel(path: Path, id_col: str, time_col: str, value_col: str, freq: str
     """
     rows = read_rows(path)
     header = [h.strip() for h in rows[0]]
-    for col in (id_col, time_col, value_col):
-        if col not in header:
-            raise DataError(f"{path}: line 1: column {col!r} not found in the header "
-                            f"(columns: {', '.join(header)}){delimiter_hint(header)}")
-    ii, ti, vi = header.index(id_col), header.index(time_col), header.index(value_col)
+    ii, ti, vi = column_positions(header, (id_col, time_col, value_col), path)
     parse_time = parse_int if freq is None else period_parser(freq)
     series: dict[str, tuple[list[tuple[int, int]], list[float]]] = {}
     for line, row in enumerate(rows[1:], start=2):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stages.lib.forecast.scoring import mase, smape
+from stages.lib.forecast.scoring import mase, mean_ranks, smape
 
 
 def holdout(y: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +42,7 @@ def aggregate(scores: pd.DataFrame, baselines: list[str], rank_by: str = "smape"
     """
     wide = scores.pivot(index="id", columns="forecaster", values=rank_by)
     names = list(dict.fromkeys(scores["forecaster"]))
-    ranks = wide[names].rank(axis=1, method="average").mean(axis=0)
+    ranks = mean_ranks(wide[names].T.to_dict())  # each series ranks the forecasters, as a dataset does
     means = scores.groupby("forecaster", sort=False)[["smape", "mase"]].mean()
     out = {}
     for name in names:
