@@ -255,8 +255,10 @@ def panel_figure(panels: dict[str, dict], names: list[str], sample: int | None, 
     panel_scores(smape, reference, path, f"Panels by the competition protocol ({scope})")
 
 
-def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str], sample: int | None) -> list[str]:
-    """reports/panels.md: a section per panel, and each group's panels pooled, M3 beside its published results."""
+def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str], sample: int | None,
+                 modes: dict[str, str] | None = None) -> list[str]:
+    """reports/panels.md: a section per panel, and each group's panels pooled, M3 beside its published results.
+    ``modes``: each Keras model's mode (global or per_series)."""
     lines = ["# Many series: panels", "", "<!-- Written by the `report` stage of `dvc repro`; do not edit by hand. -->", ""]
     if not panels:
         return [*lines, "No panels in params.yaml (`panels:`)."]
@@ -269,6 +271,12 @@ def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str]
         lines += [f"**A sample**: `panel_sample` = {sample} series per panel, spread evenly over it, so that the default "
                   "`dvc repro` stays short. These means are not comparable with published results; the whole "
                   "collection: `dvc exp run -S panel_sample=null` (docs/panels.md).", ""]
+    if modes:
+        told = {"global": "one network trained across every series of the panel, each series scaled by its own history",
+                "per_series": "one network per series"}
+        lines += ["Keras models (`panel_models:`): " + "; ".join(f"*{n}*, {told[m]}" for n, m in modes.items())
+                  + ". A model that runs on some panels only is left out of its group's pooled table, and the pooled "
+                  "mean rank is left out where the panels ranked different forecasters.", ""]
     lines += ["![mean sMAPE per forecaster](figures/panels.png)", ""]
     for group, (members, aggregates) in panel_groups(panels, names).items():
         total = sum(panels[m]["series"] for m in members)
@@ -319,8 +327,10 @@ def main(argv: list[str] | None = None) -> None:
         lines += ["", "## Many series", "", f"Panels forecast by the competition protocol: [{args.panels_out.name}]"
                   f"({args.panels_out.name})" + (f" (a sample of {params.panel_sample} series per panel)."
                                                  if params.panel_sample else ".")]
-    panel_figure(panels, list(params.all_forecasters), params.panel_sample, args.panels_figure)
-    write_text(args.panels_out, "\n".join(panel_report(panels, list(params.all_forecasters), list(params.baselines), params.panel_sample)).rstrip() + "\n")
+    modes = {name: spec.mode for name, spec in params.panel_models.items()}
+    panel_figure(panels, params.panel_names, params.panel_sample, args.panels_figure)
+    write_text(args.panels_out, "\n".join(panel_report(panels, params.panel_names, list(params.baselines),
+                                                       params.panel_sample, modes)).rstrip() + "\n")
     write_text(args.out, "\n".join(lines).rstrip() + "\n")
     write_text(args.forecast_out, "\n".join(forecast_report(args.metrics, datasets, names, params.backtest.levels)).rstrip() + "\n")
     print(f"report: wrote {args.out}, {args.forecast_out} and {args.panels_out}")

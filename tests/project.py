@@ -38,6 +38,9 @@ def tiny(params: dict) -> dict:
     # A handful of M3 series through the same ingest: one panel without a season, one with.
     params["panels"] = {name: params["panels"][name] for name in ("m3_yearly", "m3_quarterly")}
     params["panel_sample"] = 3
+    for model in params["panel_models"].values():
+        model["fit"].update(max_epochs=2)
+        model["arch"].update(units=[8, 8], dense=[4])
     return params
 
 

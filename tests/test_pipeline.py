@@ -25,6 +25,7 @@ FORECAST_STAGES = ("ingest@", "baselines@", "backtest@", "evaluate_forecast@", "
 BASELINES = ("naive", "seasonal_naive", "drift")
 STATISTICAL = ("ets", "theta", "auto_arima", "combination")
 FORECASTERS = (*BASELINES, "arima", "lstm", "tcn", "lstm_auto")  # the tiny params leave out tcn_auto
+PANEL_MODELS = ("lstm_global", "lstm_series")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("git") is None, reason="needs git")]
 
@@ -57,7 +58,8 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
                  *(f"backtest@{d}-{f}" for d in ("sales", "elnino") for f in FORECASTERS[len(BASELINES):]),
                  "evaluate_forecast@sales", "evaluate_forecast@elnino", "article",
                  "ingest_panel@m3_yearly", "panel@m3_yearly", "ingest_panel@m3_quarterly", "panel@m3_quarterly",
-                 "report"):
+                 *(f"panel_model@{p}-{m}" for p in ("m3_yearly", "m3_quarterly") for m in PANEL_MODELS),
+                 "evaluate_panel@m3_yearly", "evaluate_panel@m3_quarterly", "report"):
         assert name in stages
     memory = json.loads((repo / "reports/metrics/memory.json").read_text())
     assert memory["seq"] == 6 and memory["probed_positions"] == {"first": 0, "last": 5}
@@ -104,7 +106,7 @@ def test_a_handful_of_m3_series_are_forecast_scored_per_series_and_pooled(projec
     assert (metrics["series"], metrics["skipped"], metrics["horizon"], metrics["season_length"]) == (3, 0, 8, 4)
     assert metrics["mase_undefined"] == 0
     scores = pd.read_csv(repo / "reports/panels/m3_quarterly.csv", dtype={"id": str})
-    assert set(scores["forecaster"]) == {*BASELINES, "ets", "theta", "auto_arima", "combination"}
+    assert set(scores["forecaster"]) == {*BASELINES, "ets", "theta", "auto_arima", "combination", *PANEL_MODELS}
     smapes = []
     for sid, part in series.groupby("id", sort=False):
         y = part["value"].to_numpy()
@@ -117,10 +119,17 @@ def test_a_handful_of_m3_series_are_forecast_scored_per_series_and_pooled(projec
     report = (repo / "reports/panels.md").read_text()
     assert "## M3: 6 series (m3_yearly, m3_quarterly)" in report and "**not comparable**" in report
     assert "| Theta | 13.01 | 12.76 | 1.39 |" in report and "## m3_quarterly" in report
+    # The global model ranks among all of them and counts its wins over each baseline.
+    assert set(metrics["lstm_global"]) == {"smape", "mase", "mean_rank", *(f"wins_{b}" for b in BASELINES)}
     with sqlite3.connect(repo / "mlflow.db") as db:
-        metric_keys = {k for (k,) in db.execute("select m.key from metrics m join runs r on m.run_uuid = r.run_uuid "
-                                                "where r.name = 'panel@m3_quarterly'")}
-    assert {"series", "ets.smape", "ets.mean_rank", "ets.wins_naive", "ets.fit_s"} <= metric_keys
+        def keys(run: str) -> set[str]:
+            return {k for (k,) in db.execute("select m.key from metrics m join runs r on m.run_uuid = r.run_uuid "
+                                             "where r.name = ?", (run,))}
+        assert {"series", "ets.smape", "ets.mean_rank", "ets.wins_naive", "lstm_global.smape"} <= keys(
+            "evaluate_panel@m3_quarterly")
+        assert "ets.fit_s" in keys("panel@m3_quarterly")
+        # The global model's training curve (one value per epoch), its windows and its time.
+        assert {"loss", "val_loss", "windows", "epochs_run", "fit_s"} <= keys("panel_model@m3_quarterly-lstm_global")
 
 
 def test_mlflow_store_holds_one_run_per_stage_with_tags(project):
@@ -160,7 +169,9 @@ def test_second_repro_runs_nothing(project):
 # window) and both datasets. Forcing all 25 tiny stages took 146 s of a CI run; these take about half.
 FORCED = ("generate", "train_memory@lstm", "evaluate_memory", "ingest@elnino", "baselines@elnino",
           "statistical@elnino", "backtest@elnino-arima", "backtest@elnino-lstm_auto", "backtest@sales-tcn",
-          "evaluate_forecast@elnino", "article", "ingest_panel@m3_quarterly", "panel@m3_quarterly", "report")
+          "evaluate_forecast@elnino", "article", "ingest_panel@m3_quarterly", "panel@m3_quarterly",
+          "panel_model@m3_quarterly-lstm_global", "panel_model@m3_yearly-lstm_series", "evaluate_panel@m3_quarterly",
+          "report")
 
 
 def test_forced_repro_is_byte_identical(project):

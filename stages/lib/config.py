@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from stages.lib.errors import ParamsError
-from stages.lib.forecast.specs import BASELINE_KINDS, SPECS, STATISTICAL_KINDS
+from stages.lib.forecast.specs import BASELINE_KINDS, SPECS, STATISTICAL_KINDS, PanelKerasSpec
 from stages.lib.infra import paths
 from stages.lib.memory.tasks import IDEAL_CHANGE_PCT, TASKS
 from stages.lib.nn.models import REGISTRY, FitParams, ModelSpec
@@ -273,6 +273,9 @@ class Params(Strict):
     # Collections of series, each forecast by every baseline and statistical
     # forecaster under the competition protocol (stage panel@<name>).
     panels: dict[str, PanelParams] = {}
+    # Keras forecasters of the panels, each in its own stage per panel
+    # (panel_model@<panel>-<name>): one model across the series, or one per series.
+    panel_models: dict[str, PanelKerasSpec] = {}
     # Series per panel, spread evenly over it, so that the default `dvc repro`
     # stays short; null: every series (the whole M3 took 16.5 min on 2 cores:
     # `dvc exp run -S panel_sample=null`, docs/panels.md).
@@ -285,9 +288,12 @@ class Params(Strict):
         if missing:
             raise ValueError(f"baselines: {', '.join(missing)} must always be present "
                              "(add e.g. `naive: {kind: naive}`)")
-        for section, names in (("statistical", self.statistical), ("forecasters", self.forecasters)):
+        for section, names in (("statistical", self.statistical), ("forecasters", self.forecasters),
+                               ("panel_models", self.panel_models)):
+            earlier = {"statistical": [self.baselines], "forecasters": [self.baselines, self.statistical],
+                       "panel_models": [self.baselines, self.statistical, self.forecasters]}[section]
             for name in names:
-                if name in self.baselines or (section == "forecasters" and name in self.statistical):
+                if any(name in other for other in earlier):
                     raise ValueError(f"{section}.{name}: the name is already used in another section; "
                                      "every forecaster needs its own")
         if self.article.dataset not in self.datasets:
@@ -308,6 +314,13 @@ class Params(Strict):
                     what = "dataset or panel" if section == "statistical" else "dataset"
                     raise ValueError(f"{section}.{name}.datasets: no {what} named {unknown[0]!r} "
                                      f"(have: {', '.join(places)})")
+        for name, spec in self.panel_models.items():
+            unknown = [d for d in spec.datasets or () if d not in self.panels]
+            if unknown:
+                raise ValueError(f"panel_models.{name}.datasets: no panel named {unknown[0]!r} "
+                                 f"(have: {', '.join(self.panels) or 'none'})")
+            if spec.fit.seed is None:
+                raise ValueError(f"panel_models.{name}.fit.seed is required: the training seed of the model")
         for name in self.panels:
             if name in self.datasets:
                 raise ValueError(f"panels.{name}: the name is already a dataset's; every dataset and panel needs its own")
@@ -330,10 +343,26 @@ class Params(Strict):
         """The classical set run on a panel: every baseline and statistical forecaster that runs on it."""
         return {n: spec for n, spec in {**self.baselines, **self.statistical}.items() if spec.runs_on(name)}
 
+    def panel_model(self, name: str) -> PanelKerasSpec:
+        if name not in self.panel_models:
+            raise ParamsError(f"params.yaml: panel_models: no model named {name!r} "
+                              f"(have: {', '.join(self.panel_models) or 'none'})")
+        return self.panel_models[name]
+
+    def panel_specs(self, name: str) -> dict[str, Any]:
+        """Every forecaster run on a panel, the classical set first: together they decide the series kept."""
+        return {**self.panel_forecasters(name),
+                **{n: spec for n, spec in self.panel_models.items() if spec.runs_on(name)}}
+
     @property
     def all_forecasters(self) -> dict[str, Any]:
         """Baselines first, then the statistical benchmarks, then the other forecasters: the order of every table."""
         return {**self.baselines, **self.statistical, **self.forecasters}
+
+    @property
+    def panel_names(self) -> list[str]:
+        """Every forecaster that may run on a panel, in the order of the panel tables."""
+        return [*self.baselines, *self.statistical, *self.panel_models]
 
     def forecasters_of(self, dataset: str) -> dict[str, Any]:
         """Every forecaster backtested on ``dataset``, in the order of every table."""

@@ -1,4 +1,10 @@
-"""Keras sequence-to-one models as forecasters: each owns its differencing, scaler and windows."""
+"""Keras sequence-to-one models as forecasters: each owns its differencing, scaler and windows.
+
+``KerasForecaster`` is one model per series (the forecaster interface of every
+kind); ``GlobalKerasForecaster`` is one model trained across every series of a
+panel, each series scaled by its own history, as global models compete on
+collections (neuralforecast, N-BEATS).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,14 @@ def resolved_fit(fit: FitParams, n_points: int) -> FitParams:
     return fit.model_copy(update={"batch_size": max(1, round(n_points / 5))})
 
 
+def scaled_differences(history: np.ndarray, order: int) -> tuple[np.ndarray, float]:
+    """The history's ``order``-th differences divided by their largest absolute value (the article's
+    normalisation, from the history alone), and that scale (1 where every difference is 0)."""
+    z = difference(history, order)
+    peak = float(np.max(np.abs(z))) if len(z) else 0.0
+    scale = peak if peak > 0 else 1.0
+    return z / scale, scale
+
 
 class KerasForecaster(Forecaster):
     """A Keras sequence-to-one model made a forecaster: it owns its preprocessing.
@@ -41,6 +55,7 @@ class KerasForecaster(Forecaster):
         super().__init__(spec, season_length, spec.window(season_length, num_steps))
         self.model_spec = spec.model_spec()
         self.histories: list = []
+        self.verbose: int | None = None  # Keras' progress lines; 0 where thousands of series would flood the log
 
     def fit(self, history: np.ndarray) -> KerasForecaster:
         from stages.lib.nn.training import seed_everything, train
@@ -49,7 +64,8 @@ class KerasForecaster(Forecaster):
         X, target = make_windows(z, self.num_steps)
         seed_everything(self.spec.fit.seed or 0)
         self.model = self.model_spec.build(self.num_steps, 1)
-        self.histories.append(train(self.model, X, target, resolved_fit(self.spec.fit, len(self.history))))
+        self.histories.append(train(self.model, X, target, resolved_fit(self.spec.fit, len(self.history)),
+                                    verbose=self.verbose))
         return self
 
     def update(self, history: np.ndarray) -> KerasForecaster:
@@ -59,10 +75,8 @@ class KerasForecaster(Forecaster):
     def _observe(self, history: np.ndarray) -> np.ndarray:
         """Take the history up to the origin and refit the scaler on it; the scaled differences."""
         self.history = as_array(history)
-        z = difference(self.history, self.spec.diff_order)
-        peak = np.max(np.abs(z))
-        self.scale = float(peak) if peak > 0 else 1.0
-        return z / self.scale
+        z, self.scale = scaled_differences(self.history, self.spec.diff_order)
+        return z
 
     def _step(self, windows: np.ndarray) -> np.ndarray:
         # Calling the model directly: model.predict costs tens of ms per call in set-up.
@@ -102,3 +116,67 @@ class KerasForecaster(Forecaster):
     def facts(self) -> dict[str, Any]:
         return {"input_size": self.num_steps, "refits": len(self.histories), "epochs_run": [len(h) for h in self.histories],
                 "final_loss": [float(h["loss"].iloc[-1]) for h in self.histories]}
+
+
+class GlobalKerasForecaster:
+    """One Keras model trained across every series of a panel: a global model.
+
+    ``fit(histories)`` differences each series and scales it by the largest
+    absolute difference of its own history (as ``KerasForecaster`` does for one),
+    cuts windows of ``num_steps`` from every series and trains one model on all
+    of them from the seed, so a series of sales in millions and one of rates
+    near 1 teach the same network. With ``fit.patience`` the last window of each
+    series is held out for validation: training stops once its loss has not
+    improved for that many epochs and keeps the best weights.
+    ``predict(horizon)`` runs the model one step at a time on its own outputs,
+    every series in one batch, and scales each series' forecast back.
+    """
+
+    def __init__(self, spec: KerasSpec, season_length: int = 1, num_steps: int = 1) -> None:
+        self.spec, self.m = spec, season_length
+        self.num_steps = spec.window(season_length, num_steps)
+        self.model_spec = spec.model_spec()
+        self.histories: list[pd.DataFrame] = []
+
+    def fit(self, histories: list[np.ndarray]) -> GlobalKerasForecaster:
+        from stages.lib.nn.training import seed_everything, train
+
+        self.levels = [as_array(h) for h in histories]
+        scaled = [scaled_differences(h, self.spec.diff_order) for h in self.levels]
+        self.z = [z for z, _ in scaled]
+        self.scales = np.array([scale for _, scale in scaled])
+        windows = [make_windows(z, self.num_steps) for z in self.z]
+        hold = 1 if self.spec.fit.patience else 0  # each series' last window validates
+        X = np.concatenate([x[:len(x) - hold] for x, _ in windows])
+        target = np.concatenate([t[:len(t) - hold] for _, t in windows])
+        val = (np.concatenate([x[-1:] for x, _ in windows]), np.concatenate([t[-1:] for _, t in windows])) \
+            if hold else None
+        seed_everything(self.spec.fit.seed or 0)
+        self.model = self.model_spec.build(self.num_steps, 1)
+        self.histories.append(train(self.model, X, target, self.spec.fit, val=val))
+        self.windows = len(X)
+        return self
+
+    def predict(self, horizon: int) -> np.ndarray:
+        """Each series' next ``horizon`` levels, one row per series."""
+        d = self.spec.diff_order
+        z = np.stack([zs[-self.num_steps:] for zs in self.z]).astype(np.float32)
+        past = np.stack([h[len(h) - d:] for h in self.levels]) if d else None
+        out = np.empty((len(self.levels), horizon))
+        for k in range(horizon):
+            z_next = np.asarray(self.model(z[..., None], training=False)).reshape(-1)
+            diffs = z_next.astype(float) * self.scales
+            out[:, k] = undifference_next(diffs, past, d) if d else diffs
+            z = np.concatenate([z[:, 1:], z_next[:, None]], axis=1)
+            if d:
+                past = np.concatenate([past[:, 1:], out[:, k:k + 1]], axis=1)
+        return out
+
+    def training_histories(self) -> list[pd.DataFrame]:
+        return self.histories
+
+    def facts(self) -> dict[str, Any]:
+        history = self.histories[-1]
+        return {"input_size": self.num_steps, "series": len(self.levels), "windows": self.windows,
+                "epochs_run": len(history), "final_loss": float(history["loss"].iloc[-1]),
+                **({"best_val_loss": float(history["val_loss"].min())} if "val_loss" in history else {})}

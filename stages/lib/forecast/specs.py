@@ -193,6 +193,23 @@ class KerasSpec(Spec):
         return self.diff_order + self.window(season_length, num_steps) + 2  # at least two training windows
 
 
+class PanelKerasSpec(KerasSpec):
+    """A Keras forecaster of panels (section ``panel_models:``): one model per series, or one across them all."""
+
+    # global: one model trained on the windows of every series of the panel, each
+    # series scaled by its own history; per_series: one model per series, as a
+    # forecaster of `forecasters:` is trained on one dataset.
+    mode: Literal["global", "per_series"] = "global"
+
+    @model_validator(mode="after")
+    def _global_batches(self) -> PanelKerasSpec:
+        if self.mode == "global" and self.fit.batch_size == "auto":
+            # `auto` is the article's fifth of one series; a global model's windows come from thousands.
+            raise ValueError("fit.batch_size: a global model needs a number of windows per batch (auto is a fifth "
+                             "of one series, for per_series)")
+        return self
+
+
 SPECS: dict[str, type[Spec]] = {
     "naive": NaiveSpec,
     "seasonal_naive": SeasonalNaiveSpec,

@@ -87,19 +87,19 @@ def callbacks_for(fit: FitParams, has_val: bool) -> list[keras.callbacks.Callbac
 
 
 def train(model: keras.Model, X: np.ndarray | FreshBatches, y: np.ndarray | None, fit: FitParams,
-          val: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+          val: tuple[np.ndarray, np.ndarray] | None = None, verbose: int | None = None) -> pd.DataFrame:
     """Compile with MSE and Adam, train, and return the per-epoch history.
 
     ``X`` is a fixed training set with targets ``y``, or a FreshBatches stream
     (``y`` None). Progress: Keras' bar on a terminal, one line per epoch
-    otherwise (DVC logs).
+    otherwise (DVC logs), or ``verbose`` (Keras' 0, 1 or 2) where given.
     """
     optimizer = keras.optimizers.Adam(learning_rate=fit.learning_rate, clipnorm=fit.clipnorm)
     model.compile(loss="mse", optimizer=optimizer)
     stream = isinstance(X, keras.utils.PyDataset)
     history = model.fit(
         X, y, batch_size=None if stream else fit.batch_size, epochs=fit.max_epochs, validation_data=val, shuffle=True,
-        callbacks=callbacks_for(fit, has_val=val is not None), verbose=1 if sys.stdout.isatty() else 2,
+        callbacks=callbacks_for(fit, has_val=val is not None), verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
     )
     frame = pd.DataFrame(history.history).drop(columns=["learning_rate"], errors="ignore")
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))

@@ -105,8 +105,9 @@ def screen(panel: pd.DataFrame, min_length: int, policy: str, name: str) -> tupl
     return panel[~panel["id"].isin(short.index)].reset_index(drop=True), {str(k): int(v) for k, v in short.items()}
 
 
-def min_length(specs: Iterable, horizon: int, season_length: int) -> int:
+def min_length(specs: Iterable, horizon: int, season_length: int, num_steps: int) -> int:
     """Fewest points a series needs: the held-out horizon, and a history every forecaster can fit and MASE can
-    scale (a seasonal naive error in-sample)."""
-    fits = max(spec.min_history(season_length, 1) for spec in specs)
+    scale (a seasonal naive error in-sample). Every stage of a panel asks it of every forecaster that runs on
+    the panel, so they all keep the same series."""
+    fits = max(spec.min_history(season_length, num_steps) for spec in specs)
     return horizon + max(fits, season_length + 1)

@@ -1,0 +1,95 @@
+"""Stage evaluate_panel@<panel>: the forecasts of every forecaster of a panel scored per series and aggregated.
+
+Reads the classical set's forecasts (panel@) and each Keras model's
+(panel_model@), and writes:
+
+- ``--scores``: sMAPE and MASE per series and forecaster (committed);
+- ``--metrics``: per forecaster the mean sMAPE, mean MASE, mean rank over every
+  forecaster of the panel, and wins against each baseline; the series scored,
+  skipped and with an undefined MASE. One MLflow run with the same aggregates
+  as metrics, the score table and the skipped series.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stages.lib.config import load_params
+from stages.lib.errors import DataError
+from stages.lib.infra import cli
+from stages.lib.infra.io import write_csv, write_json
+from stages.lib.infra.tracking import stage_run
+from stages.lib.panel.run import kept_series
+from stages.lib.panel.scores import aggregate, score_series, undefined_mase
+
+
+def forecasts_by_series(frames: list[pd.DataFrame], ids: list[str], names: list[str], horizon: int
+                        ) -> dict[str, dict[str, np.ndarray]]:
+    """Each series' forecast per forecaster; a forecaster missing a series (an output older than the series)
+    stops the stage naming both."""
+    table = pd.concat(frames, ignore_index=True)
+    table["id"] = table["id"].astype(str)
+    out: dict[str, dict[str, np.ndarray]] = {sid: {} for sid in ids}
+    for (name, sid), part in table.groupby(["forecaster", "id"], sort=False):
+        if sid in out:
+            out[sid][name] = part.sort_values("h")["forecast"].to_numpy(dtype=float)
+    for sid in ids:
+        missing = [n for n in names if n not in out[sid] or len(out[sid][n]) != horizon]
+        if missing:
+            raise DataError(f"series {sid!r} has no forecast of {horizon} points from {missing[0]}: "
+                            "its stage's output is older than the series (run dvc repro)")
+    return {sid: {n: out[sid][n] for n in names} for sid in ids}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--panel", required=True, help="a key under panels: in params.yaml")
+    parser.add_argument("--series", type=Path, required=True, help="CSV written by ingest_panel")
+    parser.add_argument("--forecasts", type=Path, required=True, help="CSV of the classical set's forecasts (panel@)")
+    parser.add_argument("--models", type=Path, required=True, help="folder of the Keras models' forecasts (<model>.csv)")
+    parser.add_argument("--scores", type=Path, required=True, help="CSV of sMAPE and MASE per series and forecaster")
+    parser.add_argument("--metrics", type=Path, required=True, help="JSON of the aggregates")
+    args = parser.parse_args(argv)
+
+    params = load_params()
+    spec = params.panel(args.panel)
+    names = list(params.panel_specs(args.panel))
+    models = [n for n in params.panel_models if n in names]
+    stage = f"evaluate_panel@{args.panel}"
+    series, skipped, _ = kept_series(args.series, params, args.panel, params.panel_specs(args.panel))
+    frames = [pd.read_csv(path, dtype={"id": str}, float_precision="round_trip")
+              for path in [args.forecasts, *(args.models / f"{n}.csv" for n in models)]]
+    values = dict(series)
+    predicted = forecasts_by_series(frames, list(values), names, spec.horizon)
+    scores = pd.DataFrame([{"id": sid, "forecaster": name, **s} for sid, f in predicted.items()
+                           for name, s in score_series(values[sid], f, spec.horizon, spec.season_length).items()])
+    summary = aggregate(scores, baselines=[n for n in params.baselines if n in names])
+    # Laid out as forecast-<dataset>.json: one entry per forecaster beside the panel's facts.
+    metrics: dict[str, Any] = {"protocol": "holdout", "horizon": spec.horizon, "season_length": spec.season_length,
+                               "series": len(series), "skipped": len(skipped),
+                               "mase_undefined": undefined_mase(scores), "group": spec.group, **summary}
+    run_params = {"panel": args.panel, **spec.model_dump(), "forecasters": names}
+    tags = {"dataset": args.panel, "kind": "evaluate_panel", "forecaster": ",".join(names)}
+    with stage_run("forecast", stage, run_params, inputs=[args.series], tags=tags) as run:
+        write_csv(args.scores, scores)
+        write_json(args.metrics, metrics)
+        run.log_metrics({"series": len(series), "skipped": len(skipped)})
+        run.log_metrics({f"{n}.{k}": v for n, agg in summary.items() for k, v in agg.items()})
+        run.log_artifact(args.scores)
+        if skipped:
+            with tempfile.TemporaryDirectory() as tmp:
+                write_csv(Path(tmp) / "skipped.csv", pd.DataFrame({"id": list(skipped), "points": list(skipped.values())}))
+                run.log_artifact(Path(tmp) / "skipped.csv")
+    best = min(summary, key=lambda n: summary[n]["smape"])
+    print(f"{stage}: {len(series)} series, {len(names)} forecasters; best sMAPE {best} "
+          f"{summary[best]['smape']:.2f}, MASE {summary[best]['mase']:.3f}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,110 @@
+"""Forecasting every series of a panel by the competition protocol, one model per series, over the cores.
+
+Shared by the classical set (stage panel@<panel>) and the per-series Keras models
+(panel_model@<panel>-<name>): every forecaster through its one interface, fitted to
+each series' history and asked for the held-out ``horizon`` points.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from stages.lib.forecast import registry, statistical
+from stages.lib.forecast.keras import KerasForecaster
+from stages.lib.panel.load import min_length, screen
+from stages.lib.panel.scores import holdout
+
+# Below this many series per core the pool's start-up (a process and statsforecast's or TensorFlow's import
+# each) costs more than it saves: they run in the stage's own process.
+MIN_SERIES_PER_CORE = 4
+
+Result = tuple[str, dict[str, np.ndarray], dict[str, float]]  # series id, forecast and seconds per forecaster
+
+
+def forecast_series(y: np.ndarray, horizon: int, specs: dict, season_length: int, num_steps: int
+                    ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Every forecaster's forecast of one series' held-out points, and the seconds each took."""
+    train, _ = holdout(y, horizon)
+    forecasts, seconds = {}, {}
+    for name, spec in specs.items():
+        started = time.perf_counter()
+        forecaster = registry.build(spec, season_length, num_steps)
+        if isinstance(forecaster, KerasForecaster):
+            forecaster.verbose = 0  # a line per epoch and series would bury the progress line
+        forecasts[name] = forecaster.fit(train).predict(horizon)
+        seconds[name] = time.perf_counter() - started
+    # The combination has reused its members' fits of this history; no later series will, so the
+    # cache is emptied and a worker's memory stays flat over thousands of series.
+    statistical.forget_fits()
+    return forecasts, seconds
+
+
+def forecast_chunk(chunk: list[tuple[str, np.ndarray]], horizon: int, specs: dict, season_length: int,
+                   num_steps: int) -> list[Result]:
+    """Forecasts and seconds per forecaster of each series of a chunk (run in a worker)."""
+    return [(sid, *forecast_series(y, horizon, specs, season_length, num_steps)) for sid, y in chunk]
+
+
+def forecast_panel(series: list[tuple[str, np.ndarray]], horizon: int, specs: dict, season_length: int,
+                   num_steps: int, workers: int, progress) -> list[Result]:
+    """Every series' forecasts, in the panel's order, over ``workers`` processes; ``progress(done)`` after each chunk."""
+    size = max(1, min(25, len(series) // (8 * workers)))  # small chunks: a steady progress line, little waiting at the end
+    chunks = [series[i:i + size] for i in range(0, len(series), size)]
+    if workers < 2 or len(series) < MIN_SERIES_PER_CORE * workers:
+        results = (forecast_chunk(chunk, horizon, specs, season_length, num_steps) for chunk in chunks)
+    else:
+        from joblib import Parallel, delayed
+
+        results = Parallel(n_jobs=workers, return_as="generator")(
+            delayed(forecast_chunk)(chunk, horizon, specs, season_length, num_steps) for chunk in chunks)
+    done: list = []
+    for part in results:
+        done += part
+        progress(len(done))
+    return done
+
+
+def eta(done: int, total: int, elapsed: float) -> str:
+    """``12/40 series, 0:31 so far, about 1:12 left``."""
+    def clock(seconds: float) -> str:
+        return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+    left = f", about {clock(elapsed / done * (total - done))} left" if 0 < done < total else ""
+    return f"{done}/{total} series, {clock(elapsed)} so far{left}"
+
+
+FORECAST_COLUMNS = ["id", "forecaster", "h", "actual", "forecast"]
+
+
+def forecast_table(results: list[Result], values: dict[str, np.ndarray], horizon: int) -> pd.DataFrame:
+    """The forecasts, one row per series, forecaster and step ahead (``id, forecaster, h, actual, forecast``)."""
+    frames = [pd.DataFrame({"id": sid, "forecaster": name, "h": np.arange(1, horizon + 1),
+                            "actual": values[sid][-horizon:], "forecast": f})
+              for sid, predicted, _ in results for name, f in predicted.items()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=FORECAST_COLUMNS)
+
+
+def kept_series(path, params, name: str, specs: dict) -> tuple[list[tuple[str, np.ndarray]], dict[str, int], int]:
+    """The series of panel ``name`` (the CSV ingest_panel wrote) long enough for every forecaster of ``specs``,
+    each as (id, values); the skipped ones as {id: length}; and the length they need.
+
+    Each forecasting stage asks this of its own forecasters, so a Keras model's
+    window does not re-run the classical set; evaluate_panel asks it of all of them,
+    and scores the series that every forecaster forecast.
+    """
+    spec = params.panel(name)
+    panel = pd.read_csv(path, dtype={"id": str, "time": str}, float_precision="round_trip")
+    need = min_length(specs.values(), spec.horizon, spec.season_length, params.num_steps)
+    panel, skipped = screen(panel, need, spec.short_series, name)
+    series = [(sid, part["value"].to_numpy(dtype=float)) for sid, part in panel.groupby("id", sort=False)]
+    return series, skipped, need
+
+
+def skipped_line(stage: str, skipped: dict[str, int], need: int) -> str:
+    """The log line that names the skipped series (the first ten; all of them in MLflow)."""
+    named = ", ".join(f"{sid} ({n})" for sid, n in list(skipped.items())[:10])
+    more = f" and {len(skipped) - 10} more (every one in the MLflow run's skipped.csv)" if len(skipped) > 10 else ""
+    return f"{stage}: {len(skipped)} series skipped, shorter than {need} points (short_series: skip): {named}{more}"

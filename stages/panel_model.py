@@ -1,0 +1,95 @@
+"""Stage panel_model@<panel>-<model>: a Keras forecaster of ``panel_models:`` on every series of a panel, by
+the competition protocol.
+
+``mode: global`` trains one model on the windows of every series' history (each
+series scaled by its own), as deep models compete on collections, and forecasts
+all series in one batch per step. ``mode: per_series`` trains one model per
+series, over the cores, as a forecaster of ``forecasters:`` is trained on one
+dataset. ``--out``: the forecasts, one row per series and step ahead, in the
+layout of panel@'s; evaluate_panel scores them beside the classical set's. On a
+panel the model's ``datasets`` does not list, the file has only its header.
+One MLflow run with the training curve (global), the seconds, and the forecasts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stages.lib.config import load_params
+from stages.lib.infra import cli
+from stages.lib.infra.io import write_csv
+from stages.lib.infra.tracking import stage_run
+from stages.lib.panel.run import (FORECAST_COLUMNS, Result, eta, forecast_panel, forecast_table, kept_series,
+                                  skipped_line)
+from stages.lib.panel.scores import holdout
+
+
+def forecast_global(spec, series: list[tuple[str, np.ndarray]], horizon: int, season_length: int,
+                    num_steps: int) -> tuple[list[Result], object]:
+    """One model trained across every series' history; each series' forecast, and the fitted model."""
+    from stages.lib.forecast.keras import GlobalKerasForecaster
+
+    model = GlobalKerasForecaster(spec, season_length, num_steps).fit([holdout(y, horizon)[0] for _, y in series])
+    predicted = model.predict(horizon)
+    return [(sid, {"model": predicted[i]}, {}) for i, (sid, _) in enumerate(series)], model
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--panel", required=True, help="a key under panels: in params.yaml")
+    parser.add_argument("--model", required=True, help="a key under panel_models: in params.yaml")
+    parser.add_argument("--series", type=Path, required=True, help="CSV written by ingest_panel")
+    parser.add_argument("--out", type=Path, required=True, help="CSV of the forecasts")
+    args = parser.parse_args(argv)
+
+    params = load_params()
+    spec, model = params.panel(args.panel), params.panel_model(args.model)
+    stage = f"panel_model@{args.panel}-{args.model}"
+    if not model.runs_on(args.panel):
+        # DVC wants the output: a header and no rows. evaluate_panel leaves the model out.
+        write_csv(args.out, pd.DataFrame(columns=FORECAST_COLUMNS))
+        print(f"{stage}: not run (panel_models.{args.model}.datasets does not list {args.panel})")
+        return
+    series, skipped, need = kept_series(args.series, params, args.panel, {args.model: model})
+    window = model.window(spec.season_length, params.num_steps)
+    workers = os.cpu_count() or 1
+    print(f"{stage}: {len(series)} series, horizon {spec.horizon}, {model.model} {model.mode}, "
+          f"input_size {window}" + (f", {workers} cores" if model.mode == "per_series" else ""))
+    if skipped:
+        print(skipped_line(stage, skipped, need))
+
+    run_params = {"panel": args.panel, **spec.model_dump(), "model": args.model, "spec": model.model_dump(),
+                  "num_steps": params.num_steps}
+    tags = {"dataset": args.panel, "kind": "panel_model", "forecaster": args.model, "mode": model.mode}
+    with stage_run("forecast", stage, run_params, inputs=[args.series], tags=tags) as run:
+        started = time.perf_counter()
+        if model.mode == "global":
+            results, fitted = forecast_global(model, series, spec.horizon, spec.season_length, params.num_steps)
+            facts = fitted.facts()
+            for history in fitted.training_histories():
+                run.log_history(history)
+            print(f"{stage}: trained on {facts['windows']} windows of {facts['series']} series, "
+                  f"{facts['epochs_run']} epochs")
+        else:
+            results = forecast_panel(series, spec.horizon, {"model": model}, spec.season_length, params.num_steps,
+                                     workers, progress=lambda done: print(
+                                         f"{stage}: {eta(done, len(series), time.perf_counter() - started)}"))
+            facts = {"input_size": window, "series": len(series)}
+        results = [(sid, {args.model: f["model"]}, s) for sid, f, s in results]
+        elapsed = time.perf_counter() - started
+        write_csv(args.out, forecast_table(results, dict(series), spec.horizon), digits=None)
+        # Timings in MLflow only, so that the committed files stay byte-identical.
+        run.log_metrics({"series": len(series), "skipped": len(skipped), "fit_s": elapsed,
+                         **{k: v for k, v in facts.items() if k != "series"}})
+        run.log_artifact(args.out)
+    print(f"{stage}: done in {elapsed:.1f} s")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,141 @@
+"""Keras models of panels: one trained across every series (global), or one per series, and their stage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.lib.config import parse_params
+from stages.lib.errors import DataError, ParamsError
+from stages.lib.forecast.specs import PanelKerasSpec
+
+
+def spec(**changes) -> PanelKerasSpec:
+    settings = {"kind": "keras", "model": "lstm", "mode": "global", "input_size": 4,
+                "fit": {"seed": 7, "max_epochs": 40, "batch_size": 16, "learning_rate": 0.01},
+                "arch": {"units": [6], "output_activation": "linear"}}
+    return PanelKerasSpec.model_validate({**settings, **changes})
+
+
+def two_series() -> list[np.ndarray]:
+    t = np.arange(40)
+    return [10 + 0.5 * t + 2 * np.sin(t * np.pi / 2), 50 - 0.2 * t + np.cos(t * np.pi / 3)]
+
+
+def fit_global(series: list[np.ndarray], **changes):
+    from stages.lib.forecast.keras import GlobalKerasForecaster
+
+    return GlobalKerasForecaster(spec(**changes), season_length=1, num_steps=3).fit(series)
+
+
+def test_a_global_model_trains_once_across_two_series_seeded_and_deterministic():
+    series = two_series()
+    first, again = fit_global(series), fit_global(series)
+    np.testing.assert_array_equal(first.predict(5), again.predict(5))  # same seed, same data: the same numbers
+    assert first.predict(5).shape == (2, 5) and np.all(np.isfinite(first.predict(5)))
+    loss = first.training_histories()[0]["loss"]
+    assert len(first.training_histories()) == 1 and loss.iloc[-1] < 0.5 * loss.iloc[0]  # it learnt
+    # Windows of both series: 39 differences each, windows of 4 make 35 per series.
+    assert first.facts()["windows"] == 2 * 35 and first.facts()["series"] == 2
+    other_seed = fit_global(series, fit={"seed": 8, "max_epochs": 40, "batch_size": 16, "learning_rate": 0.01})
+    assert not np.array_equal(other_seed.predict(5), first.predict(5))
+
+
+def test_each_series_is_scaled_by_its_own_history():
+    """A series in other units (x1000, shifted) teaches the same network and gets the same forecast in its units."""
+    a, b = two_series()
+    plain = fit_global([a, b]).predict(4)
+    scaled = fit_global([a, 1000 * b + 5000]).predict(4)
+    np.testing.assert_allclose(scaled[0], plain[0], rtol=1e-5)
+    np.testing.assert_allclose(scaled[1], 1000 * plain[1] + 5000, rtol=1e-5)
+
+
+def test_the_forecast_continues_each_series_from_its_last_level():
+    """diff_order 1: each step adds a predicted difference to the level before, series by series."""
+    model = fit_global(two_series())
+    out = model.predict(3)
+    z = np.stack([zs[-4:] for zs in model.z]).astype(np.float32)
+    first = np.asarray(model.model(z[..., None], training=False)).reshape(-1) * model.scales
+    np.testing.assert_allclose(out[:, 0], [s[-1] for s in two_series()] + first, rtol=1e-6)
+
+
+def test_with_patience_each_series_last_window_validates():
+    model = fit_global(two_series(), fit={"seed": 7, "max_epochs": 5, "batch_size": 16, "patience": 2})
+    assert model.facts()["windows"] == 2 * 34  # the last window of each series held out
+    assert "val_loss" in model.training_histories()[0] and "best_val_loss" in model.facts()
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda p: p["panel_models"]["lstm_global"]["fit"].update(batch_size="auto"),
+     r"^params\.yaml: panel_models\.lstm_global: fit\.batch_size: a global model needs a number of windows"),
+    (lambda p: p["panel_models"]["lstm_global"].update(datasets=["sales"]),
+     r"^params\.yaml: panel_models\.lstm_global\.datasets: no panel named 'sales'"),
+    (lambda p: p["panel_models"]["lstm_global"].update(mode="local"),
+     r"^params\.yaml: panel_models\.lstm_global\.mode: Input should be 'global' or 'per_series'"),
+    (lambda p: p["panel_models"]["lstm_global"]["fit"].pop("seed"),
+     r"^params\.yaml: panel_models\.lstm_global\.fit\.seed is required"),
+    (lambda p: p["panel_models"].update(theta=p["panel_models"]["lstm_global"]),
+     r"^params\.yaml: panel_models\.theta: the name is already used in another section"),
+])
+def test_a_bad_panel_model_is_named_by_its_key(raw_params, edit, message):
+    edit(raw_params)
+    with pytest.raises(ParamsError, match=message):
+        parse_params(raw_params)
+
+
+def test_both_modes_are_named_forecasters_of_the_panels_they_list(raw_params):
+    params = parse_params(raw_params)
+    assert {params.panel_model(n).mode for n in params.panel_models} == {"global", "per_series"}
+    assert "lstm_global" in params.panel_specs("m3_monthly") and "lstm_series" not in params.panel_specs("m3_monthly")
+    assert params.panel_names[-2:] == ["lstm_global", "lstm_series"]
+
+
+def test_a_forecaster_without_a_series_stops_the_evaluation_naming_both():
+    from stages.evaluate_panel import forecasts_by_series
+
+    frame = pd.DataFrame({"id": ["a", "a", "b", "b"], "forecaster": "naive", "h": [1, 2, 1, 2],
+                          "actual": 1.0, "forecast": [1.0, 2.0, 3.0, 4.0]})
+    model = frame[frame["id"] == "a"].assign(forecaster="lstm_global")
+    out = forecasts_by_series([frame, model], ["a"], ["naive", "lstm_global"], 2)
+    np.testing.assert_array_equal(out["a"]["naive"], [1.0, 2.0])
+    with pytest.raises(DataError, match=r"^series 'b' has no forecast of 2 points from lstm_global: .*run dvc repro"):
+        forecasts_by_series([frame, model], ["a", "b"], ["naive", "lstm_global"], 2)
+
+
+def run_stage(tmp_path, monkeypatch, raw_params, model: str, panel: str = "m3_quarterly") -> pd.DataFrame:
+    import yaml
+
+    from stages import panel_model
+    from stages.lib.infra import cli, paths
+
+    monkeypatch.setenv("PIPELINE_TRACKING", "off")
+    for settings in raw_params["panel_models"].values():
+        settings["fit"].update(max_epochs=3)
+        settings["arch"].update(units=[4], dense=[])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
+    monkeypatch.setattr(paths, "params_file", lambda: tmp_path / "params.yaml")
+    rng = np.random.default_rng(3)
+    frames = [pd.DataFrame({"id": sid, "time": range(1, 31), "value": 100 + rng.normal(size=30).cumsum()})
+              for sid in ("q1", "q2", "q3")]
+    pd.concat(frames).to_csv(tmp_path / "series.csv", index=False)
+    out = tmp_path / f"{model}.csv"
+    cli.run(panel_model.main, ["--panel", panel, "--model", model, "--series", str(tmp_path / "series.csv"),
+                               "--out", str(out)])
+    return pd.read_csv(out, dtype={"id": str})
+
+
+@pytest.mark.parametrize("model", ["lstm_global", "lstm_series"])
+def test_the_stage_forecasts_every_series_held_out_points_in_either_mode(tmp_path, monkeypatch, raw_params, model):
+    out = run_stage(tmp_path, monkeypatch, raw_params, model)
+    assert list(out.columns) == ["id", "forecaster", "h", "actual", "forecast"]
+    assert list(out["id"].unique()) == ["q1", "q2", "q3"] and set(out["forecaster"]) == {model}
+    assert list(out["h"]) == [*range(1, 9)] * 3 and out["forecast"].notna().all()
+    series = pd.read_csv(tmp_path / "series.csv", dtype={"id": str})
+    np.testing.assert_allclose(out["actual"], series.groupby("id")["value"].apply(lambda v: v.iloc[-8:]).to_numpy())
+
+
+def test_on_a_panel_it_does_not_list_the_stage_writes_only_the_header(tmp_path, monkeypatch, raw_params, capsys):
+    out = run_stage(tmp_path, monkeypatch, raw_params, "lstm_series", panel="m3_monthly")
+    assert out.empty and list(out.columns) == ["id", "forecaster", "h", "actual", "forecast"]
+    assert "not run (panel_models.lstm_series.datasets does not list m3_monthly)" in capsys.readouterr().out
