@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     params = load_params()
-    ds, bt = params.dataset(args.dataset), params.backtest
+    ds, bt = params.dataset(args.dataset), params.backtest_for(args.dataset)
     specs = params.group(args.group) if args.group else {args.forecaster: params.forecaster(args.forecaster)}
     specs = {name: spec for name, spec in specs.items() if spec.runs_on(args.dataset)}
     if not args.group and not specs:

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     params = load_params()
-    ds, bt, rule = params.dataset(args.dataset), params.backtest, params.evaluate_forecast.persistence
+    ds, bt, rule = params.dataset(args.dataset), params.backtest_for(args.dataset), params.evaluate_forecast.persistence
     series = pd.read_csv(args.series, dtype={"time": str}, float_precision="round_trip")
     y = series["value"].to_numpy(dtype=float)
     specs = params.forecasters_of(args.dataset)
@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> None:
         evaluation_origins = origin_list[bt.calibration_windows:]
         write_json(args.metrics, {
             "dataset": args.dataset, "n_points": len(y), "season_length": ds.season_length,
-            "filled_points": int(series["filled"].sum()), "horizon": bt.horizon, "n_windows": bt.n_windows,
+            "filled_points": int(series["filled"].sum()), "protocol": bt.protocol, "horizon": bt.horizon,
+            "n_windows": bt.n_windows,
             "first_evaluation_time": series["time"].iloc[evaluation_origins[0]],
             "best": best, "best_baseline": best_baseline,
             "beats_baselines": [n for n in names if n not in baselines

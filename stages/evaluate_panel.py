@@ -62,9 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     names = list(params.panel_specs(args.panel))
     models = [n for n in params.panel_models if n in names]
     stage = f"evaluate_panel@{args.panel}"
-    series, skipped, _ = kept_series(args.series, params, args.panel, params.panel_specs(args.panel))
-    frames = [pd.read_csv(path, dtype={"id": str}, float_precision="round_trip")
-              for path in [args.forecasts, *(args.models / f"{n}.csv" for n in models)]]
+    series, skipped, _ = kept_series(args.series, params, args.panel, params.panel_specs(args.panel),
+                                    params.num_steps)
+    sources = [args.forecasts, *(args.models / f"{n}.csv" for n in models)]
+    frames = [pd.read_csv(path, dtype={"id": str}, float_precision="round_trip") for path in sources]
     values = dict(series)
     predicted = forecasts_by_series(frames, list(values), names, spec.horizon)
     scores = pd.DataFrame([{"id": sid, "forecaster": name, **s} for sid, f in predicted.items()
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
                                "mase_undefined": undefined_mase(scores), "group": spec.group, **summary}
     run_params = {"panel": args.panel, **spec.model_dump(), "forecasters": names}
     tags = {"dataset": args.panel, "kind": "evaluate_panel", "forecaster": ",".join(names)}
-    with stage_run("forecast", stage, run_params, inputs=[args.series], tags=tags) as run:
+    with stage_run("forecast", stage, run_params, inputs=[args.series, *sources], tags=tags) as run:
         write_csv(args.scores, scores)
         write_json(args.metrics, metrics)
         run.log_metrics({"series": len(series), "skipped": len(skipped)})

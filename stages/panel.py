@@ -36,19 +36,20 @@ def main(argv: list[str] | None = None) -> None:
     spec = params.panel(args.panel)
     specs = params.panel_forecasters(args.panel)
     stage = f"panel@{args.panel}"
-    series, skipped, need = kept_series(args.series, params, args.panel, specs)
+    # num_steps 1: the classical set has no input window, and the stage does not re-run when num_steps changes.
+    series, skipped, need = kept_series(args.series, params, args.panel, specs, num_steps=1)
     workers = os.cpu_count() or 1
     print(f"{stage}: {len(series)} series, horizon {spec.horizon}, season {spec.season_length}, "
           f"{len(specs)} forecasters ({', '.join(specs)}), {workers} cores")
     if skipped:
-        print(skipped_line(stage, skipped, need))
+        print(skipped_line(stage, args.panel, skipped, need))
 
     run_params = {"panel": args.panel, **spec.model_dump(), "forecasters": list(specs),
                   **{f"spec.{n}": s.model_dump() for n, s in specs.items()}}
     tags = {"dataset": args.panel, "kind": "panel", "forecaster": ",".join(specs)}
     with stage_run("forecast", stage, run_params, inputs=[args.series], tags=tags) as run:
         started = time.perf_counter()
-        results = forecast_panel(series, spec.horizon, specs, spec.season_length, params.num_steps, workers,
+        results = forecast_panel(series, spec.horizon, specs, spec.season_length, 1, workers,
                                  progress=lambda done: print(f"{stage}: {eta(done, len(series), time.perf_counter() - started)}"))
         write_csv(args.out, forecast_table(results, dict(series), spec.horizon), digits=None)
         # Seconds per forecaster, summed over the series (worker time: the stage's wall time is less

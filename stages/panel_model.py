@@ -56,13 +56,13 @@ def main(argv: list[str] | None = None) -> None:
         write_csv(args.out, pd.DataFrame(columns=FORECAST_COLUMNS))
         print(f"{stage}: not run (panel_models.{args.model}.datasets does not list {args.panel})")
         return
-    series, skipped, need = kept_series(args.series, params, args.panel, {args.model: model})
+    series, skipped, need = kept_series(args.series, params, args.panel, {args.model: model}, params.num_steps)
     window = model.window(spec.season_length, params.num_steps)
     workers = os.cpu_count() or 1
     print(f"{stage}: {len(series)} series, horizon {spec.horizon}, {model.model} {model.mode}, "
           f"input_size {window}" + (f", {workers} cores" if model.mode == "per_series" else ""))
     if skipped:
-        print(skipped_line(stage, skipped, need))
+        print(skipped_line(stage, args.panel, skipped, need))
 
     run_params = {"panel": args.panel, **spec.model_dump(), "model": args.model, "spec": model.model_dump(),
                   "num_steps": params.num_steps}

@@ -100,9 +100,11 @@ def forecast_section(name: str, f: dict, names: list[str], levels: list[int]) ->
               for n in names if n in f and "order" in f[n]]
     season = f"season {f['season_length']}" if f["season_length"] > 1 else "no season"
     filled = f" {f['filled_points']} points were filled by the dataset's fill policy." if f.get("filled_points") else ""
+    protocol = (f"The competition protocol: the last {f['horizon']} points held out, forecast from "
+                f"{f['first_evaluation_time']}. " if f.get("protocol") == "holdout" else
+                f"{f['n_windows']} evaluation origins from {f['first_evaluation_time']}, horizon {f['horizon']}. ")
     return [f"### {name}: {f['n_points']} points, {season}", "",
-            f"{f['n_windows']} evaluation origins from {f['first_evaluation_time']}, horizon {f['horizon']}. "
-            f"{'; '.join(orders)}.{filled}", "",
+            protocol + f"{'; '.join(orders)}.{filled}", "",
             *forecast_table(f, names, levels), "", forecast_verdict(f), ""]
 
 
@@ -126,7 +128,8 @@ def article_section(a: dict) -> list[str]:
 
 def forecast_report(metrics_dir: Path, datasets: list[str], names: list[str], levels: list[int]) -> list[str]:
     lines = ["# Forecast experiment", "", "<!-- Written by the `report` stage of `dvc repro`; do not edit by hand. -->", "",
-             "Rolling-origin backtests on the original scale. Columns: errors one step ahead (`h1`) and pooled over "
+             "Backtests on the original scale (rolling origin, unless a dataset's section says the competition "
+             "protocol: one origin, the last `horizon` points held out). Columns: errors one step ahead (`h1`) and pooled over "
              "every step up to the horizon (`all`); MASE divides each error by the in-sample (seasonal) naive error of "
              "its origin's history; coverage of the prediction intervals on the evaluation windows (`model`: the "
              "forecaster's own; `empirical`: quantiles of its errors at earlier origins); *persistent*: the forecast "

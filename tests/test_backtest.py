@@ -127,3 +127,44 @@ def test_the_length_check_names_the_most_demanding_forecaster():
                                         r"step_size=2, calibration_windows=1 with forecaster 'arima' \(needs at least 36: "
                                         r"28 before the first origin\)$"):
         bt.check_lengths(35, "in.csv", backtest, specs, season_length=12, num_steps=3)
+
+
+def test_the_holdout_protocol_forecasts_a_dataset_own_horizon_from_one_origin(tmp_path, monkeypatch, raw_params):
+    """backtest.protocol: holdout, with sales' horizon 6: one evaluation origin (the last 6 points held out), the
+    naive forecast and its scores by hand, and the protocol recorded in the metrics."""
+    import json
+
+    import yaml
+
+    from stages import backtest, evaluate_forecast, ingest
+    from stages.lib.infra import cli, paths
+    from stages.lib.infra.paths import ROOT
+
+    monkeypatch.setenv("PIPELINE_TRACKING", "off")
+    monkeypatch.chdir(ROOT)  # the dataset's file is a path from the repository root
+    raw_params["backtest"].update(protocol="holdout", calibration_windows=5)
+    raw_params["datasets"]["sales"]["horizon"] = 6
+    raw_params["statistical"] = {}
+    for spec in raw_params["forecasters"].values():
+        spec["datasets"] = ["elnino"]  # the baselines alone on sales
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
+    monkeypatch.setattr(paths, "params_file", lambda: tmp_path / "params.yaml")
+    series = tmp_path / "series.csv"
+    cli.run(ingest.main, ["--dataset", "sales", "--out", str(series)])
+    cli.run(backtest.main, ["--dataset", "sales", "--group", "baselines", "--series", str(series),
+                            "--out", str(tmp_path / "baselines")])
+    cli.run(evaluate_forecast.main, [
+        "--dataset", "sales", "--series", str(series), "--baselines", str(tmp_path / "baselines"),
+        "--statistical", str(tmp_path / "statistical"), "--backtests", str(tmp_path / "backtests"),
+        "--metrics", str(tmp_path / "m.json"), "--plot-data", str(tmp_path / "plots"),
+        "--figure", str(tmp_path / "f.png")])
+    y = pd.read_csv(series)["value"].to_numpy()
+    frame = pd.read_csv(tmp_path / "baselines/naive/forecasts.csv")
+    evaluation = frame[frame["window"] == "evaluation"]
+    assert set(evaluation["origin"]) == {45 - 6} and list(evaluation["h"]) == [1, 2, 3, 4, 5, 6]
+    assert sorted(set(frame["origin"])) == list(range(45 - 6 - 5, 45 - 6 + 1))  # 5 calibration origins, a step apart
+    np.testing.assert_allclose(evaluation["forecast"], y[38])
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert (metrics["protocol"], metrics["horizon"], metrics["n_windows"]) == ("holdout", 6, 1)
+    assert metrics["naive"]["all"]["mae"] == pytest.approx(np.mean(np.abs(y[39:] - y[38])), rel=1e-6)
+    assert metrics["naive"]["h6"]["mae"] == pytest.approx(abs(y[44] - y[38]), rel=1e-6)

@@ -51,13 +51,18 @@ def test_each_series_is_scaled_by_its_own_history():
     np.testing.assert_allclose(scaled[1], 1000 * plain[1] + 5000, rtol=1e-5)
 
 
-def test_the_forecast_continues_each_series_from_its_last_level():
-    """diff_order 1: each step adds a predicted difference to the level before, series by series."""
-    model = fit_global(two_series())
+@pytest.mark.parametrize("order", [0, 1, 2])
+def test_the_forecast_continues_each_series_from_its_last_levels(order):
+    """Each step's predicted difference, scaled back by its own series, is undifferenced from the levels before."""
+    from stages.lib.forecast.series import undifference_next
+
+    series = two_series()
+    model = fit_global(series, diff_order=order, fit={"seed": 7, "max_epochs": 2, "batch_size": 16})
     out = model.predict(3)
     z = np.stack([zs[-4:] for zs in model.z]).astype(np.float32)
     first = np.asarray(model.model(z[..., None], training=False)).reshape(-1) * model.scales
-    np.testing.assert_allclose(out[:, 0], [s[-1] for s in two_series()] + first, rtol=1e-6)
+    expected = undifference_next(first, np.stack([s[len(s) - order:] for s in series]), order) if order else first
+    np.testing.assert_allclose(out[:, 0], expected, rtol=1e-6)
 
 
 def test_with_patience_each_series_last_window_validates():
@@ -125,17 +130,44 @@ def run_stage(tmp_path, monkeypatch, raw_params, model: str, panel: str = "m3_qu
     return pd.read_csv(out, dtype={"id": str})
 
 
-@pytest.mark.parametrize("model", ["lstm_global", "lstm_series"])
-def test_the_stage_forecasts_every_series_held_out_points_in_either_mode(tmp_path, monkeypatch, raw_params, model):
-    out = run_stage(tmp_path, monkeypatch, raw_params, model)
+@pytest.mark.parametrize(("model", "panel", "horizon"), [("lstm_global", "m3_quarterly", 8),
+                                                      ("lstm_series", "m3_yearly", 6)])
+def test_the_stage_forecasts_every_series_held_out_points_in_either_mode(tmp_path, monkeypatch, raw_params, model,
+                                                                         panel, horizon):
+    out = run_stage(tmp_path, monkeypatch, raw_params, model, panel)
     assert list(out.columns) == ["id", "forecaster", "h", "actual", "forecast"]
     assert list(out["id"].unique()) == ["q1", "q2", "q3"] and set(out["forecaster"]) == {model}
-    assert list(out["h"]) == [*range(1, 9)] * 3 and out["forecast"].notna().all()
+    assert list(out["h"]) == [*range(1, horizon + 1)] * 3 and out["forecast"].notna().all()
     series = pd.read_csv(tmp_path / "series.csv", dtype={"id": str})
-    np.testing.assert_allclose(out["actual"], series.groupby("id")["value"].apply(lambda v: v.iloc[-8:]).to_numpy())
+    np.testing.assert_allclose(out["actual"], series.groupby("id")["value"].apply(lambda v: v.iloc[-horizon:]).to_numpy())
 
 
 def test_on_a_panel_it_does_not_list_the_stage_writes_only_the_header(tmp_path, monkeypatch, raw_params, capsys):
     out = run_stage(tmp_path, monkeypatch, raw_params, "lstm_series", panel="m3_monthly")
     assert out.empty and list(out.columns) == ["id", "forecaster", "h", "actual", "forecast"]
     assert "not run (panel_models.lstm_series.datasets does not list m3_monthly)" in capsys.readouterr().out
+
+
+def test_a_dropped_interrupt_stops_the_panel_between_series_and_the_global_forecast():
+    """Ctrl-C whose first exception was dropped still stops the per-series loop before its next series, and a global
+    model's forecast before its next step."""
+    import signal
+
+    from stages.lib.forecast.specs import NaiveSpec
+    from stages.lib.infra import interrupts
+    from stages.lib.panel.run import forecast_chunk
+
+    model = fit_global(two_series(), fit={"seed": 7, "max_epochs": 1, "batch_size": 16})
+    chunk = [("a", np.arange(20.0)), ("b", np.arange(30.0))]
+    assert len(forecast_chunk(chunk, 3, {"naive": NaiveSpec(kind="naive")}, 1, 3)) == 2
+    try:
+        interrupts._on_signal(signal.SIGINT, None)
+    except KeyboardInterrupt:
+        pass  # what Python does with it when a finaliser was running
+    try:
+        with pytest.raises(KeyboardInterrupt, match="signal 2"):
+            forecast_chunk(chunk, 3, {"naive": NaiveSpec(kind="naive")}, 1, 3)
+        with pytest.raises(KeyboardInterrupt, match="signal 2"):
+            model.predict(3)
+    finally:
+        interrupts.reset()

@@ -55,6 +55,7 @@ def sales_and_lstm_only(params: dict) -> dict:
                              if spec.get("datasets") in (None, ["sales"])}
     params["train_memory"]["models"] = ["lstm"]
     params["panels"] = {}
+    params["panel_models"] = {}  # their `datasets` name panels
     return params
 
 

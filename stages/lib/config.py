@@ -134,6 +134,9 @@ class DatasetParams(Strict):
     time_kind: Literal["integer", "date"] = "integer"
     freq: str | None = None
     season_length: PositiveInt = 1  # 12 for monthly data with a yearly cycle; 1: no season
+    # Steps ahead forecast from each origin on this dataset; null: backtest.horizon.
+    # The competition protocol takes it from the frequency (M3: yearly 6, quarterly 8, monthly 18, other 8).
+    horizon: PositiveInt | None = None
     # What to do with a blank value or a missing period: "none" rejects the
     # file; "ffill" repeats the last value; "linear" interpolates. Filled points
     # are counted in the forecast metrics and the summary.
@@ -214,8 +217,12 @@ class BacktestParams(Strict):
     `calibration_windows` more origins before them are forecast the same way; their
     errors give the empirical intervals of forecasters without their own, and the
     evaluation windows' intervals only use errors already known at their origin.
+    `protocol: holdout` is the competition protocol instead (as for the panels):
+    one evaluation origin, the last `horizon` points held out; `n_windows` and
+    `step_size` are not used (calibration origins still go back one step each).
     """
 
+    protocol: Literal["rolling_origin", "holdout"] = "rolling_origin"
     horizon: PositiveInt = 3
     n_windows: PositiveInt = 10
     step_size: PositiveInt = 1
@@ -333,6 +340,15 @@ class Params(Strict):
         if name not in self.datasets:
             raise ParamsError(f"params.yaml: datasets: no dataset named {name!r} (have: {', '.join(self.datasets)})")
         return self.datasets[name]
+
+    def backtest_for(self, name: str) -> BacktestParams:
+        """The backtest of one dataset: its own horizon where it sets one; one origin under the holdout protocol."""
+        changes: dict[str, Any] = {}
+        if self.dataset(name).horizon is not None:
+            changes["horizon"] = self.dataset(name).horizon
+        if self.backtest.protocol == "holdout":
+            changes.update(n_windows=1, step_size=1)
+        return self.backtest.model_copy(update=changes)
 
     def panel(self, name: str) -> PanelParams:
         if name not in self.panels:

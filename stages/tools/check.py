@@ -15,10 +15,9 @@ from stages.lib.infra import cli
 def main(argv: list[str] | None = None) -> None:
     argparse.ArgumentParser(description=__doc__).parse_args(argv)
     params = load_params()
-    bt = params.backtest
     for name, ds in params.datasets.items():
         series = load_series(Path(ds.file), ds.time_col, ds.value_col, ds.fill, ds.freq)
-        check_lengths(len(series), ds.file, bt, params.forecasters_of(name), ds.season_length, params.num_steps)
+        check_lengths(len(series), ds.file, params.backtest_for(name), params.forecasters_of(name), ds.season_length, params.num_steps)
         print(f"check: dataset {name}: {len(series)} points, ok")
     for name, spec in params.panels.items():
         # Every series of the panel, whatever panel_sample keeps: a sweep may set it to null.

@@ -41,7 +41,9 @@ def check_length(n: int, source: str, bt, forecaster: str, spec: Spec, season_le
     if n < need:
         raise DataError(
             f"{source}: {n} points is too short for backtest.horizon={bt.horizon}, n_windows={bt.n_windows}, "
-            f"step_size={bt.step_size}, calibration_windows={bt.calibration_windows} with forecaster "
+            f"step_size={bt.step_size}, calibration_windows={bt.calibration_windows}"
+            + (" (protocol holdout: one origin; the horizon may be the dataset's own)" if bt.protocol == "holdout" else "")
+            + f" with forecaster "
             f"{forecaster!r} (needs at least {need}: {min_history} before the first origin)")
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 from stages.lib.forecast.base import Forecaster, as_array
 from stages.lib.forecast.series import difference, make_windows, undifference_next
 from stages.lib.forecast.specs import KerasSpec
+from stages.lib.infra import interrupts
 from stages.lib.nn.models import FitParams
 
 
@@ -164,6 +165,7 @@ class GlobalKerasForecaster:
         past = np.stack([h[len(h) - d:] for h in self.levels]) if d else None
         out = np.empty((len(self.levels), horizon))
         for k in range(horizon):
+            interrupts.check()
             z_next = np.asarray(self.model(z[..., None], training=False)).reshape(-1)
             diffs = z_next.astype(float) * self.scales
             out[:, k] = undifference_next(diffs, past, d) if d else diffs

@@ -14,6 +14,7 @@ import pandas as pd
 
 from stages.lib.forecast import registry, statistical
 from stages.lib.forecast.keras import KerasForecaster
+from stages.lib.infra import interrupts
 from stages.lib.panel.load import min_length, screen
 from stages.lib.panel.scores import holdout
 
@@ -45,7 +46,11 @@ def forecast_series(y: np.ndarray, horizon: int, specs: dict, season_length: int
 def forecast_chunk(chunk: list[tuple[str, np.ndarray]], horizon: int, specs: dict, season_length: int,
                    num_steps: int) -> list[Result]:
     """Forecasts and seconds per forecaster of each series of a chunk (run in a worker)."""
-    return [(sid, *forecast_series(y, horizon, specs, season_length, num_steps)) for sid, y in chunk]
+    done = []
+    for sid, y in chunk:
+        interrupts.check()  # Ctrl-C stops between series, not only inside a Keras fit
+        done.append((sid, *forecast_series(y, horizon, specs, season_length, num_steps)))
+    return done
 
 
 def forecast_panel(series: list[tuple[str, np.ndarray]], horizon: int, specs: dict, season_length: int,
@@ -87,24 +92,27 @@ def forecast_table(results: list[Result], values: dict[str, np.ndarray], horizon
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=FORECAST_COLUMNS)
 
 
-def kept_series(path, params, name: str, specs: dict) -> tuple[list[tuple[str, np.ndarray]], dict[str, int], int]:
+def kept_series(path, params, name: str, specs: dict, num_steps: int
+                ) -> tuple[list[tuple[str, np.ndarray]], dict[str, int], int]:
     """The series of panel ``name`` (the CSV ingest_panel wrote) long enough for every forecaster of ``specs``,
     each as (id, values); the skipped ones as {id: length}; and the length they need.
 
     Each forecasting stage asks this of its own forecasters, so a Keras model's
-    window does not re-run the classical set; evaluate_panel asks it of all of them,
-    and scores the series that every forecaster forecast.
+    window does not re-run the classical set (and with ``short_series: reject`` a
+    series too short for one model stops that model's stage); evaluate_panel asks
+    it of all of them, and scores the series that every forecaster forecast.
     """
     spec = params.panel(name)
     panel = pd.read_csv(path, dtype={"id": str, "time": str}, float_precision="round_trip")
-    need = min_length(specs.values(), spec.horizon, spec.season_length, params.num_steps)
+    need = min_length(specs.values(), spec.horizon, spec.season_length, num_steps)
     panel, skipped = screen(panel, need, spec.short_series, name)
     series = [(sid, part["value"].to_numpy(dtype=float)) for sid, part in panel.groupby("id", sort=False)]
     return series, skipped, need
 
 
-def skipped_line(stage: str, skipped: dict[str, int], need: int) -> str:
+def skipped_line(stage: str, panel: str, skipped: dict[str, int], need: int) -> str:
     """The log line that names the skipped series (the first ten; all of them in MLflow)."""
     named = ", ".join(f"{sid} ({n})" for sid, n in list(skipped.items())[:10])
-    more = f" and {len(skipped) - 10} more (every one in the MLflow run's skipped.csv)" if len(skipped) > 10 else ""
+    more = (f" and {len(skipped) - 10} more (every one in skipped.csv of evaluate_panel@{panel}'s MLflow run)"
+            if len(skipped) > 10 else "")
     return f"{stage}: {len(skipped)} series skipped, shorter than {need} points (short_series: skip): {named}{more}"
