@@ -30,14 +30,14 @@ from stages.lib.panel.run import (FORECAST_COLUMNS, Result, eta, forecast_panel,
 from stages.lib.panel.scores import holdout
 
 
-def forecast_global(spec, series: list[tuple[str, np.ndarray]], horizon: int, season_length: int,
+def forecast_global(name: str, spec, series: list[tuple[str, np.ndarray]], horizon: int, season_length: int,
                     num_steps: int) -> tuple[list[Result], object]:
-    """One model trained across every series' history; each series' forecast, and the fitted model."""
+    """One model trained across every series' history; each series' forecast under ``name``, and the fitted model."""
     from stages.lib.forecast.keras import GlobalKerasForecaster
 
     model = GlobalKerasForecaster(spec, season_length, num_steps).fit([holdout(y, horizon)[0] for _, y in series])
     predicted = model.predict(horizon)
-    return [(sid, {"model": predicted[i]}, {}) for i, (sid, _) in enumerate(series)], model
+    return [(sid, {name: predicted[i]}, {}) for i, (sid, _) in enumerate(series)], model
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,18 +70,17 @@ def main(argv: list[str] | None = None) -> None:
     with stage_run("forecast", stage, run_params, inputs=[args.series], tags=tags) as run:
         started = time.perf_counter()
         if model.mode == "global":
-            results, fitted = forecast_global(model, series, spec.horizon, spec.season_length, params.num_steps)
+            results, fitted = forecast_global(args.model, model, series, spec.horizon, spec.season_length, params.num_steps)
             facts = fitted.facts()
             for history in fitted.training_histories():
                 run.log_history(history)
             print(f"{stage}: trained on {facts['windows']} windows of {facts['series']} series, "
                   f"{facts['epochs_run']} epochs")
         else:
-            results = forecast_panel(series, spec.horizon, {"model": model}, spec.season_length, params.num_steps,
+            results = forecast_panel(series, spec.horizon, {args.model: model}, spec.season_length, params.num_steps,
                                      workers, progress=lambda done: print(
                                          f"{stage}: {eta(done, len(series), time.perf_counter() - started)}"))
             facts = {"input_size": window, "series": len(series)}
-        results = [(sid, {args.model: f["model"]}, s) for sid, f, s in results]
         elapsed = time.perf_counter() - started
         write_csv(args.out, forecast_table(results, dict(series), spec.horizon), digits=None)
         # Timings in MLflow only, so that the committed files stay byte-identical.
