@@ -70,14 +70,15 @@ def seeds_in_one(spec, seq: int, seeds: int):
 
 
 def train_once(spec, fit, data, seq: int, epochs: int, timer: EpochTimes | None = None, unroll: bool = False,
-               seeds: int = 1, **compile_options):
-    training.seed_everything(0)
+               seeds: int = 1, xla: bool = False, **compile_options):
+    training.seed_everything(0, xla=xla)
     model = unrolled(spec, seq) if unroll else (seeds_in_one(spec, seq, seeds) if seeds > 1 else spec.build(seq, 1))
     if seeds > 1:
         data = {split: type(d)(X=d.X, y=np.repeat(d.y[:, None], seeds, axis=1)) for split, d in data.items()}
     fit = fit.model_copy(update={"max_epochs": epochs, "patience": None, "target_val_loss": None})
     callbacks = training.callbacks_for(fit, has_val=True) + ([timer] if timer else [])
-    model.compile(loss="mse", optimizer=keras.optimizers.Adam(learning_rate=fit.learning_rate), **compile_options)
+    model.compile(loss="mse", optimizer=keras.optimizers.Adam(learning_rate=fit.learning_rate),
+                  jit_compile=xla, **compile_options)
     model.fit(data["train"].X, data["train"].y, batch_size=fit.batch_size, epochs=epochs, verbose=0,
               validation_data=(data["val"].X, data["val"].y), callbacks=callbacks)
 
@@ -109,7 +110,7 @@ def main() -> None:
 
 def compare(args) -> None:
     spec, fit, data = setup(args.model, args.seq)
-    variants = {"as is": {}, "steps_per_execution=32": {"steps_per_execution": 32},
+    variants = {"as is": {}, "XLA": {"xla": True}, "steps_per_execution=32": {"steps_per_execution": 32},
                 "unrolled": {"unroll": True}, "3 seeds in one model": {"seeds": 3}}
     timers = {name: [] for name in variants}
     for _ in range(args.rounds):

@@ -50,19 +50,19 @@ def main(argv: list[str] | None = None) -> None:
 
     run_params = {"seq": int(seq), "truncate": section.truncate, "seeds": section.seeds, "model": args.model,
                   "budget": section.budget, "samples_per_epoch": section.samples_per_epoch(len(data["y_train"])),
-                  "fit": fit.model_dump(exclude={"seed"}), "arch": spec.model_dump()}
+                  "fit": fit.model_dump(exclude={"seed"}), "arch": spec.model_dump(), "xla": spec.xla}
     with stage_run("memory", f"train_memory@{args.model}", run_params, inputs=[args.data]) as run, \
             atomic_dir(args.model_out) as models, atomic_dir(args.history) as histories:
         facts = spec.describe(steps)
         run.log_metrics(facts)
         seen = f" (last {steps} steps)" if steps < seq else ""
         for seed in section.seeds:
-            seed_everything(seed)
+            seed_everything(seed, xla=spec.xla)
             model = spec.build(steps, channels)
             print(f"train_memory@{args.model}: seed {seed}, seq={seq}{seen}, {section.budget} budget, "
-                  f"{model.count_params()} weights "
+                  f"{model.count_params()} weights{', XLA' if spec.xla else ''} "
                   f"{facts or ''}".rstrip())
-            history = train(model, *training_data(seed), fit, val=(X_val, data["y_val"]))
+            history = train(model, *training_data(seed), fit, val=(X_val, data["y_val"]), xla=spec.xla)
             model.save(models / seed_file(seed, ".keras"))
             write_csv(histories / seed_file(seed, ".csv"), history)
             run.log_history(history, prefix=f"seed{seed}.")

@@ -10,7 +10,7 @@ Keras is imported inside ``build`` so that validating params stays cheap.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
@@ -37,6 +37,11 @@ class ModelSpec(BaseModel):
     """Base of every model spec: strict keys, one ``build`` verb."""
 
     model_config = ConfigDict(extra="forbid")
+    # Whether training compiles the model with XLA (stages/lib/nn/training.py). Measured per
+    # epoch at seq 70 on a 2-core CPU (benchmarks/epoch_profile.py compare): the recurrent
+    # models' loop over the steps runs 2.5 to 2.9x faster compiled, the convolutions 1.2 to
+    # 1.7x slower, so only the recurrent models use it.
+    xla: ClassVar[bool] = False
 
     def build(self, steps: int, channels: int):  # pragma: no cover - interface
         raise NotImplementedError
@@ -52,6 +57,7 @@ class _RNNSpec(ModelSpec):
     dense: list[PositiveInt] = []
     dense_activation: Activation = "relu"
     output_activation: Activation = "linear"
+    xla: ClassVar[bool] = True
 
     def _layer(self):  # pragma: no cover - overridden
         raise NotImplementedError
