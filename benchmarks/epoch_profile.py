@@ -71,7 +71,7 @@ def seeds_in_one(spec, seq: int, seeds: int):
 
 def train_once(spec, fit, data, seq: int, epochs: int, timer: EpochTimes | None = None, unroll: bool = False,
                seeds: int = 1, xla: bool = False, **compile_options):
-    training.seed_everything(0, xla=xla)
+    training.seed_everything(0)
     model = unrolled(spec, seq) if unroll else (seeds_in_one(spec, seq, seeds) if seeds > 1 else spec.build(seq, 1))
     if seeds > 1:
         data = {split: type(d)(X=d.X, y=np.repeat(d.y[:, None], seeds, axis=1)) for split, d in data.items()}

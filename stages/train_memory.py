@@ -50,24 +50,27 @@ def main(argv: list[str] | None = None) -> None:
 
     run_params = {"seq": int(seq), "truncate": section.truncate, "seeds": section.seeds, "model": args.model,
                   "budget": section.budget, "samples_per_epoch": section.samples_per_epoch(len(data["y_train"])),
-                  "fit": fit.model_dump(exclude={"seed"}), "arch": spec.model_dump(), "xla": spec.xla}
+                  "fit": fit.model_dump(exclude={"seed"}), "arch": spec.model_dump()}
     with stage_run("memory", f"train_memory@{args.model}", run_params, inputs=[args.data]) as run, \
             atomic_dir(args.model_out) as models, atomic_dir(args.history) as histories:
         facts = spec.describe(steps)
         run.log_metrics(facts)
         seen = f" (last {steps} steps)" if steps < seq else ""
         for seed in section.seeds:
-            seed_everything(seed, xla=spec.xla)
+            seed_everything(seed)
             model = spec.build(steps, channels)
             print(f"train_memory@{args.model}: seed {seed}, seq={seq}{seen}, {section.budget} budget, "
-                  f"{model.count_params()} weights{', XLA' if spec.xla else ''} "
+                  f"{model.count_params()} weights "
                   f"{facts or ''}".rstrip())
             history = train(model, *training_data(seed), fit, val=(X_val, data["y_val"]), xla=spec.xla)
             model.save(models / seed_file(seed, ".keras"))
             write_csv(histories / seed_file(seed, ".csv"), history)
             run.log_history(history, prefix=f"seed{seed}.")
-            run.log_metrics({f"seed{seed}.epochs_run": len(history), f"seed{seed}.best_val_loss": history["val_loss"].min()})
-            print(f"train_memory@{args.model}: seed {seed}: {len(history)} epochs, best val_loss={history['val_loss'].min():.5f}")
+            # Whether XLA ran (Keras falls back for a layer it cannot compile), not only whether it was asked for.
+            run.log_metrics({f"seed{seed}.epochs_run": len(history), f"seed{seed}.best_val_loss": history["val_loss"].min(),
+                             f"seed{seed}.xla": int(model.jit_compile)})
+            print(f"train_memory@{args.model}: seed {seed}: {len(history)} epochs{', XLA' if model.jit_compile else ''}, "
+                  f"best val_loss={history['val_loss'].min():.5f}")
         for path in sorted(models.iterdir()):
             run.log_artifact(path, "model")
         for path in sorted(histories.iterdir()):

@@ -54,7 +54,7 @@ def test_xla_training_is_deterministic_and_learns_as_plain_tensorflow(name, data
     assert REGISTRY[name].xla  # measured: 2.5-2.9x faster per epoch (the convolutions are slower)
     runs = []
     for xla in (True, True, False):
-        seed_everything(FIT.seed, xla=xla)
+        seed_everything(FIT.seed)
         model = REGISTRY[name]().build(STEPS, 1)
         history = train(model, data["train"].X, data["train"].y, FIT, val=(data["val"].X, data["val"].y), xla=xla)
         assert model.jit_compile is xla

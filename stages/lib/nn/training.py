@@ -12,23 +12,12 @@ from stages.lib.infra import interrupts
 from stages.lib.nn.models import FitParams
 
 
-def seed_everything(seed: int, xla: bool = False) -> None:
-    """Seed Python, numpy and TensorFlow, and make TensorFlow's ops deterministic.
-
-    With ``xla`` (a model trained with XLA, see ``train``) TensorFlow's op
-    determinism is left off: Keras refuses XLA under it. XLA's compiled CPU
-    kernels give the same weights run after run and whatever the thread count
-    (tests/test_models.py checks the first).
-    """
-    # The setter pair lives in TensorFlow's config module (Keras reads it there too); only
-    # the enabling one is public. Set either way: the setting is global to the process.
-    from tensorflow.python.framework import config as tf_config
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and TensorFlow, and make TensorFlow's ops deterministic."""
+    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
-    if xla:
-        tf_config.disable_op_determinism()
-    else:
-        tf_config.enable_op_determinism()
+    tf.config.experimental.enable_op_determinism()
 
 
 class StopAtTarget(keras.callbacks.Callback):
@@ -102,14 +91,22 @@ def train(model: keras.Model, X: np.ndarray | FreshBatches, y: np.ndarray | None
           xla: bool = False) -> pd.DataFrame:
     """Compile with MSE and Adam, train, and return the per-epoch history.
 
-    ``xla`` compiles the training step with XLA (the spec's ``xla``; seed with
-    ``seed_everything(seed, xla=True)``). Keras falls back to plain TensorFlow,
-    with a warning, for a layer XLA cannot compile.
+    ``xla`` compiles the training step with XLA (the spec's ``xla``); Keras falls
+    back to plain TensorFlow, with a warning, for a layer XLA cannot compile
+    (``model.jit_compile`` says which ran). Keras refuses XLA under TensorFlow's op
+    determinism, so it is turned off here; the next ``seed_everything`` turns it on
+    again. XLA's compiled CPU code gives the same weights run after run and with
+    one or two threads (tests/test_models.py checks the first).
 
     ``X`` is a fixed training set with targets ``y``, or a FreshBatches stream
     (``y`` None). Progress: Keras' bar on a terminal, one line per epoch
     otherwise (DVC logs), or ``verbose`` (Keras' 0, 1 or 2) where given.
     """
+    if xla:
+        # Only the enabling half is public; Keras reads the setting from this module too.
+        from tensorflow.python.framework import config as tf_config
+
+        tf_config.disable_op_determinism()
     optimizer = keras.optimizers.Adam(learning_rate=fit.learning_rate, clipnorm=fit.clipnorm)
     model.compile(loss="mse", optimizer=optimizer, jit_compile=xla)
     stream = isinstance(X, keras.utils.PyDataset)
