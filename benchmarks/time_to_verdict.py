@@ -8,7 +8,7 @@ one after the other on the same machine, forced so that no cache answers:
 - article: its two models (the LSTM and the full-kernel convolution), 1000
   epochs each, batches of 256, no early stopping (the best epoch is kept).
 
-Only the memory stages are timed (`generate`, `train_memory@*`,
+Only the memory stages are timed (`generate`, `train_memory`,
 `evaluate_memory`): the forecast branch does not depend on `seq`.
 
     python benchmarks/time_to_verdict.py                  # both, about 16 min on 2 cores

@@ -1,10 +1,14 @@
-"""Stages backtest@<dataset>-<forecaster>, baselines@<dataset> and statistical@<dataset>: rolling-origin
+"""Stages baselines@<dataset>, statistical@<dataset> and backtest@<dataset>: rolling-origin
 forecasts on one dataset.
 
 ``--forecaster NAME`` backtests one forecaster of ``forecasters:`` into ``--out``;
 ``--group baselines`` (or ``statistical``) backtests every forecaster of that
 section into ``--out/<name>`` (in one process: each fits in milliseconds to
-seconds, while a stage's start-up takes seconds).
+seconds, while a stage's start-up takes seconds); ``--group forecasters``
+backtests every forecaster of ``forecasters:`` that runs on the dataset into
+``--out/<name>``, each as its own ``--forecaster`` process, as many at once as
+there are cores (stages/lib/infra/parallel.py: a Keras backtest keeps one core
+busy for tens of seconds).
 A forecaster's folder holds:
 
 - ``forecasts.csv``: one row per origin and step ahead (``h``), with the actual
@@ -31,6 +35,7 @@ from stages.lib.forecast.backtest import check_lengths, empirical_intervals, ori
 from stages.lib.forecast.base import Forecaster
 from stages.lib.infra import cli
 from stages.lib.infra.io import atomic_dir, write_csv, write_json
+from stages.lib.infra.parallel import Member, run_members
 from stages.lib.infra.tracking import StageRun, UntrackedRun, stage_run
 
 
@@ -74,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", required=True, help="a key under datasets: in params.yaml")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--forecaster", help="a key under forecasters: in params.yaml")
-    which.add_argument("--group", choices=["baselines", "statistical"],
+    which.add_argument("--group", choices=["baselines", "statistical", "forecasters"],
                        help="every forecaster of that section of params.yaml, in one stage")
     parser.add_argument("--series", type=Path, required=True, help="CSV written by ingest")
     parser.add_argument("--out", type=Path, required=True,
@@ -95,6 +100,13 @@ def main(argv: list[str] | None = None) -> None:
     series = pd.read_csv(args.series, dtype={"time": str}, float_precision="round_trip")
     if specs:
         check_lengths(len(series), ds.file, bt, specs, ds.season_length, params.num_steps)
+    if args.group == "forecasters":
+        # In the order of forecasters: in params.yaml; those its `datasets` leave out get no folder.
+        with atomic_dir(args.out) as out:
+            run_members([Member(f"backtest@{args.dataset}-{name}",
+                                ["-m", "stages.backtest", "--dataset", args.dataset, "--forecaster", name,
+                                 "--series", str(args.series), "--out", str(out / name)]) for name in specs])
+        return
     origin_list = origins(len(series), bt.horizon, bt.n_windows, bt.step_size, bt.calibration_windows)
 
     stage = f"{args.group}@{args.dataset}" if args.group else f"backtest@{args.dataset}-{args.forecaster}"

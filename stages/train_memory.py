@@ -1,4 +1,11 @@
-"""Stage train_memory@<model>: train one registered model on the memory task, once per seed."""
+"""Stage train_memory: train the registered models of train_memory.models on the memory task, once per seed.
+
+``--model NAME`` trains one model into ``--model-out`` and ``--history``;
+``--all`` trains every listed model into ``--model-out/<model>`` and
+``--history/<model>``, each model as its own ``--model`` process, as many at
+once as there are cores (stages/lib/infra/parallel.py). Either way each model
+has its own MLflow run, train_memory@<model>.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from stages.lib.config import load_params
 from stages.lib.errors import ParamsError
 from stages.lib.infra import cli
 from stages.lib.infra.io import atomic_dir, read_arrays, write_csv
+from stages.lib.infra.parallel import Member, run_members
 from stages.lib.infra.paths import seed_file
 from stages.lib.infra.tracking import stage_run
 from stages.lib.memory.tasks import TASKS, last_steps
@@ -16,14 +24,25 @@ from stages.lib.memory.tasks import TASKS, last_steps
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", required=True, help="a name listed in train_memory.models")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="a name listed in train_memory.models")
+    which.add_argument("--all", action="store_true", help="every model of train_memory.models, over the cores")
     parser.add_argument("--data", type=Path, required=True, help="folder written by the generate stage")
-    parser.add_argument("--model-out", type=Path, required=True, help="folder: one seed-<s>.keras per seed")
-    parser.add_argument("--history", type=Path, required=True, help="folder: per-epoch losses, one seed-<s>.csv per seed")
+    parser.add_argument("--model-out", type=Path, required=True,
+                        help="folder: one seed-<s>.keras per seed (with --all: one such folder per model)")
+    parser.add_argument("--history", type=Path, required=True,
+                        help="folder: per-epoch losses, one seed-<s>.csv per seed (with --all: one such folder per model)")
     args = parser.parse_args(argv)
 
     params = load_params()
     section = params.train_memory
+    if args.all:
+        # The order of train_memory.models is the order they start in: the slowest (lstm) first.
+        with atomic_dir(args.model_out) as models, atomic_dir(args.history) as histories:
+            run_members([Member(f"train_memory@{m}", ["-m", "stages.train_memory", "--model", m, "--data", str(args.data),
+                                                     "--model-out", str(models / m), "--history", str(histories / m)])
+                         for m in section.models])
+        return
     if args.model not in section.models:
         raise ParamsError(f"params.yaml: train_memory.models: {args.model!r} is not listed (have: {', '.join(section.models)})")
     spec, fit = section.spec(args.model), section.resolved_fit()

@@ -69,16 +69,16 @@ PARAM_CASES = [
      "params.yaml: generate.task: Input should be 'first_last', 'adding' or 'sincos' (got 'copy')"),
     ("baselines@sales", ["data/forecast/sales/baselines"],
      lambda p: p.update(num_steps=0), "params.yaml: num_steps: Input should be greater than 0 (got 0)"),
-    ("backtest@sales-arima", ["data/forecast/sales/backtest/arima"],
+    ("backtest@sales", ["data/forecast/sales/backtest"],
      lambda p: p["forecasters"]["arima"].update(order=[1, -1, 0]),
      "params.yaml: forecasters.arima: order: every term must be 0 or more (got [1, -1, 0])"),
-    ("train_memory@lstm", ["data/memory/models/lstm"],
+    ("train_memory", ["data/memory/models"],
      lambda p: p["train_memory"]["fit"].update(learning_rate=-0.01),
      "params.yaml: train_memory.fit.learning_rate: Input should be greater than 0 (got -0.01)"),
-    ("train_memory@tcn", ["data/memory/models/tcn"],
+    ("train_memory", ["data/memory/models"],
      lambda p: p["train_memory"]["arch"]["tcn"].update(dilations=[1, 4, 2]),
      "params.yaml: train_memory.arch.tcn.dilations: must be strictly increasing (got [1, 4, 2])"),
-    ("train_memory@transformer", ["data/memory/models/transformer"],
+    ("train_memory", ["data/memory/models"],
      lambda p: p["train_memory"].update(models=["lstm", "transformer"]),
      "params.yaml: train_memory.models.1: Input should be 'lstm', 'gru', 'fullconv' or 'tcn' (got 'transformer')"),
 ]
@@ -94,7 +94,7 @@ def test_bad_param_stops_the_stage(proj, edited, stage, outputs, change, message
 def test_series_too_short_for_the_backtest_stops_its_backtest(proj, edited):
     edited(lambda p: p["backtest"].update(n_windows=38))
     # ARIMA needs 10 points before its first origin.
-    expect_failure(proj, "backtest@sales-arima", ["data/forecast/sales/backtest/arima"],
+    expect_failure(proj, "backtest@sales", ["data/forecast/sales/backtest"],
                    "data/raw/sales.csv: 45 points is too short for backtest.horizon=3, n_windows=38, step_size=1, "
                    "calibration_windows=5 with forecaster 'arima' (needs at least 55: 10 before the first origin)")
 
@@ -152,22 +152,24 @@ def test_unreachable_tracking_server_stops_before_training(proj):
         port = s.getsockname()[1]
     uri = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
-    done = proj.sh("dvc", "repro", "train_memory@fullconv", check=False, env={"MLFLOW_TRACKING_URI": uri})
+    done = proj.sh("dvc", "repro", "train_memory", check=False, env={"MLFLOW_TRACKING_URI": uri})
     assert done.returncode != 0
     assert time.perf_counter() - started < 60
-    assert f"error: MLflow tracking URI {uri}: cannot reach the server" in done.stderr
-    assert "Epoch 1/" not in done.stdout, "training started before the store was checked"
-    assert not (proj.path / "data/memory/models/fullconv").exists()
+    # Checked once by the stage, before it starts any model's process.
+    errors = [line for line in done.stderr.splitlines() if "cannot reach the server" in line]
+    assert len(errors) == 1 and errors[0].startswith(f"error: MLflow tracking URI {uri}: cannot reach the server")
+    assert "train_memory@" not in done.stdout + done.stderr, "a model started before the store was checked"
+    assert not (proj.path / "data/memory/models").exists()
     # Opting out runs the stage without tracking.
-    done = proj.sh("dvc", "repro", "train_memory@fullconv", env={"MLFLOW_TRACKING_URI": uri, "PIPELINE_TRACKING": "off"})
-    assert "nothing is logged to MLflow" in done.stdout
+    done = proj.sh("dvc", "repro", "train_memory", env={"MLFLOW_TRACKING_URI": uri, "PIPELINE_TRACKING": "off"})
+    assert "train_memory@fullconv: PIPELINE_TRACKING=off, nothing is logged to MLflow" in done.stdout
     assert (proj.path / "data/memory/models/fullconv/seed-0.keras").is_file()
 
 
-def run_status(proj: Project, stage: str) -> list[str]:
+def run_status(proj: Project, run_name: str) -> list[str]:
     with sqlite3.connect(proj.path / "mlflow.db") as db:
         return [status for (status,) in db.execute("select status from runs where name = ? order by start_time",
-                                                   (stage,))]
+                                                   (run_name,))]
 
 
 def wait_for_group(pgid: int, timeout: float) -> None:
@@ -183,11 +185,12 @@ def wait_for_group(pgid: int, timeout: float) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_training_leaves_nothing_and_repro_recovers(proj, edited, sig):
-    stage, model = "train_memory@lstm", "data/memory/models/lstm"
+    # The stage trains its models side by side; the signal reaches them all.
+    stage, models, run = "train_memory", "data/memory/models", "train_memory@lstm"
     proj.sh("dvc", "repro", "generate")
     edited(lambda p: p["train_memory"]["fit"].update(max_epochs=5000, patience=None, target_val_loss=None))
     before = proj.lock_entry(stage)
-    runs_before = run_status(proj, stage) if (proj.path / "mlflow.db").exists() else []
+    runs_before = run_status(proj, run) if (proj.path / "mlflow.db").exists() else []
     # Its own session, like a terminal's foreground job: the signal reaches dvc and the stage.
     child = subprocess.Popen(["dvc", "repro", stage], cwd=proj.path, env=proj.env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -198,7 +201,7 @@ def test_interrupted_training_leaves_nothing_and_repro_recovers(proj, edited, si
     try:
         for line in child.stdout:
             seen.append(line)
-            if line.startswith("Epoch 3/"):
+            if line.startswith(f"{run}: Epoch 3/"):
                 break
         else:
             raise AssertionError("training never started:\n" + "".join(seen[-30:]))
@@ -215,16 +218,16 @@ def test_interrupted_training_leaves_nothing_and_repro_recovers(proj, edited, si
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()  # reaped: a zombie would still hold DVC's lock for the next case
     assert child.returncode != 0
-    assert not (proj.path / model).exists()
+    assert not (proj.path / models).exists()
     assert leftovers(proj.path / "data") == []
     assert proj.lock_entry(stage) == before
-    assert run_status(proj, stage)[len(runs_before):] == ["KILLED"]
+    assert run_status(proj, run)[len(runs_before):] == ["KILLED"]
     # A plain `dvc repro` afterwards completes normally.
     (proj.path / "params.yaml").write_text(proj.sh("git", "show", "HEAD:params.yaml").stdout)
     proj.sh("dvc", "repro", stage)
-    assert (proj.path / model / "seed-0.keras").is_file()
+    assert (proj.path / models / "lstm/seed-0.keras").is_file()
     assert proj.lock_entry(stage) != before
-    assert run_status(proj, stage)[-1] == "FINISHED"
+    assert run_status(proj, run)[-1] == "FINISHED"
 
 
 def test_a_dropped_interrupt_after_the_last_check_still_fails_the_stage():

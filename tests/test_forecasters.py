@@ -134,7 +134,7 @@ def test_the_grid_chooses_the_same_over_several_processes_as_in_one(monkeypatch)
     monkeypatch.setattr(forecasters, "PARALLEL_MIN_FITS", 10**6)
     in_one = select_order(y, 4, spec)
     monkeypatch.setattr(forecasters, "PARALLEL_MIN_FITS", 1)
-    monkeypatch.setattr(forecasters.os, "cpu_count", lambda: 2)
+    monkeypatch.setenv("PIPELINE_CORES", "2")  # two workers, as on the 2-core machine
     assert select_order(y, 4, spec) == in_one and in_one["models_tried"] == 32
 
 
@@ -148,12 +148,13 @@ def test_a_stage_process_ends_with_its_grid_workers():
     from tests.project import ROOT
 
     script = textwrap.dedent("""
+        import os
         import numpy as np
         from stages.lib.forecast import arima as forecasters
         from stages.lib.infra import cli
 
         def main(argv):
-            forecasters.os.cpu_count = lambda: 2
+            os.environ["PIPELINE_CORES"] = "2"
             y = np.random.default_rng(0).normal(size=60).cumsum()
             grid = [((p, 1, q), (0, 0, 0, 0), "n") for p in range(3) for q in range(3)] * 3
             assert len(grid) >= forecasters.PARALLEL_MIN_FITS  # the parallel path

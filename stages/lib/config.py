@@ -269,9 +269,10 @@ class Params(Strict):
     backtest: BacktestParams
     # Three sections because DVC runs them differently: all baselines of a
     # dataset in one stage, and all statistical benchmarks in another (each fits
-    # in milliseconds to seconds, while a stage's start-up takes seconds); every
-    # other forecaster in its own stage per dataset. Only `baselines` are the
-    # naive bar that the report asks every forecaster to beat.
+    # in milliseconds to seconds, while a stage's start-up takes seconds); the
+    # other forecasters of a dataset in a third, each in its own process over the
+    # cores. Only `baselines` are the naive bar that the report asks every
+    # forecaster to beat.
     baselines: dict[str, BaselineParams] = Field(min_length=1)  # type: ignore[valid-type]
     statistical: dict[str, StatisticalParams] = {}  # type: ignore[valid-type]
     forecasters: dict[str, ForecasterParams] = Field(min_length=1)  # type: ignore[valid-type]
@@ -283,9 +284,11 @@ class Params(Strict):
     # Keras forecasters of the panels, each in its own stage per panel
     # (panel_model@<panel>-<name>): one model across the series, or one per series.
     panel_models: dict[str, PanelKerasSpec] = {}
-    # Series per panel, spread evenly over it, so that the default `dvc repro`
-    # stays short; null: every series (the whole M3 took 16.5 min on 2 cores:
-    # `dvc exp run -S panel_sample=null`, docs/panels.md).
+    # The panels that run (their stages exist only for these names): none by
+    # default, so that the M3 benchmark stays out of the default `dvc repro`.
+    run_panels: list[str] = []
+    # Series per panel, spread evenly over it; null: every series (the whole M3
+    # took 16.5 min on 2 cores: docs/panels.md).
     panel_sample: PositiveInt | None = 8
 
     @model_validator(mode="after")
@@ -328,6 +331,11 @@ class Params(Strict):
                                  f"(have: {', '.join(self.panels) or 'none'})")
             if spec.fit.seed is None:
                 raise ValueError(f"panel_models.{name}.fit.seed is required: the training seed of the model")
+        unknown = [name for name in self.run_panels if name not in self.panels]
+        if unknown:
+            raise ValueError(f"run_panels: no panel named {unknown[0]!r} (have: {', '.join(self.panels) or 'none'})")
+        if len(set(self.run_panels)) < len(self.run_panels):
+            raise ValueError("run_panels: a panel is listed twice")
         for name in self.panels:
             if name in self.datasets:
                 raise ValueError(f"panels.{name}: the name is already a dataset's; every dataset and panel needs its own")
@@ -385,8 +393,8 @@ class Params(Strict):
         return {name: spec for name, spec in self.all_forecasters.items() if spec.runs_on(dataset)}
 
     def group(self, name: str) -> dict[str, Any]:
-        """The forecasters that share one stage per dataset: ``baselines`` or ``statistical``."""
-        return {"baselines": self.baselines, "statistical": self.statistical}[name]
+        """The forecasters that share one stage per dataset: ``baselines``, ``statistical`` or ``forecasters``."""
+        return {"baselines": self.baselines, "statistical": self.statistical, "forecasters": self.forecasters}[name]
 
     def forecaster(self, name: str):
         if name not in self.forecasters:

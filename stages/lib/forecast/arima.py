@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import warnings
 from typing import Any, Literal
 
@@ -11,6 +10,7 @@ import numpy as np
 
 from stages.lib.forecast.base import Forecaster, Intervals, as_array
 from stages.lib.forecast.specs import ArimaSpec
+from stages.lib.infra.cores import cores
 
 Order = tuple[int, int, int]
 Trend = Literal["n", "c", "t"]
@@ -88,7 +88,7 @@ def grid_aics(y: np.ndarray, candidates: list[tuple]) -> list[float | None]:
     order, so the choice is the same whatever the number of cores (timings:
     docs/speed.md).
     """
-    workers = min(MAX_WORKERS, os.cpu_count() or 1)
+    workers = min(MAX_WORKERS, cores())
     if len(candidates) < PARALLEL_MIN_FITS or workers < 2:
         return [_aic(y, *c) for c in candidates]
     from joblib import Parallel, delayed

@@ -19,13 +19,13 @@ statsforecast is imported inside the methods, so validating params stays cheap.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
 from stages.lib.forecast.base import Forecaster, Intervals, as_array
 from stages.lib.forecast.specs import AutoArimaSpec, EtsSpec, Spec, ThetaSpec
+from stages.lib.infra.cores import cores
 
 
 # Fitted models by (class, settings, season, history): within one stage process the
@@ -156,7 +156,7 @@ class AutoArima(StatsForecastModel):
         # the second core half busy; docs/speed.md). A non-seasonal search costs a tenth of that, less
         # than starting the workers.
         if self.m > 1:
-            self.fit_ahead(histories, min(4, os.cpu_count() or 1))
+            self.fit_ahead(histories, min(4, cores()))
 
     def chosen(self) -> str:
         from statsforecast.arima import arima_string

@@ -108,18 +108,33 @@ def prepare_sqlite(db: Path, uri: str) -> None:
         with_retry(mlflow.MlflowClient(tracking_uri=uri).search_experiments, max_results=1)
 
 
+HINT = f"set {OFF_SWITCH}=off to run without tracking"
+
+
+def check_server(uri: str) -> None:
+    """A tracking server that does not answer fails the stage in seconds, with one line."""
+    # MLflow's own client retries for minutes; one short request answers sooner.
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5).close()
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(f"MLflow tracking URI {uri}: cannot reach the server ({reason}); {HINT}") from None
+
+
+def preflight() -> None:
+    """What a stage that only starts others (stages/lib/infra/parallel.py) checks before it starts any:
+    the off switch and a server, which need no MLflow import; each member then opens its own run."""
+    if tracking_enabled() and is_server(tracking_uri()):
+        check_server(tracking_uri())
+
+
 def check_store(uri: str) -> None:
     """Fail fast, before any training, when the store cannot be used."""
     import mlflow
 
-    hint = f"set {OFF_SWITCH}=off to run without tracking"
+    hint = HINT
     if is_server(uri):
-        # MLflow's own client retries for minutes; one short request answers sooner.
-        try:
-            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5).close()
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise TrackingError(f"MLflow tracking URI {uri}: cannot reach the server ({reason}); {hint}") from None
+        check_server(uri)
         return
     try:
         db = sqlite_path(uri)
@@ -261,8 +276,10 @@ def stage_run(experiment: str, stage: str, params: Mapping[str, Any], inputs: li
         **(tags or {}),
     }
     started = time.perf_counter()
+    # The run is named for what it did (train_memory@lstm); the tag says which DVC stage ran it,
+    # e.g. train_memory, whose members each have a run (stages/lib/infra/parallel.py).
     run = with_retry(mlflow.start_run, experiment_id=_experiment_id(mlflow, experiment, uri),
-                     run_name=run_tags["dvc.stage"], tags=run_tags)
+                     run_name=stage, tags=run_tags)
     status = "FAILED"
     try:
         with_retry(mlflow.log_params, flatten(params))

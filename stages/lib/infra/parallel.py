@@ -1,0 +1,139 @@
+"""Run several members of one stage as their own processes, over the machine's cores.
+
+DVC runs the stages of a `dvc repro` one at a time, and one Keras model this
+small keeps one core busy. So a stage whose members are independent (the
+memory models, a dataset's forecasters) starts each member as the command it
+would be alone (``python -m stages.<stage> --model lstm ...``), as many at once
+as there are cores, longest first. Each member is the same process, with the
+same seed, data and MLflow run, as when it ran in a stage of its own: its
+outputs are byte-identical, only the wall time shrinks (docs/speed.md).
+
+Every line a member prints reaches the stage's log prefixed with its label,
+stdout to stdout and stderr to stderr. When a member fails, the others are
+stopped (SIGTERM: their MLflow runs end KILLED) and the stage fails with the
+member's own error line; Ctrl-C or SIGTERM on the stage stops them all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+from stages.lib.errors import CommandError
+from stages.lib.infra import interrupts, tracking
+from stages.lib.infra.cores import ENV, cores
+
+POLL_S = 0.05
+# A member's exit after SIGINT or SIGTERM: cli.run's 130, or the signal itself.
+INTERRUPTED = {130, 143, -signal.SIGINT, -signal.SIGTERM}
+
+
+@dataclass
+class Member:
+    """One member's command (argv after ``python``), and the label its lines are prefixed with."""
+
+    label: str
+    args: list[str]
+    errors: list[str] = field(default_factory=list)
+
+
+def prefixed(line: str, label: str) -> str:
+    """A member's line in the stage's log: as it is where the member already names itself."""
+    return line if line.startswith(f"{label}:") else f"{label}: {line}"
+
+
+def _pump(stream: IO[str], out: IO[str], member: Member, lock: threading.Lock, keep_errors: bool) -> None:
+    for line in stream:
+        line = line.rstrip("\n")
+        if keep_errors and line.startswith("error: "):
+            member.errors.append(line.removeprefix("error: "))
+        with lock:
+            print(prefixed(line, member.label), file=out, flush=True)
+
+
+def member_env(share: int) -> dict[str, str]:
+    """A member's environment: its share of the cores for its own worker pools, and for the thread pools
+    that only schedule work (a user's own setting wins). Measured on the 2-core machine: El Nino's ARIMA
+    backtest took 55 s beside the Keras ones with OpenBLAS' default two threads, which spin while they wait
+    (alone: 24 s, using 45 s of CPU), and 23 s alone with one, byte-identical. TensorFlow's inter-op pool of
+    1 gives the same weights with less spinning. Its intra-op pool stays as it is: its size changes how
+    sums are split, and with it a TCN's weights in the last digits."""
+    return {**{name: str(share) for name in ("OPENBLAS_NUM_THREADS", "TF_NUM_INTEROP_THREADS")},
+            **os.environ, "PYTHONUNBUFFERED": "1", ENV: str(share)}
+
+
+def _start(member: Member, lock: threading.Lock, share: int) -> tuple[subprocess.Popen, list[threading.Thread]]:
+    proc = subprocess.Popen([sys.executable, *member.args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, bufsize=1, env=member_env(share))
+    pumps = [threading.Thread(target=_pump, args=(proc.stdout, sys.stdout, member, lock, False), daemon=True),
+             threading.Thread(target=_pump, args=(proc.stderr, sys.stderr, member, lock, True), daemon=True)]
+    for pump in pumps:
+        pump.start()
+    return proc, pumps
+
+
+def _stop(running: dict[int, tuple[Member, subprocess.Popen, list[threading.Thread]]], grace_s: float = 0.0) -> None:
+    """SIGTERM every running member and wait for it: each ends its MLflow run and removes its temporary output.
+
+    ``grace_s``: first wait that long for members that got the signal themselves
+    (Ctrl-C reaches the whole process group), so that a second signal does not
+    cut short the cleanup of the first.
+    """
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(proc.poll() is None for _, proc, _ in running.values()):
+        time.sleep(POLL_S)
+    for _, proc, _ in running.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for _, proc, pumps in running.values():
+        proc.wait()
+        for pump in pumps:
+            pump.join()
+
+
+def run_members(members: Sequence[Member], jobs: int | None = None) -> None:
+    """Run every member, ``jobs`` at a time (default: the cores), in the given order.
+
+    Returns when all succeeded. Otherwise raises CommandError naming the first
+    member that failed and its error line (the rest are stopped), or
+    KeyboardInterrupt when the stage itself was interrupted.
+    """
+    tracking.preflight()  # an unreachable server fails the stage once, before any member starts
+    available = cores()
+    jobs = max(1, min(jobs or available, len(members)))
+    share = max(1, available // jobs)  # each member's worker pools stay on its share of the cores
+    queue = list(members)
+    running: dict[int, tuple[Member, subprocess.Popen, list[threading.Thread]]] = {}
+    lock = threading.Lock()
+    try:
+        while queue or running:
+            interrupts.check()
+            while queue and len(running) < jobs:
+                member = queue.pop(0)
+                proc, pumps = _start(member, lock, share)
+                running[proc.pid] = (member, proc, pumps)
+            for pid, (member, proc, pumps) in list(running.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                for pump in pumps:
+                    pump.join()
+                del running[pid]
+                if code in INTERRUPTED:  # the member got the stage's Ctrl-C first
+                    raise KeyboardInterrupt(f"{member.label} interrupted")
+                if code != 0:
+                    _stop(running)
+                    running.clear()
+                    reason = member.errors[-1] if member.errors else f"exited with code {code}"
+                    raise CommandError(f"{member.label}: {reason}")
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        _stop(running, grace_s=2.0)
+        raise
