@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.config import load_params
+from stages.lib.errors import ParamsError
 from stages.lib.forecast import registry
 from stages.lib.forecast.backtest import check_lengths, empirical_intervals, origins, run_backtest
 from stages.lib.forecast.base import Forecaster
@@ -91,12 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     specs = params.group(args.group) if args.group else {args.forecaster: params.forecaster(args.forecaster)}
     specs = {name: spec for name, spec in specs.items() if spec.runs_on(args.dataset)}
     if not args.group and not specs:
-        # DVC wants the output: it says why it holds no forecasts. evaluate_forecast leaves the forecaster out.
-        reason = f"forecasters.{args.forecaster}.datasets does not list {args.dataset}"
-        with atomic_dir(args.out) as out:
-            write_json(out / "facts.json", {"not_run": reason})
-        print(f"backtest@{args.dataset}-{args.forecaster}: not run ({reason})")
-        return
+        # backtest@<dataset> starts only the forecasters that run on it: this is a hand-typed command.
+        raise ParamsError(f"params.yaml: forecasters.{args.forecaster}.datasets does not list {args.dataset!r}")
     series = pd.read_csv(args.series, dtype={"time": str}, float_precision="round_trip")
     if specs:
         check_lengths(len(series), ds.file, bt, specs, ds.season_length, params.num_steps)

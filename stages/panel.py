@@ -12,7 +12,6 @@ them beside the Keras models'. One MLflow run with each forecaster's seconds.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pandas as pd
 
 from stages.lib.config import load_params
 from stages.lib.infra import cli
+from stages.lib.infra.cores import cores
 from stages.lib.infra.io import write_csv
 from stages.lib.infra.tracking import stage_run
 from stages.lib.panel.run import eta, forecast_panel, forecast_table, kept_series, skipped_line
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     stage = f"panel@{args.panel}"
     # num_steps 1: the classical set has no input window, and the stage does not re-run when num_steps changes.
     series, skipped, need = kept_series(args.series, params, args.panel, specs, num_steps=1)
-    workers = os.cpu_count() or 1
+    workers = cores()  # PIPELINE_CORES where set
     print(f"{stage}: {len(series)} series, horizon {spec.horizon}, season {spec.season_length}, "
           f"{len(specs)} forecasters ({', '.join(specs)}), {workers} cores")
     if skipped:

@@ -14,7 +14,6 @@ One MLflow run with the training curve (global), the seconds, and the forecasts.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pandas as pd
 
 from stages.lib.config import load_params
 from stages.lib.infra import cli
+from stages.lib.infra.cores import cores
 from stages.lib.infra.io import write_csv
 from stages.lib.infra.tracking import stage_run
 from stages.lib.panel.run import (FORECAST_COLUMNS, Result, eta, forecast_panel, forecast_table, kept_series,
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     series, skipped, need = kept_series(args.series, params, args.panel, {args.model: model}, params.num_steps)
     window = model.window(spec.season_length, params.num_steps)
-    workers = os.cpu_count() or 1
+    workers = cores()  # PIPELINE_CORES where set
     print(f"{stage}: {len(series)} series, horizon {spec.horizon}, {model.model} {model.mode}, "
           f"input_size {window}" + (f", {workers} cores" if model.mode == "per_series" else ""))
     if skipped:

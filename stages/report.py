@@ -276,8 +276,8 @@ def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str]
               "baseline's. Per-series scores: reports/panels/<panel>.csv.", ""]
     if sample is not None:
         lines += [f"**A sample**: `panel_sample` = {sample} series per panel, spread evenly over it. These means are "
-                  "not comparable with published results; the whole collection: `-S panel_sample=null` "
-                  "(docs/panels.md).", ""]
+                  "not comparable with published results; the whole collection: `dvc exp run -S "
+                  "'run_panels=[...]' -S panel_sample=null` (docs/panels.md).", ""]
     if modes:
         told = {"global": "one network trained across every series of the panel, each series scaled by its own history",
                 "per_series": "one network per series"}

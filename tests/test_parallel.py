@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
 
 from stages.lib.errors import CommandError
 from stages.lib.infra.cores import cores
-from stages.lib.infra.parallel import Member, prefixed, run_members
+from stages.lib.infra import interrupts
+from stages.lib.infra.parallel import Member, exit_reason, member_env, prefixed, run_members
 
 
 def py(code: str) -> list[str]:
@@ -24,28 +27,76 @@ def test_every_member_runs_and_its_lines_carry_its_label(capfd):
     assert err.splitlines() == ["backtest@x-lstm: warning"]
 
 
+# Each of the first two members waits for the other to have started (it fails alone after 20 s); the
+# third records whether one of them had finished when it started.
+HANDSHAKE = """
+import pathlib, sys, time
+here, me = pathlib.Path(sys.argv[1]), sys.argv[2]
+(here / f"start-{me}").touch()
+if me == "2":
+    (here / "third-saw").write_text(str(sorted(p.name for p in here.glob("done-*"))))
+    sys.exit(0)
+other = here / f"start-{1 - int(me)}"
+deadline = time.monotonic() + 20
+while not other.exists():
+    if time.monotonic() > deadline:
+        sys.exit(f"member {me} ran alone")
+    time.sleep(0.02)
+(here / f"done-{me}").touch()
+"""
+
+
 def test_members_run_side_by_side_up_to_jobs(tmp_path):
-    # Each member records when it ran; with 2 jobs the first two overlap and the third waits for a free one.
-    code = ("import sys, time; t = time.time(); time.sleep(0.6); "
-            "open(sys.argv[1], 'w').write(f'{t} {time.time()}')")
-    run_members([Member(f"m{i}", ["-c", code, str(tmp_path / f"m{i}")]) for i in range(3)], jobs=2)
-    spans = [tuple(map(float, (tmp_path / f"m{i}").read_text().split())) for i in range(3)]
-    assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]  # m0 and m1 overlap
-    assert spans[2][0] >= min(spans[0][1], spans[1][1]) - 0.05     # m2 starts once one has ended
+    run_members([Member(f"m{i}", ["-c", HANDSHAKE, str(tmp_path), str(i)]) for i in range(3)], jobs=2)
+    assert (tmp_path / "done-0").exists() and (tmp_path / "done-1").exists()  # the first two ran together
+    assert (tmp_path / "third-saw").read_text() != "[]"  # the third waited for a free slot
 
 
-def test_a_failing_member_stops_the_others_and_names_itself_and_its_error():
+def test_a_failing_member_stops_the_others_and_names_itself_and_its_error(tmp_path, capfd):
+    pid_file = tmp_path / "sleeper.pid"
+    sleeper = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    failing = ("import os, sys, time\n"
+               f"while not os.path.exists({str(pid_file)!r}): time.sleep(0.02)\n"
+               "print('error: params.yaml: train_memory.arch.tcn: bad', file=sys.stderr); sys.exit(2)")
     started = time.perf_counter()
     with pytest.raises(CommandError, match=r"^train_memory@tcn: params\.yaml: train_memory\.arch\.tcn: bad$"):
-        run_members([Member("train_memory@lstm", py("import time; time.sleep(60)")),
-                     Member("train_memory@tcn", py("import sys; print('error: params.yaml: train_memory.arch.tcn: bad', "
-                                                   "file=sys.stderr); sys.exit(2)"))], jobs=2)
+        run_members([Member("train_memory@lstm", py(sleeper)), Member("train_memory@tcn", py(failing))], jobs=2)
     assert time.perf_counter() - started < 30, "the sleeping member was stopped, not waited for"
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # ended and reaped, not left running
+    assert "error:" not in capfd.readouterr().err  # the stage says it once, in its own error line
 
 
 def test_a_member_that_says_nothing_fails_with_its_exit_code():
     with pytest.raises(CommandError, match=r"^m: exited with code 3$"):
         run_members([Member("m", py("import sys; sys.exit(3)"))])
+
+
+def test_an_exit_status_is_told_as_a_code_or_a_signal():
+    assert exit_reason(3) == "exited with code 3"
+    assert exit_reason(-signal.SIGKILL) == "killed by SIGKILL"
+
+
+def test_a_members_thread_settings_are_its_share_unless_the_user_set_them(monkeypatch):
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setenv("TF_NUM_INTEROP_THREADS", "4")
+    env = member_env(1)
+    assert (env["PIPELINE_CORES"], env["OPENBLAS_NUM_THREADS"], env["TF_NUM_INTEROP_THREADS"]) == ("1", "1", "4")
+
+
+def test_a_second_signal_while_stopping_does_not_cut_the_cleanup_short():
+    """Ctrl-C reaches a stage and its members, and the stage then sends its members SIGTERM: the
+    second signal must not interrupt the cleanup (MLflow's KILLED status, the temporary folder)."""
+    interrupts.reset()
+    try:
+        with pytest.raises(KeyboardInterrupt, match="signal 2"):
+            interrupts._on_signal(signal.SIGINT, None)
+        interrupts._on_signal(signal.SIGTERM, None)  # while the first unwinds: nothing raised
+        with pytest.raises(KeyboardInterrupt, match="signal 2"):
+            interrupts.check()  # the work itself still stops
+    finally:
+        interrupts.reset()
 
 
 def test_a_line_is_prefixed_once():

@@ -27,6 +27,11 @@ def _on_signal(signum: int, frame: object) -> None:
     # SIGTERM becomes the same exception as Ctrl-C, so that cleanup (temporary
     # files, the MLflow run's KILLED status) runs the same way for both.
     global _received
+    if _received is not None:
+        # Already stopping: a second signal would cut short the cleanup of the first (the MLflow
+        # run's KILLED status, the temporary folder). Ctrl-C reaches a stage and the members it
+        # started, and the stage then stops its members with SIGTERM (stages/lib/infra/parallel.py).
+        return
     _received = signum
     raise KeyboardInterrupt(f"signal {signum}")
 

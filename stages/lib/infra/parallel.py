@@ -4,14 +4,15 @@ DVC runs the stages of a `dvc repro` one at a time, and one Keras model this
 small keeps one core busy. So a stage whose members are independent (the
 memory models, a dataset's forecasters) starts each member as the command it
 would be alone (``python -m stages.<stage> --model lstm ...``), as many at once
-as there are cores, longest first. Each member is the same process, with the
+as there are cores, in the order the stage gives. Each member is the same process, with the
 same seed, data and MLflow run, as when it ran in a stage of its own: its
 outputs are byte-identical, only the wall time shrinks (docs/speed.md).
 
 Every line a member prints reaches the stage's log prefixed with its label,
 stdout to stdout and stderr to stderr. When a member fails, the others are
-stopped (SIGTERM: their MLflow runs end KILLED) and the stage fails with the
-member's own error line; Ctrl-C or SIGTERM on the stage stops them all.
+stopped (SIGTERM: their MLflow runs end KILLED), the outputs of those that
+finished are discarded with the rest, and the stage fails with one line naming
+the member and its error; Ctrl-C or SIGTERM on the stage stops them all.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from stages.lib.infra import interrupts, tracking
 from stages.lib.infra.cores import ENV, cores
 
 POLL_S = 0.05
+KILL_AFTER_S = 60.0  # a member still running this long after its SIGTERM is killed
+JOIN_S = 5.0
 # A member's exit after SIGINT or SIGTERM: cli.run's 130, or the signal itself.
 INTERRUPTED = {130, 143, -signal.SIGINT, -signal.SIGTERM}
 
@@ -50,12 +53,23 @@ def prefixed(line: str, label: str) -> str:
 
 
 def _pump(stream: IO[str], out: IO[str], member: Member, lock: threading.Lock, keep_errors: bool) -> None:
-    for line in stream:
-        line = line.rstrip("\n")
-        if keep_errors and line.startswith("error: "):
-            member.errors.append(line.removeprefix("error: "))
-        with lock:
-            print(prefixed(line, member.label), file=out, flush=True)
+    """Copy a member's lines to the stage's stream, prefixed, until the member closes its end.
+
+    It reads to the end whatever happens to the writes: a pipe left unread
+    would block the member once its buffer filled, and the stage would wait on it.
+    """
+    with stream:
+        for line in stream:
+            line = line.rstrip("\n")
+            if keep_errors and line.startswith("error: "):
+                # The stage says it once, naming the member: "error: <member>: <reason>".
+                member.errors.append(line.removeprefix("error: "))
+                continue
+            try:
+                with lock:
+                    print(prefixed(line, member.label), file=out, flush=True)
+            except (OSError, ValueError):  # the stage's own output is gone (a closed pipe): keep draining
+                pass
 
 
 def member_env(share: int) -> dict[str, str]:
@@ -71,7 +85,7 @@ def member_env(share: int) -> dict[str, str]:
 
 def _start(member: Member, lock: threading.Lock, share: int) -> tuple[subprocess.Popen, list[threading.Thread]]:
     proc = subprocess.Popen([sys.executable, *member.args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, bufsize=1, env=member_env(share))
+                            text=True, errors="replace", bufsize=1, env=member_env(share))
     pumps = [threading.Thread(target=_pump, args=(proc.stdout, sys.stdout, member, lock, False), daemon=True),
              threading.Thread(target=_pump, args=(proc.stderr, sys.stderr, member, lock, True), daemon=True)]
     for pump in pumps:
@@ -83,8 +97,9 @@ def _stop(running: dict[int, tuple[Member, subprocess.Popen, list[threading.Thre
     """SIGTERM every running member and wait for it: each ends its MLflow run and removes its temporary output.
 
     ``grace_s``: first wait that long for members that got the signal themselves
-    (Ctrl-C reaches the whole process group), so that a second signal does not
-    cut short the cleanup of the first.
+    (Ctrl-C reaches the whole process group); a member ignores a second signal
+    while it stops (stages/lib/infra/interrupts.py). One that has not ended
+    ``KILL_AFTER_S`` later is killed.
     """
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and any(proc.poll() is None for _, proc, _ in running.values()):
@@ -93,9 +108,25 @@ def _stop(running: dict[int, tuple[Member, subprocess.Popen, list[threading.Thre
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
     for _, proc, pumps in running.values():
-        proc.wait()
-        for pump in pumps:
-            pump.join()
+        try:
+            proc.wait(timeout=KILL_AFTER_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        _join(pumps)
+
+
+def _join(pumps: list[threading.Thread]) -> None:
+    # A worker the member started and left behind may hold its pipe open: do not wait on it for ever.
+    for pump in pumps:
+        pump.join(timeout=JOIN_S)
+
+
+def exit_reason(code: int) -> str:
+    """What a member's exit status says, for the stage's error line."""
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
 
 
 def run_members(members: Sequence[Member], jobs: int | None = None) -> None:
@@ -118,20 +149,19 @@ def run_members(members: Sequence[Member], jobs: int | None = None) -> None:
             while queue and len(running) < jobs:
                 member = queue.pop(0)
                 proc, pumps = _start(member, lock, share)
-                running[proc.pid] = (member, proc, pumps)
+                running[proc.pid] = (member, proc, pumps)  # registered at once: an interrupt stops it too
             for pid, (member, proc, pumps) in list(running.items()):
                 code = proc.poll()
                 if code is None:
                     continue
-                for pump in pumps:
-                    pump.join()
+                _join(pumps)
                 del running[pid]
                 if code in INTERRUPTED:  # the member got the stage's Ctrl-C first
                     raise KeyboardInterrupt(f"{member.label} interrupted")
                 if code != 0:
                     _stop(running)
                     running.clear()
-                    reason = member.errors[-1] if member.errors else f"exited with code {code}"
+                    reason = member.errors[-1] if member.errors else exit_reason(code)
                     raise CommandError(f"{member.label}: {reason}")
             time.sleep(POLL_S)
     except KeyboardInterrupt:
