@@ -168,3 +168,31 @@ def test_the_holdout_protocol_forecasts_a_dataset_own_horizon_from_one_origin(tm
     assert (metrics["protocol"], metrics["horizon"], metrics["n_windows"]) == ("holdout", 6, 1)
     assert metrics["naive"]["all"]["mae"] == pytest.approx(np.mean(np.abs(y[39:] - y[38])), rel=1e-6)
     assert metrics["naive"]["h6"]["mae"] == pytest.approx(abs(y[44] - y[38]), rel=1e-6)
+
+
+def test_a_forecaster_its_datasets_leave_out_gets_no_folder_and_a_hand_typed_run_one_line(tmp_path, monkeypatch,
+                                                                                           raw_params, capsys):
+    import yaml
+
+    from stages import backtest, ingest
+    from stages.lib.infra import cli, paths
+    from stages.lib.infra.paths import ROOT
+
+    monkeypatch.setenv("PIPELINE_TRACKING", "off")
+    monkeypatch.chdir(ROOT)
+    for spec in raw_params["forecasters"].values():
+        spec["datasets"] = ["elnino"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
+    monkeypatch.setattr(paths, "params_file", lambda: tmp_path / "params.yaml")
+    series = tmp_path / "series.csv"
+    cli.run(ingest.main, ["--dataset", "sales", "--out", str(series)])
+    # backtest@sales starts no member: its folder is there, empty.
+    cli.run(backtest.main, ["--dataset", "sales", "--group", "forecasters", "--series", str(series),
+                            "--out", str(tmp_path / "backtest")])
+    assert list((tmp_path / "backtest").iterdir()) == []
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(backtest.main, ["--dataset", "sales", "--forecaster", "arima", "--series", str(series),
+                                "--out", str(tmp_path / "arima")])
+    assert stopped.value.code == 2 and not (tmp_path / "arima").exists()
+    assert capsys.readouterr().err == "error: params.yaml: forecasters.arima.datasets does not list 'sales'\n"

@@ -4,9 +4,10 @@ DVC runs the stages of a `dvc repro` one at a time, and one Keras model this
 small keeps one core busy. So a stage whose members are independent (the
 memory models, a dataset's forecasters) starts each member as the command it
 would be alone (``python -m stages.<stage> --model lstm ...``), as many at once
-as there are cores, in the order the stage gives. Each member is the same process, with the
-same seed, data and MLflow run, as when it ran in a stage of its own: its
-outputs are byte-identical, only the wall time shrinks (docs/speed.md).
+as there are cores, in the order the stage gives. Each member is the same
+process, with the same seed, data and MLflow run, as when it ran in a stage of
+its own: its outputs are byte-identical, only the wall time shrinks
+(docs/speed.md).
 
 Every line a member prints reaches the stage's log prefixed with its label,
 stdout to stdout and stderr to stderr. When a member fails, the others are
@@ -47,6 +48,15 @@ class Member:
     errors: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Running:
+    """A started member: its process and the threads that copy its output."""
+
+    member: Member
+    proc: subprocess.Popen
+    pumps: list[threading.Thread]
+
+
 def prefixed(line: str, label: str) -> str:
     """A member's line in the stage's log: as it is where the member already names itself."""
     return line if line.startswith(f"{label}:") else f"{label}: {line}"
@@ -83,17 +93,17 @@ def member_env(share: int) -> dict[str, str]:
             **os.environ, "PYTHONUNBUFFERED": "1", ENV: str(share)}
 
 
-def _start(member: Member, lock: threading.Lock, share: int) -> tuple[subprocess.Popen, list[threading.Thread]]:
+def _start(member: Member, lock: threading.Lock, share: int) -> Running:
     proc = subprocess.Popen([sys.executable, *member.args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, errors="replace", bufsize=1, env=member_env(share))
     pumps = [threading.Thread(target=_pump, args=(proc.stdout, sys.stdout, member, lock, False), daemon=True),
              threading.Thread(target=_pump, args=(proc.stderr, sys.stderr, member, lock, True), daemon=True)]
     for pump in pumps:
         pump.start()
-    return proc, pumps
+    return Running(member, proc, pumps)
 
 
-def _stop(running: dict[int, tuple[Member, subprocess.Popen, list[threading.Thread]]], grace_s: float = 0.0) -> None:
+def _stop(running: list[Running], grace_s: float = 0.0) -> None:
     """SIGTERM every running member and wait for it: each ends its MLflow run and removes its temporary output.
 
     ``grace_s``: first wait that long for members that got the signal themselves
@@ -102,18 +112,18 @@ def _stop(running: dict[int, tuple[Member, subprocess.Popen, list[threading.Thre
     ``KILL_AFTER_S`` later is killed.
     """
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(proc.poll() is None for _, proc, _ in running.values()):
+    while time.monotonic() < deadline and any(r.proc.poll() is None for r in running):
         time.sleep(POLL_S)
-    for _, proc, _ in running.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for _, proc, pumps in running.values():
+    for r in running:
+        if r.proc.poll() is None:
+            r.proc.send_signal(signal.SIGTERM)
+    for r in running:
         try:
-            proc.wait(timeout=KILL_AFTER_S)
+            r.proc.wait(timeout=KILL_AFTER_S)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        _join(pumps)
+            r.proc.kill()
+            r.proc.wait()
+        _join(r.pumps)
 
 
 def _join(pumps: list[threading.Thread]) -> None:
@@ -141,21 +151,17 @@ def run_members(members: Sequence[Member], jobs: int | None = None) -> None:
     jobs = max(1, min(jobs or available, len(members)))
     share = max(1, available // jobs)  # each member's worker pools stay on its share of the cores
     queue = list(members)
-    running: dict[int, tuple[Member, subprocess.Popen, list[threading.Thread]]] = {}
+    running: list[Running] = []
     lock = threading.Lock()
     try:
         while queue or running:
             interrupts.check()
             while queue and len(running) < jobs:
-                member = queue.pop(0)
-                proc, pumps = _start(member, lock, share)
-                running[proc.pid] = (member, proc, pumps)  # registered at once: an interrupt stops it too
-            for pid, (member, proc, pumps) in list(running.items()):
-                code = proc.poll()
-                if code is None:
-                    continue
-                _join(pumps)
-                del running[pid]
+                running.append(_start(queue.pop(0), lock, share))  # registered at once: an interrupt stops it too
+            for done in [r for r in running if r.proc.poll() is not None]:
+                _join(done.pumps)
+                running.remove(done)
+                code, member = done.proc.returncode, done.member
                 if code in INTERRUPTED:  # the member got the stage's Ctrl-C first
                     raise KeyboardInterrupt(f"{member.label} interrupted")
                 if code != 0:

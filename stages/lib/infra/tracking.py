@@ -132,7 +132,6 @@ def check_store(uri: str) -> None:
     """Fail fast, before any training, when the store cannot be used."""
     import mlflow
 
-    hint = HINT
     if is_server(uri):
         check_server(uri)
         return
@@ -144,7 +143,7 @@ def check_store(uri: str) -> None:
             with_retry(mlflow.MlflowClient(tracking_uri=uri).search_experiments, max_results=1)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TrackingError(f"MLflow tracking URI {uri}: cannot open the store ({first}); {hint}") from None
+        raise TrackingError(f"MLflow tracking URI {uri}: cannot open the store ({first}); {HINT}") from None
 
 
 def artifact_root() -> str:
