@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_params()
     spec = params.panel(args.panel)
-    names = list(params.panel_specs(args.panel))
-    models = [n for n in params.panel_models if n in names]
+    specs = params.panel_specs(args.panel)
+    names = [scored for n, s in specs.items() for scored in s.scored_names(n, spec.horizon)]
+    models = [n for n in params.panel_models if n in specs]
     stage = f"evaluate_panel@{args.panel}"
     series, skipped, _ = kept_series(args.series, params, args.panel, params.panel_specs(args.panel),
                                     params.num_steps)

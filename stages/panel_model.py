@@ -2,8 +2,11 @@
 the competition protocol.
 
 ``mode: global`` trains one model on the windows of every series' history (each
-series scaled by its own), as deep models compete on collections, and forecasts
-all series in one batch per step. ``mode: per_series`` trains one model per
+series scaled by its own), as deep models compete on collections: with ``output:
+recursive`` one step at a time, with ``output: direct`` the whole horizon at once,
+as an ensemble of members (stages/lib/forecast/global_direct.py; each member an
+MLflow child run; the median and, for several, the first member alone are
+written). ``mode: per_series`` trains one model per
 series, over the cores, as a forecaster of ``forecasters:`` is trained on one
 dataset. ``--out``: the forecasts, one row per series and step ahead, in the
 layout of panel@'s; evaluate_panel scores them beside the classical set's. On a
@@ -21,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.config import load_params
+from stages.lib.errors import ParamsError
 from stages.lib.infra import cli
 from stages.lib.infra.cores import cores
 from stages.lib.infra.io import write_csv
@@ -40,6 +44,42 @@ def forecast_global(name: str, spec, series: list[tuple[str, np.ndarray]], horiz
     return [(sid, {name: predicted[i]}, {}) for i, (sid, _) in enumerate(series)], model
 
 
+def forecast_direct(name: str, spec, series: list[tuple[str, np.ndarray]], horizon: int, season_length: int,
+                    num_steps: int, stage: str, run) -> tuple[list[Result], dict]:
+    """A global direct model (an ensemble of one or more members, each an MLflow child run): the median of
+    its members under ``name`` and, for several, the first member alone under ``<name>_single``."""
+    from stages.lib.forecast.global_direct import fit_ensemble, median_ensemble
+
+    configs = spec.members(horizon, season_length, num_steps)
+    longest = max(len(y) for _, y in series) - horizon
+    too_long = [c.lookback for c in configs if c.lookback > longest]
+    if too_long:
+        raise ParamsError(f"params.yaml: panel_models.{name}.lookback: a look-back of {too_long[0]} values is "
+                          f"longer than every series' history on this panel (the longest has {longest} points)")
+
+    def logged(i: int, member) -> None:
+        print(f"{stage}: member {i + 1}/{len(configs)} ({member.config.label}): {member.epochs} epochs"
+              + (f", best validation loss {member.best_val_loss:.4f}" if member.best_val_loss is not None else "")
+              + f", {member.cpu_s:.0f} CPU s", flush=True)
+        run.log_child(f"{stage}/{member.config.label}",
+                      params={"seed": member.config.seed, "lookback": member.config.lookback,
+                              "loss": member.config.loss},
+                      metrics={"epochs": member.epochs, "cpu_s": member.cpu_s,
+                               **({"best_val_loss": member.best_val_loss} if member.best_val_loss is not None else {})},
+                      histories=member.histories)
+
+    print(f"{stage}: {len(configs)} member(s), median ensemble" if len(configs) > 1 else f"{stage}: one network")
+    members = fit_ensemble(spec, [holdout(y, horizon)[0] for _, y in series], horizon=horizon,
+                           season_length=season_length, num_steps=num_steps, on_member=logged)
+    forecast = median_ensemble([m.forecast for m in members])
+    names = spec.scored_names(name, horizon)
+    results = [(sid, {names[0]: forecast[i], **({names[1]: members[0].forecast[i]} if len(names) > 1 else {})}, {})
+               for i, (sid, _) in enumerate(series)]
+    facts = {"members": len(members), "epochs_run": [m.epochs for m in members],
+             "cpu_s": sum(m.cpu_s for m in members), "input_size": [m.config.lookback for m in members]}
+    return results, facts
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--panel", required=True, help="a key under panels: in params.yaml")
@@ -57,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{stage}: not run (panel_models.{args.model}.datasets does not list {args.panel})")
         return
     series, skipped, need = kept_series(args.series, params, args.panel, {args.model: model}, params.num_steps)
-    window = model.window(spec.season_length, params.num_steps)
+    window = model.lookbacks(spec.horizon, spec.season_length, params.num_steps)
+    window = window[0] if len(window) == 1 else window
     workers = cores()  # PIPELINE_CORES where set
     print(f"{stage}: {len(series)} series, horizon {spec.horizon}, {model.model} {model.mode}, "
           f"input_size {window}" + (f", {workers} cores" if model.mode == "per_series" else ""))
@@ -69,7 +110,10 @@ def main(argv: list[str] | None = None) -> None:
     tags = {"dataset": args.panel, "kind": "panel_model", "forecaster": args.model, "mode": model.mode}
     with stage_run("forecast", stage, run_params, inputs=[args.series], tags=tags) as run:
         started = time.perf_counter()
-        if model.mode == "global":
+        if model.output == "direct":
+            results, facts = forecast_direct(args.model, model, series, spec.horizon, spec.season_length,
+                                             params.num_steps, stage, run)
+        elif model.mode == "global":
             results, fitted = forecast_global(args.model, model, series, spec.horizon, spec.season_length, params.num_steps)
             facts = fitted.facts()
             for history in fitted.training_histories():
@@ -85,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         write_csv(args.out, forecast_table(results, dict(series), spec.horizon), digits=None)
         # Timings in MLflow only, so that the committed files stay byte-identical.
         run.log_metrics({"series": len(series), "skipped": len(skipped), "fit_s": elapsed,
-                         **{k: v for k, v in facts.items() if k != "series"}})
+                         **{k: v for k, v in facts.items() if k != "series" and not isinstance(v, list)}})
         run.log_artifact(args.out)
     print(f"{stage}: done in {elapsed:.1f} s")
 

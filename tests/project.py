@@ -40,9 +40,16 @@ def tiny(params: dict) -> dict:
     params["panels"] = {name: params["panels"][name] for name in ("m3_yearly", "m3_quarterly")}
     params["run_panels"] = ["m3_yearly", "m3_quarterly"]
     params["panel_sample"] = 3
-    for model in params["panel_models"].values():
-        model["fit"].update(max_epochs=2)
-        model["arch"].update(units=[8, 8], dense=[4])
+    models = params["panel_models"]
+    for name in ("nbeats_i", "lstm_direct", "tcn_direct"):  # nbeats_g stands for the direct models
+        del models[name]
+    for name in ("lstm_global", "lstm_series"):
+        models[name]["fit"].update(max_epochs=2)
+        models[name]["arch"].update(units=[8, 8], dense=[4])
+    # An ensemble of two members (two look-backs), each an MLflow child run, scored with its first member alone.
+    models["nbeats_g"].update(lookback=[2, 3], loss="smape", batches_per_epoch=2)
+    models["nbeats_g"]["fit"].update(max_epochs=2, patience=1, batch_size=32)
+    models["nbeats_g"]["arch"].update(stacks=2, units=16)
     return params
 
 

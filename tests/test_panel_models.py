@@ -93,7 +93,9 @@ def test_both_modes_are_named_forecasters_of_the_panels_they_list(raw_params):
     params = parse_params(raw_params)
     assert {params.panel_model(n).mode for n in params.panel_models} == {"global", "per_series"}
     assert "lstm_global" in params.panel_specs("m3_monthly") and "lstm_series" not in params.panel_specs("m3_monthly")
-    assert params.panel_names[-2:] == ["lstm_global", "lstm_series"]
+    # An ensemble of several members is scored beside its first member alone; a single network once.
+    assert params.panel_names[-8:] == ["lstm_global", "lstm_series", "nbeats_g", "nbeats_g_single", "nbeats_i",
+                                       "nbeats_i_single", "lstm_direct", "tcn_direct"]
 
 
 def test_a_forecaster_without_a_series_stops_the_evaluation_naming_both():
@@ -115,6 +117,7 @@ def run_stage(tmp_path, monkeypatch, raw_params, model: str, panel: str = "m3_qu
     from stages.lib.infra import cli, paths
 
     monkeypatch.setenv("PIPELINE_TRACKING", "off")
+    raw_params["panel_models"] = {n: raw_params["panel_models"][n] for n in ("lstm_global", "lstm_series")}
     for settings in raw_params["panel_models"].values():
         settings["fit"].update(max_epochs=3)
         settings["arch"].update(units=[4], dense=[])

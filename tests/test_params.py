@@ -64,7 +64,7 @@ def test_shipped_params_are_valid():
     (lambda p: p["train_memory"].update(seeds=[0, 0]), r"train_memory: seeds must be distinct, got \[0, 0\]"),
     (lambda p: p["train_memory"].update(seeds=[]), r"train_memory\.seeds: List should have at least 1 item"),
     (lambda p: p["train_memory"].update(truncate=0), r"train_memory\.truncate: Input should be greater than 0 \(got 0\)"),
-    (lambda p: p["train_memory"].update(models=["lstm", "transformer"]), r"train_memory\.models\.1: Input should be 'lstm', 'gru', 'fullconv' or 'tcn'"),
+    (lambda p: p["train_memory"].update(models=["lstm", "transformer"]), r"train_memory\.models\.1: Input should be 'lstm', 'gru', 'fullconv', 'tcn' or 'nbeats'"),
     (lambda p: p["train_memory"]["arch"]["tcn"].update(kernel_size=1), r"train_memory\.arch\.tcn\.kernel_size"),
     (lambda p: p["train_memory"]["arch"]["tcn"].update(dilations=[1, 4, 2]),
      r"^params\.yaml: train_memory\.arch\.tcn\.dilations: must be strictly increasing \(got \[1, 4, 2\]\)$"),

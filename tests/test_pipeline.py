@@ -25,7 +25,7 @@ FORECAST_STAGES = ("ingest@", "baselines@", "backtest@", "evaluate_forecast@", "
 BASELINES = ("naive", "seasonal_naive", "drift")
 STATISTICAL = ("ets", "theta", "auto_arima", "combination")
 FORECASTERS = (*BASELINES, "arima", "lstm", "tcn", "lstm_auto")  # the tiny params leave out tcn_auto
-PANEL_MODELS = ("lstm_global", "lstm_series")
+PANEL_MODELS = ("lstm_global", "lstm_series", "nbeats_g")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("git") is None, reason="needs git")]
 
@@ -106,7 +106,8 @@ def test_a_handful_of_m3_series_are_forecast_scored_per_series_and_pooled(projec
     assert metrics["mase_undefined"] == 0
     scores = pd.read_csv(repo / "reports/panels/m3_quarterly.csv", dtype={"id": str})
     # lstm_series runs on m3_yearly only (its `datasets`).
-    assert set(scores["forecaster"]) == {*BASELINES, "ets", "theta", "auto_arima", "combination", "lstm_global"}
+    assert set(scores["forecaster"]) == {*BASELINES, "ets", "theta", "auto_arima", "combination", "lstm_global",
+                                         "nbeats_g", "nbeats_g_single"}  # an ensemble of two and its first member
     smapes = []
     for sid, part in series.groupby("id", sort=False):
         y = part["value"].to_numpy()
@@ -130,6 +131,14 @@ def test_a_handful_of_m3_series_are_forecast_scored_per_series_and_pooled(projec
         assert "ets.fit_s" in keys("panel@m3_quarterly")
         # The global model's training curve (one value per epoch), its windows and its time.
         assert {"loss", "val_loss", "windows", "epochs_run", "fit_s"} <= keys("panel_model@m3_quarterly-lstm_global")
+        # Each member of the N-BEATS ensemble is a child run of its stage's run, with its curves.
+        children = db.execute(
+            "select r.name from runs r join tags t on t.run_uuid = r.run_uuid where t.key = 'mlflow.parentRunId' "
+            "and t.value = (select run_uuid from runs where name = 'panel_model@m3_quarterly-nbeats_g')").fetchall()
+        assert sorted(name for (name,) in children) == ["panel_model@m3_quarterly-nbeats_g/seed0-L16-smape",
+                                                        "panel_model@m3_quarterly-nbeats_g/seed0-L24-smape"]
+        assert {"epochs", "cpu_s", "fit0.loss", "fit0.val_loss", "fit1.loss"} <= keys(
+            "panel_model@m3_quarterly-nbeats_g/seed0-L16-smape")
 
 
 def test_mlflow_store_holds_one_run_per_stage_with_tags(project):

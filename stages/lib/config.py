@@ -331,6 +331,11 @@ class Params(Strict):
                                  f"(have: {', '.join(self.panels) or 'none'})")
             if spec.fit.seed is None:
                 raise ValueError(f"panel_models.{name}.fit.seed is required: the training seed of the model")
+            for panel in (spec.datasets or self.panels):
+                try:
+                    spec.check_horizon(self.panels[panel].horizon)
+                except ValueError as exc:
+                    raise ValueError(f"panel_models.{name}.{exc} (on panel {panel})") from None
         unknown = [name for name in self.run_panels if name not in self.panels]
         if unknown:
             raise ValueError(f"run_panels: no panel named {unknown[0]!r} (have: {', '.join(self.panels) or 'none'})")
@@ -386,7 +391,10 @@ class Params(Strict):
     @property
     def panel_names(self) -> list[str]:
         """Every forecaster that may run on a panel, in the order of the panel tables."""
-        return [*self.baselines, *self.statistical, *self.panel_models]
+        horizons = [panel.horizon for panel in self.panels.values()] or [1]
+        models = [scored for n, spec in self.panel_models.items()
+                  for scored in dict.fromkeys(x for h in horizons for x in spec.scored_names(n, h))]
+        return [*self.baselines, *self.statistical, *models]
 
     def forecasters_of(self, dataset: str) -> dict[str, Any]:
         """Every forecaster backtested on ``dataset``, in the order of every table."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError,
+                      field_validator, model_validator)
 
 from stages.lib.nn.models import REGISTRY as MODELS
 from stages.lib.nn.models import FitParams, ModelSpec
@@ -39,6 +40,14 @@ class Spec(BaseModel):
     def min_history(self, season_length: int, num_steps: int) -> int:
         """Fewest points a history needs for this forecaster to fit."""
         return 2
+
+    def min_panel_history(self, season_length: int, num_steps: int, horizon: int) -> int:
+        """Fewest points a panel series' history needs (a global direct model's depends on the horizon)."""
+        return self.min_history(season_length, num_steps)
+
+    def scored_names(self, name: str, horizon: int) -> list[str]:
+        """The names its forecasts are scored under (an ensemble adds its first member alone)."""
+        return [name]
 
 
 # ------------------------------------------------------------ baselines
@@ -193,6 +202,9 @@ class KerasSpec(Spec):
         return self.diff_order + self.window(season_length, num_steps) + 2  # at least two training windows
 
 
+LOSSES = ("mse", "smape", "mape", "mase")  # global direct models' training losses (global_direct.keras_loss)
+
+
 class PanelKerasSpec(KerasSpec):
     """A Keras forecaster of panels (section ``panel_models:``): one model per series, or one across them all."""
 
@@ -200,6 +212,26 @@ class PanelKerasSpec(KerasSpec):
     # series scaled by its own history; per_series: one model per series, as a
     # forecaster of `forecasters:` is trained on one dataset.
     mode: Literal["global", "per_series"] = "global"
+    # recursive: one step ahead, fed back `horizon` times (differenced, scaled by the
+    # history's largest difference). direct: the whole horizon at once from a window of
+    # levels, trained and validated as N-BEATS is (stages/lib/forecast/global_direct.py).
+    output: Literal["recursive", "direct"] = "recursive"
+    # direct only. The look-back in horizons (N-BEATS: 2..7); a list makes one ensemble
+    # member per value. null: input_size values.
+    lookback: PositiveInt | tuple[PositiveInt, ...] | None = None
+    loss: str | tuple[str, ...] = "mse"  # one of LOSSES; a list: one member per loss
+    seeds: tuple[NonNegativeInt, ...] | None = None  # one member per seed; null: fit.seed alone
+    batches_per_epoch: PositiveInt = 100  # sampled batches between two validations
+    history_limit: PositiveFloat | None = None  # windows end in the last this-many horizons (N-BEATS' L_H)
+    refit: bool = True  # retrain on every window, validation's included, for the epochs validation chose
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        unknown = [v for v in ((value,) if isinstance(value, str) else value) if v not in LOSSES]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a loss: use one of {', '.join(LOSSES)} (or a list of them)")
+        return value
 
     @model_validator(mode="after")
     def _global_batches(self) -> PanelKerasSpec:
@@ -207,7 +239,57 @@ class PanelKerasSpec(KerasSpec):
             # `auto` is the article's fifth of one series; a global model's windows come from thousands.
             raise ValueError("fit.batch_size: a global model needs a number of windows per batch (auto is a fifth "
                              "of one series, for per_series)")
+        if self.output == "direct" and self.mode != "global":
+            raise ValueError("output: direct is for mode: global (a per_series model forecasts recursively)")
+        if self.output == "recursive":
+            changed = [key for key in ("lookback", "seeds", "history_limit") if getattr(self, key) is not None]
+            changed += ["loss"] if self.loss != "mse" else []
+            if changed:
+                raise ValueError(f"{changed[0]}: only for output: direct (this model forecasts recursively)")
+            if self.model == "nbeats":
+                raise ValueError("model: nbeats forecasts the whole horizon at once: set output: direct")
+        for key in ("lookback", "loss", "seeds"):
+            value = getattr(self, key)
+            if isinstance(value, tuple) and not value:
+                raise ValueError(f"{key}: an ensemble needs at least one member (an empty list has none)")
+            if isinstance(value, tuple) and len(set(value)) != len(value):
+                raise ValueError(f"{key}: each value once (got {list(value)})")
         return self
+
+    def _as_list(self, key: str) -> list:
+        value = getattr(self, key)
+        return list(value) if isinstance(value, tuple) else [value]
+
+    def lookbacks(self, horizon: int, season_length: int, num_steps: int) -> list[int]:
+        """The input windows, in values, of the ensemble's members."""
+        if self.lookback is None:
+            return [self.window(season_length, num_steps)]
+        return [k * horizon for k in self._as_list("lookback")]
+
+    def members(self, horizon: int, season_length: int, num_steps: int) -> list:
+        """Every member of the ensemble (one for a single network)."""
+        from stages.lib.forecast.global_direct import member_configs
+
+        seeds = list(self.seeds) if self.seeds is not None else [self.fit.seed or 0]
+        return member_configs(seeds, self.lookbacks(horizon, season_length, num_steps), self._as_list("loss"))
+
+    def scored_names(self, name: str, horizon: int) -> list[str]:
+        """The forecasts it writes: the ensemble under its name and, for an ensemble of several, its first
+        member alone under ``<name>_single``, so the report shows what the ensemble buys."""
+        several = self.output == "direct" and len(self.members(horizon, 1, 1)) > 1
+        return [name, f"{name}_single"] if several else [name]
+
+    def check_horizon(self, horizon: int) -> None:
+        """Raise ValueError naming the key where the network cannot forecast ``horizon`` points."""
+        if self.output == "direct":
+            for steps in self.lookbacks(horizon, 1, 1):
+                self.model_spec().check_outputs(steps, horizon)
+
+    def min_panel_history(self, season_length: int, num_steps: int, horizon: int) -> int:
+        if self.output == "direct":
+            # Windows are padded on the left (N-BEATS): two origins with a full horizon after each.
+            return horizon + 2
+        return self.min_history(season_length, num_steps)
 
 
 SPECS: dict[str, type[Spec]] = {

@@ -235,6 +235,28 @@ class StageRun:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         with_retry(self._mlflow.set_tags, {k: str(v) for k, v in tags.items()})
 
+    def log_child(self, name: str, params: Mapping[str, Any], metrics: Mapping[str, Any],
+                  histories: list[pd.DataFrame] = ()) -> str:
+        """A finished child run of this one (an ensemble member): its params, metrics and training curves
+        (the i-th curve's keys prefixed ``fit<i>.``). Its id."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        client = self._mlflow.MlflowClient()
+        parent = with_retry(client.get_run, self.run_id)
+        child = with_retry(client.create_run, parent.info.experiment_id, run_name=name,
+                           tags={"mlflow.parentRunId": self.run_id, **{k: v for k, v in parent.data.tags.items()
+                                                                      if k.startswith(("dvc.", "git."))}})
+        now = int(time.time() * 1000)
+        entries = [Metric(key=k, value=float(v), timestamp=now, step=0) for k, v in flatten(metrics).items()
+                   if isinstance(v, (int, float))]
+        entries += [Metric(key=f"fit{i}.{column}", value=float(value), timestamp=now, step=int(epoch))
+                    for i, history in enumerate(histories) for column in history.columns if column != "epoch"
+                    for epoch, value in zip(history["epoch"], history[column], strict=True)]
+        with_retry(client.log_batch, child.info.run_id, metrics=entries,
+                   params=[Param(k, str(v)) for k, v in flatten(params).items()], tags=[RunTag("member", name)])
+        with_retry(client.set_terminated, child.info.run_id, "FINISHED")
+        return child.info.run_id
+
 
 class UntrackedRun:
     """Stands in for StageRun when tracking is off: logs nothing."""
@@ -251,6 +273,10 @@ class UntrackedRun:
         pass
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
+        pass
+
+    def log_child(self, name: str, params: Mapping[str, Any], metrics: Mapping[str, Any],
+                  histories: list[pd.DataFrame] = ()) -> None:
         pass
 
 

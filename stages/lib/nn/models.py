@@ -1,9 +1,11 @@
 """Keras model builders behind one interface and one registry.
 
 Every model is a pydantic spec (its hyperparameters, validated from params.yaml)
-with one verb, ``build(steps, channels) -> keras.Model``, mapping a window of
-shape (steps, channels) to one number. Both experiments use the same registry:
-adding a model is one class and one line in ``REGISTRY``.
+with one verb, ``build(steps, channels, outputs=1) -> keras.Model``, mapping a
+window of shape (steps, channels) to ``outputs`` numbers: one for the memory
+task and a one-step forecaster, a whole horizon for a direct (multi-output)
+forecaster. Both experiments use the same registry: adding a model is one class
+and one line in ``REGISTRY``.
 
 Keras is imported inside ``build`` so that validating params stays cheap.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
 Activation = Literal["linear", "tanh", "relu", "softplus", "sigmoid"]
@@ -43,8 +46,11 @@ class ModelSpec(BaseModel):
     # 1.7x slower, so only the recurrent models use it.
     xla: ClassVar[bool] = False
 
-    def build(self, steps: int, channels: int):  # pragma: no cover - interface
+    def build(self, steps: int, channels: int, outputs: int = 1):  # pragma: no cover - interface
         raise NotImplementedError
+
+    def check_outputs(self, steps: int, outputs: int) -> None:
+        """Raise ValueError naming the key when the model cannot map ``steps`` inputs to ``outputs`` values."""
 
     def describe(self, steps: int) -> dict[str, float]:
         """Facts about the built model worth logging (e.g. receptive field)."""
@@ -62,7 +68,7 @@ class _RNNSpec(ModelSpec):
     def _layer(self):  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def build(self, steps: int, channels: int):
+    def build(self, steps: int, channels: int, outputs: int = 1):
         import keras
 
         layer = self._layer()
@@ -74,8 +80,7 @@ class _RNNSpec(ModelSpec):
             x = layer(units, activation=self.activation, return_sequences=not last)(x)
         for units in self.dense:
             x = keras.layers.Dense(units, activation=self.dense_activation)(x)
-        outputs = keras.layers.Dense(1, activation=self.output_activation)(x)
-        return keras.Model(inputs, outputs)
+        return keras.Model(inputs, keras.layers.Dense(outputs, activation=self.output_activation)(x))
 
 
 class LSTMSpec(_RNNSpec):
@@ -103,15 +108,14 @@ class FullConvSpec(ModelSpec):
     hidden: PositiveInt = 2
     activation: Activation = "softplus"
 
-    def build(self, steps: int, channels: int):
+    def build(self, steps: int, channels: int, outputs: int = 1):
         import keras
 
         inputs = keras.Input(shape=(steps, channels))
         x = keras.layers.Conv1D(self.filters, kernel_size=steps, activation=self.activation, padding="valid")(inputs)
         x = keras.layers.Flatten()(x)
         x = keras.layers.Dense(self.hidden, activation=self.activation)(x)
-        outputs = keras.layers.Dense(1)(x)
-        return keras.Model(inputs, outputs)
+        return keras.Model(inputs, keras.layers.Dense(outputs)(x))
 
     def describe(self, steps: int) -> dict[str, float]:
         return {"receptive_field": float(steps)}
@@ -165,7 +169,7 @@ class TCNSpec(ModelSpec):
         rf = receptive_field(self.kernel_size, self.resolved_dilations(steps))
         return {"receptive_field": float(rf), "receptive_field_shortfall": float(max(0, steps - rf))}
 
-    def build(self, steps: int, channels: int):
+    def build(self, steps: int, channels: int, outputs: int = 1):
         import keras
 
         inputs = keras.Input(shape=(steps, channels))
@@ -185,8 +189,111 @@ class TCNSpec(ModelSpec):
         # Causal padding: the last step is the one that has seen the whole window.
         # Cropping rather than a Lambda keeps the saved model loadable in safe mode.
         x = keras.layers.Flatten()(keras.layers.Cropping1D((steps - 1, 0))(x))
-        outputs = keras.layers.Dense(1, activation=self.output_activation)(x)
-        return keras.Model(inputs, outputs)
+        return keras.Model(inputs, keras.layers.Dense(outputs, activation=self.output_activation)(x))
+
+
+# ----------------------------------------------------------------- N-BEATS
+
+def trend_basis(size: int, degree: int) -> np.ndarray:
+    """N-BEATS' polynomial basis, shape (degree + 1, size): row i is t**i on t = 0, 1/size, ..., (size-1)/size
+    (the official implementation's TrendBasis, for the backcast and the forecast alike)."""
+    t = np.arange(size, dtype=float) / size
+    return np.stack([t ** i for i in range(degree + 1)])
+
+
+def fourier_frequencies(horizon: int, harmonics: int) -> np.ndarray:
+    """The seasonality basis' frequencies, in cycles per horizon: 0, then 1, 1 + 1/harmonics, ... below
+    horizon / 2 (the official implementation's SeasonalityBasis)."""
+    return np.append(0.0, np.arange(harmonics, harmonics / 2 * horizon, dtype=float) / harmonics)
+
+
+def seasonality_basis(size: int, horizon: int, harmonics: int, backcast: bool) -> np.ndarray:
+    """N-BEATS' Fourier basis, shape (2 * frequencies, size): cosines then sines of the frequencies above, on a
+    time grid in units of the horizon (the forecast at t = 0 .. horizon-1, the backcast at t = 0, -1, ...), so a
+    frequency means the same period in the look-back as in the forecast."""
+    steps = np.arange(size, dtype=float) / horizon
+    grid = 2 * np.pi * (-steps if backcast else steps)[None, :] * fourier_frequencies(horizon, harmonics)[:, None]
+    return np.concatenate([np.cos(grid), np.sin(grid)])
+
+
+class NBeatsSpec(ModelSpec):
+    """N-BEATS (Oreshkin, Carpov, Chapados and Bengio 2020, arXiv 1905.10437): stacks of fully connected blocks,
+    each reading what the blocks before it left of the look-back (backcast residual) and adding its part of the
+    forecast (forecast sum): the double residual stacking.
+
+    ``variant: generic`` (N-BEATS-G): ``stacks`` stacks of ``blocks`` blocks with linear backcast and forecast
+    heads. ``variant: interpretable`` (N-BEATS-I): a trend stack (polynomial basis of ``degree``) then a
+    seasonality stack (Fourier basis with ``harmonics``), each of ``blocks`` blocks; ``share_weights`` shares
+    a stack's block weights, as the paper does for N-BEATS-I. Defaults are the paper's (its Table 18); the
+    project's smaller CPU settings are in params.yaml beside them.
+
+    Written here: no maintained Keras 3 implementation is on PyPI (the reference code is PyTorch).
+    """
+
+    variant: Literal["generic", "interpretable"] = "generic"
+    stacks: PositiveInt = 30           # generic only; N-BEATS-I has its two stacks
+    blocks: PositiveInt = 1            # per stack (paper: 1 for G, 3 for I)
+    layers: PositiveInt = 4            # fully connected layers per block
+    units: PositiveInt = 512           # per layer (N-BEATS-I: the trend stack's)
+    seasonality_units: PositiveInt = 2048  # N-BEATS-I's seasonality stack
+    degree: NonNegativeInt = Field(default=3, le=6)    # polynomial degree of the trend basis (official code: 3)
+    harmonics: PositiveInt = 1         # Fourier harmonics of the seasonality basis
+    share_weights: bool = False        # the paper shares them within a stack for N-BEATS-I only
+
+    def check_outputs(self, steps: int, outputs: int) -> None:
+        if self.variant == "interpretable" and self.degree + 1 > outputs:
+            # More polynomial terms than forecast points: the trend basis' rows are no longer independent.
+            raise ValueError(f"arch.degree: {self.degree} needs a horizon of at least {self.degree + 1} points, "
+                             f"not {outputs}")
+        if self.variant == "interpretable" and len(fourier_frequencies(outputs, self.harmonics)) < 2:
+            raise ValueError(f"arch.harmonics: a horizon of {outputs} leaves the seasonality basis no frequency "
+                             "above 0")
+
+    def _stack_plan(self, steps: int, outputs: int) -> list[tuple[int, np.ndarray | None, np.ndarray | None]]:
+        """(units, backcast basis, forecast basis) per stack; None bases: the generic linear heads."""
+        if self.variant == "generic":
+            return [(self.units, None, None)] * self.stacks
+        return [(self.units, trend_basis(steps, self.degree), trend_basis(outputs, self.degree)),
+                (self.seasonality_units, seasonality_basis(steps, outputs, self.harmonics, backcast=True),
+                 seasonality_basis(outputs, outputs, self.harmonics, backcast=False))]
+
+    def build(self, steps: int, channels: int, outputs: int = 1):
+        import keras
+
+        self.check_outputs(steps, outputs)
+        inputs = keras.Input(shape=(steps, channels))
+        residual = keras.layers.Flatten()(inputs)
+        forecast = None
+        for units, back_basis, fore_basis in self._stack_plan(steps * channels, outputs):
+            shared = _nbeats_block_layers(units, self.layers, back_basis, fore_basis, steps * channels, outputs) \
+                if self.share_weights else None
+            for _ in range(self.blocks):
+                block = shared or _nbeats_block_layers(units, self.layers, back_basis, fore_basis, steps * channels,
+                                                       outputs)
+                h = residual
+                for dense in block["hidden"]:
+                    h = dense(h)
+                backcast = block["backcast"](block["theta_b"](h)) if back_basis is not None else block["backcast"](h)
+                part = block["forecast"](block["theta_f"](h)) if fore_basis is not None else block["forecast"](h)
+                residual = keras.layers.Subtract()([residual, backcast])
+                forecast = part if forecast is None else keras.layers.Add()([forecast, part])
+        return keras.Model(inputs, forecast)
+
+
+def _nbeats_block_layers(units: int, layers: int, back_basis, fore_basis, steps: int, outputs: int) -> dict:
+    """One block's layers: ``layers`` ReLU layers, then linear heads; with a basis, the head is theta (its
+    coefficients) times the fixed basis, a Dense layer whose kernel is the basis and is not trained."""
+    import keras
+
+    block = {"hidden": [keras.layers.Dense(units, activation="relu") for _ in range(layers)]}
+    for side, basis, size in (("backcast", back_basis, steps), ("forecast", fore_basis, outputs)):
+        if basis is None:
+            block[side] = keras.layers.Dense(size)
+            continue
+        block["theta_" + side[0]] = keras.layers.Dense(basis.shape[0], use_bias=False)
+        block[side] = keras.layers.Dense(size, use_bias=False, trainable=False,
+                                         kernel_initializer=keras.initializers.Constant(basis.astype("float32")))
+    return block
 
 
 REGISTRY: dict[str, type[ModelSpec]] = {
@@ -194,4 +301,5 @@ REGISTRY: dict[str, type[ModelSpec]] = {
     "gru": GRUSpec,
     "fullconv": FullConvSpec,
     "tcn": TCNSpec,
+    "nbeats": NBeatsSpec,
 }

@@ -87,9 +87,10 @@ def callbacks_for(fit: FitParams, has_val: bool) -> list[keras.callbacks.Callbac
 
 
 def train(model: keras.Model, X: np.ndarray | FreshBatches, y: np.ndarray | None, fit: FitParams,
-          val: tuple[np.ndarray, np.ndarray] | None = None, verbose: int | None = None,
-          xla: bool = False) -> pd.DataFrame:
-    """Compile with MSE and Adam, train, and return the per-epoch history.
+          val: tuple[np.ndarray, ...] | None = None, verbose: int | None = None,
+          xla: bool = False, loss="mse") -> pd.DataFrame:
+    """Compile with ``loss`` (MSE unless given: a Keras loss name or function) and Adam, train, and return the
+    per-epoch history.
 
     ``xla`` compiles the training step with XLA (the spec's ``xla``); Keras falls
     back to plain TensorFlow, with a warning, for a layer XLA cannot compile
@@ -99,7 +100,7 @@ def train(model: keras.Model, X: np.ndarray | FreshBatches, y: np.ndarray | None
     one or two threads (tests/test_models.py checks the first).
 
     ``X`` is a fixed training set with targets ``y``, or a FreshBatches stream
-    (``y`` None). Progress: Keras' bar on a terminal, one line per epoch
+    (``y`` None; its batches may carry sample weights, as may ``val``). Progress: Keras' bar on a terminal, one line per epoch
     otherwise (DVC logs), or ``verbose`` (Keras' 0, 1 or 2) where given.
     """
     if xla:
@@ -108,7 +109,7 @@ def train(model: keras.Model, X: np.ndarray | FreshBatches, y: np.ndarray | None
 
         tf_config.disable_op_determinism()
     optimizer = keras.optimizers.Adam(learning_rate=fit.learning_rate, clipnorm=fit.clipnorm)
-    model.compile(loss="mse", optimizer=optimizer, jit_compile=xla)
+    model.compile(loss=loss, optimizer=optimizer, jit_compile=xla)
     stream = isinstance(X, keras.utils.PyDataset)
     history = model.fit(
         X, y, batch_size=None if stream else fit.batch_size, epochs=fit.max_epochs, validation_data=val, shuffle=True,

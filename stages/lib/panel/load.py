@@ -108,5 +108,5 @@ def screen(panel: pd.DataFrame, min_length: int, policy: str, name: str) -> tupl
 def min_length(specs: Iterable, horizon: int, season_length: int, num_steps: int) -> int:
     """Fewest points a series needs: the held-out horizon, and a history every forecaster can fit and MASE can
     scale (a seasonal naive error in-sample)."""
-    fits = max(spec.min_history(season_length, num_steps) for spec in specs)
+    fits = max(spec.min_panel_history(season_length, num_steps, horizon) for spec in specs)
     return horizon + max(fits, season_length + 1)

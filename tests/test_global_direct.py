@@ -1,0 +1,288 @@
+"""Direct multi-horizon global models: N-BEATS' blocks and bases, N-BEATS' window sampling, the validation
+split, the losses, the median ensemble, and a panel model trained end to end (seeded, deterministic, learning)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stages.lib.config import parse_params
+from stages.lib.errors import ParamsError
+from stages.lib.forecast.global_direct import (MemberConfig, WindowPool, fit_member, mase_denominators,
+                                               median_ensemble, member_configs, validation_split)
+from stages.lib.forecast.specs import PanelKerasSpec
+from stages.lib.nn.models import FitParams, NBeatsSpec, fourier_frequencies, seasonality_basis, trend_basis
+
+
+# ------------------------------------------------------------------ N-BEATS
+
+@pytest.mark.parametrize("arch", [{"variant": "generic", "stacks": 3, "units": 16},
+                                  {"variant": "interpretable", "blocks": 2, "units": 8, "seasonality_units": 8,
+                                   "degree": 2, "share_weights": True}])
+def test_nbeats_maps_a_look_back_to_the_whole_horizon(arch):
+    model = NBeatsSpec(**arch).build(12, 1, 6)
+    out = np.asarray(model(np.random.default_rng(0).normal(size=(5, 12, 1)).astype(np.float32)))
+    assert out.shape == (5, 6) and np.all(np.isfinite(out))
+
+
+def test_shared_weights_make_the_interpretable_stacks_smaller():
+    shared = NBeatsSpec(variant="interpretable", blocks=3, units=8, seasonality_units=8, share_weights=True)
+    own = shared.model_copy(update={"share_weights": False})
+    # Three blocks of one stack share one set of trainable weights: a third as many.
+    assert shared.build(12, 1, 6).count_params() < own.build(12, 1, 6).count_params() / 2
+
+
+def _keras_basis_output(basis: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """theta through the fixed-basis head the blocks use (a Dense layer whose kernel is the basis)."""
+    import keras
+
+    from stages.lib.nn.models import _nbeats_block_layers
+
+    block = _nbeats_block_layers(4, 1, basis, basis, basis.shape[1], basis.shape[1])
+    inputs = keras.Input(shape=(basis.shape[0],))
+    model = keras.Model(inputs, block["forecast"](inputs))
+    assert not block["forecast"].trainable_weights  # the basis is not learnt
+    return np.asarray(model(theta[None].astype(np.float32)))[0]
+
+
+def test_a_trend_stack_of_degree_two_reproduces_a_quadratic_exactly():
+    horizon = 8
+    t = np.arange(horizon) / horizon
+    quadratic = 3.0 - 2.0 * t + 5.0 * t ** 2
+    basis = trend_basis(horizon, 2)
+    assert basis.shape == (3, horizon)
+    np.testing.assert_allclose(basis[2], t ** 2)
+    # theta = the coefficients: the basis head returns the polynomial itself.
+    np.testing.assert_allclose(_keras_basis_output(basis, np.array([3.0, -2.0, 5.0])), quadratic, rtol=1e-5, atol=1e-5)
+    # and a cubic is not in its span: degree 2 cannot fit it.
+    residual = np.linalg.lstsq(basis.T, t ** 3, rcond=None)[1]
+    assert residual[0] > 1e-4
+
+
+def test_a_seasonality_stack_reproduces_a_sinusoid_of_its_frequencies():
+    horizon = 18
+    freqs = fourier_frequencies(horizon, harmonics=1)
+    np.testing.assert_array_equal(freqs, np.arange(9))  # 0 .. horizon/2 - 1 cycles per horizon
+    basis = seasonality_basis(horizon, horizon, 1, backcast=False)
+    assert basis.shape == (18, horizon)
+    # Two cycles per horizon (a period of 9 steps), amplitude 1.5 and a phase: 1.5 cos(2 pi 2 t/18 - 0.4).
+    steps = np.arange(horizon)
+    wave = 1.5 * np.cos(2 * np.pi * 2 * steps / horizon - 0.4)
+    theta = np.zeros(18)
+    theta[2], theta[9 + 2] = 1.5 * np.cos(0.4), 1.5 * np.sin(0.4)
+    np.testing.assert_allclose(_keras_basis_output(basis, theta), wave, atol=1e-5)
+    # The backcast's grid runs backwards in the same units: the same frequency has the same period in it.
+    back = seasonality_basis(27, horizon, 1, backcast=True)
+    np.testing.assert_allclose(back[2, :9], back[2, 9:18], atol=1e-12)
+
+
+def test_nbeats_blocks_that_do_not_fit_the_horizon_are_refused_naming_the_key(raw_params):
+    raw_params["panel_models"]["nbeats_i"]["arch"]["degree"] = 6
+    with pytest.raises(ParamsError, match=r"^params\.yaml: panel_models\.nbeats_i\.arch\.degree: 6 needs a horizon of "
+                                          r"at least 7 points, not 6 \(on panel m3_yearly\)$"):
+        parse_params(raw_params)
+
+
+# ------------------------------------------------------------------ windows and validation
+
+def test_windows_by_hand_padding_scale_and_targets():
+    y = np.array([2.0, 4.0, 6.0, 8.0, 10.0, 12.0])
+    pool = WindowPool([y], lookback=3, horizon=2)
+    inputs, targets, real, _ = pool.windows(np.array([0, 0]), np.array([1, 4]))
+    # Origin 1: one real input (2), padded on the left with the first value; targets 4, 6.
+    np.testing.assert_array_equal(inputs, [[2, 2, 2], [4, 6, 8]])
+    np.testing.assert_array_equal(real, [[False, False, True], [True, True, True]])
+    np.testing.assert_array_equal(targets, [[4, 6], [10, 12]])
+    X, t, w, scale = pool.scaled(np.array([0, 0]), np.array([1, 4]))
+    # Each window divided by the mean |value| of its real inputs only: 2, then 6.
+    np.testing.assert_allclose(scale, [2.0, 6.0])
+    np.testing.assert_allclose(X[1, :, 0], [4 / 6, 1, 8 / 6], rtol=1e-6)
+    np.testing.assert_allclose(t[1], [10 / 6, 2], rtol=1e-6)
+    np.testing.assert_array_equal(w, [1, 1])
+    # Origins with all targets real: 1 .. 4; history_limit 1 horizon keeps the last 2 origins.
+    assert (pool.lo[0], pool.hi[0]) == (1, 4)
+    limited = WindowPool([y], lookback=3, horizon=2, history_limit=1)
+    assert (limited.lo[0], limited.hi[0]) == (3, 4)
+    X, t, _ = limited.draw(200, np.random.default_rng(0))
+    # First target over last input is scale-free: origin 3 gives 8 / 6, origin 4 gives 10 / 8; nothing earlier.
+    ratios = t[:, 0] / X[:, -1, 0]
+    early, late = np.isclose(ratios, 8 / 6, rtol=1e-5), np.isclose(ratios, 10 / 8, rtol=1e-5)
+    assert np.all(early | late) and early.any() and late.any()
+    # The forecast's input: the last 3 values.
+    X_last, scale_last = pool.last()
+    np.testing.assert_allclose(X_last[0, :, 0] * scale_last[0], [8, 10, 12], rtol=1e-6)
+
+
+def test_draws_are_reproducible_from_the_generator_and_stay_inside_each_series():
+    series = [np.arange(1.0, 21.0), 100 + np.arange(1.0, 9.0)]
+    pool = WindowPool(series, lookback=4, horizon=3, history_limit=2)
+    first = pool.draw(64, np.random.default_rng([5, 1, 0]))
+    again = pool.draw(64, np.random.default_rng([5, 1, 0]))
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    X, y, _ = first
+    # Both series are arithmetic with step 1: inputs and targets continue each other, whatever the scale.
+    levels = np.concatenate([X[..., 0], y], axis=1)
+    steps = np.diff(levels, axis=1)
+    np.testing.assert_allclose(steps[:, -3:], steps[:, -1:].repeat(3, axis=1), rtol=1e-4)
+
+
+def test_the_validation_split_keeps_every_validation_point_out_of_training_and_scaling():
+    horizon = 4
+    histories = [np.arange(1.0, 15.0), np.arange(1.0, 7.0)]  # the second is too short to validate on
+    parts, validated, held = validation_split(histories, horizon)
+    np.testing.assert_array_equal(parts[0], np.arange(1.0, 11.0))
+    np.testing.assert_array_equal(validated, [0])
+    np.testing.assert_array_equal(held, [[11, 12, 13, 14]])
+    pool = WindowPool(parts, lookback=5, horizon=horizon)
+    # Every origin a training window can have: no input or target reaches the held-out points (11 and more).
+    assert (pool.lo[0], pool.hi[0]) == (1, 6)
+    inputs, targets, _, _ = pool.windows(np.zeros(6, dtype=int), np.arange(1, 7))
+    assert inputs.max() == 6 and np.nanmax(targets) == 10
+    X, y, _ = pool.draw(500, np.random.default_rng(0))
+    # Series 0 is 1..10 here: a window's first target over its last input is (c + 1) / c for an origin c <= 6.
+    assert np.min(y[:, 0] / X[:, -1, 0]) >= 7 / 6 - 1e-6
+    X_val, scale = WindowPool([parts[0]], 5, horizon).last()
+    np.testing.assert_allclose(scale, [np.mean([6, 7, 8, 9, 10])])  # the scale of the inputs before the held-out
+
+
+def test_the_mase_weights_turn_the_absolute_error_into_the_mase():
+    y = np.array([10.0, 12.0, 11.0, 15.0, 14.0, 18.0, 17.0, 21.0])
+    denom = mase_denominators([y], season_length=2)
+    np.testing.assert_allclose(denom, [np.mean(np.abs(y[2:] - y[:-2]))])
+    pool = WindowPool([y], lookback=3, horizon=2, mase_scale=denom)
+    X, t, w, scale = pool.scaled(np.array([0]), np.array([5]))
+    forecast = np.array([16.0, 20.0])
+    # The weighted absolute error on scaled values equals the MASE on the original scale.
+    weighted = w[0] * np.mean(np.abs(t[0] - forecast / scale[0]))
+    assert weighted == pytest.approx(np.mean(np.abs(y[5:7] - forecast)) / denom[0], rel=1e-5)
+
+
+def test_the_median_ensemble_by_hand():
+    members = [np.array([[1.0, 10.0]]), np.array([[3.0, -2.0]]), np.array([[2.0, 4.0]]), np.array([[100.0, 5.0]])]
+    np.testing.assert_array_equal(median_ensemble(members[:3]), [[2.0, 4.0]])
+    np.testing.assert_array_equal(median_ensemble(members), [[2.5, 4.5]])  # an even count: the mean of the middle two
+    configs = member_configs([0, 1], [12, 18], ["smape", "mase"])
+    assert [c.label for c in configs[:4]] == ["seed0-L12-smape", "seed0-L12-mase", "seed0-L18-smape", "seed0-L18-mase"]
+    assert len(configs) == 8
+
+
+# ------------------------------------------------------------------ a member, trained
+
+def seasonal_panel(n: int = 6, length: int = 48) -> list[np.ndarray]:
+    t = np.arange(length)
+    rng = np.random.default_rng(1)
+    return [(50 + 10 * i) * (1 + 0.2 * np.sin(2 * np.pi * t / 6 + i)) + 0.1 * t + rng.normal(scale=0.3, size=length)
+            for i in range(n)]
+
+
+def train_member(loss: str = "smape", seed: int = 3, refit: bool = True):
+    fit = FitParams(seed=seed, max_epochs=8, batch_size=64, learning_rate=0.01, patience=3)
+    arch = NBeatsSpec(stacks=2, units=32)
+    return fit_member(MemberConfig(seed, 12, loss), seasonal_panel(), horizon=6, season_length=6,
+                      build=lambda steps, outputs: arch.build(steps, 1, outputs), fit=fit, batches_per_epoch=10,
+                      history_limit=None, refit=refit)
+
+
+def test_a_direct_member_is_seeded_deterministic_and_learns():
+    first, again = train_member(), train_member()
+    np.testing.assert_array_equal(first.forecast, again.forecast)  # same seed and data: the same numbers
+    assert first.forecast.shape == (6, 6) and np.all(np.isfinite(first.forecast))
+    validation, refit = first.histories
+    assert validation["loss"].iloc[-1] < 0.5 * validation["loss"].iloc[0]  # it learnt
+    assert first.epochs == int(validation["val_loss"].idxmin()) + 1 and len(refit) == first.epochs
+    assert not np.array_equal(train_member(seed=4).forecast, first.forecast)
+
+
+@pytest.mark.parametrize("loss", ["mse", "mape", "mase"])
+def test_every_loss_trains(loss):
+    member = train_member(loss=loss, refit=False)
+    assert len(member.histories) == 1 and np.all(np.isfinite(member.forecast))
+    assert member.histories[0]["loss"].iloc[-1] < member.histories[0]["loss"].iloc[0]
+
+
+# ------------------------------------------------------------------ params
+
+def direct(**changes) -> dict:
+    settings = {"kind": "keras", "model": "nbeats", "mode": "global", "output": "direct", "lookback": [2, 3],
+                "loss": ["smape", "mase"], "seeds": [0, 1],
+                "fit": {"seed": 0, "max_epochs": 3, "batch_size": 32}, "arch": {"stacks": 2, "units": 8}}
+    return {**settings, **changes}
+
+
+def test_an_ensemble_is_every_seed_look_back_and_loss_and_adds_its_first_member_to_the_scores():
+    spec = PanelKerasSpec.model_validate(direct())
+    members = spec.members(horizon=6, season_length=1, num_steps=3)
+    assert len(members) == 8 and {m.lookback for m in members} == {12, 18}
+    assert spec.scored_names("nb", 6) == ["nb", "nb_single"]
+    single = PanelKerasSpec.model_validate(direct(lookback=2, loss="smape", seeds=None))
+    assert single.scored_names("nb", 6) == ["nb"] and single.members(6, 1, 3)[0].seed == 0
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"loss": "huber"}, r"panel_models\.x\.loss: 'huber' is not a loss: use one of mse, smape, mape, mase"),
+    ({"seeds": []}, r"panel_models\.x: seeds: an ensemble needs at least one member"),
+    ({"lookback": []}, r"panel_models\.x: lookback: an ensemble needs at least one member"),
+    ({"output": "recursive"}, r"panel_models\.x: lookback: only for output: direct"),
+    ({"mode": "per_series"}, r"panel_models\.x: output: direct is for mode: global"),
+])
+def test_bad_direct_settings_are_named_by_their_key(raw_params, changes, message):
+    raw_params["panel_models"]["x"] = direct(**changes)
+    with pytest.raises(ParamsError, match=r"^params\.yaml: " + message):
+        parse_params(raw_params)
+
+
+def test_a_look_back_longer_than_every_history_stops_the_stage(tmp_path, monkeypatch, raw_params, capsys):
+    import pandas as pd
+    import yaml
+
+    from stages import panel_model
+    from stages.lib.infra import cli, paths
+
+    monkeypatch.setenv("PIPELINE_TRACKING", "off")
+    raw_params["panel_models"] = {"x": direct(lookback=[2, 9], seeds=None, loss="smape")}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
+    monkeypatch.setattr(paths, "params_file", lambda: tmp_path / "params.yaml")
+    frames = [pd.DataFrame({"id": sid, "time": range(1, 31), "value": 100.0 + np.arange(30)}) for sid in ("a", "b")]
+    pd.concat(frames).to_csv(tmp_path / "series.csv", index=False)
+    out = tmp_path / "x.csv"
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(panel_model.main, ["--panel", "m3_yearly", "--model", "x", "--series", str(tmp_path / "series.csv"),
+                                   "--out", str(out)])
+    assert stopped.value.code == 2 and not out.exists()
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: params.yaml: panel_models.x.lookback: a look-back of 54 values is longer than every series' history "
+        "on this panel (the longest has 24 points)")
+
+
+def test_the_stage_writes_the_ensemble_and_its_first_member_alone(tmp_path, monkeypatch, raw_params):
+    import pandas as pd
+    import yaml
+
+    from stages import panel_model
+    from stages.lib.infra import cli, paths
+
+    monkeypatch.setenv("PIPELINE_TRACKING", "off")
+    raw_params["panel_models"] = {"x": direct(lookback=[2, 3], seeds=None, loss="smape", batches_per_epoch=3)}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
+    monkeypatch.setattr(paths, "params_file", lambda: tmp_path / "params.yaml")
+    rng = np.random.default_rng(2)
+    values = {sid: 100 + rng.normal(size=30).cumsum() for sid in ("a", "b", "c")}
+    pd.concat(pd.DataFrame({"id": sid, "time": range(1, 31), "value": v}) for sid, v in values.items()).to_csv(
+        tmp_path / "series.csv", index=False)
+    out = tmp_path / "x.csv"
+    cli.run(panel_model.main, ["--panel", "m3_yearly", "--model", "x", "--series", str(tmp_path / "series.csv"),
+                               "--out", str(out)])
+    table = pd.read_csv(out, dtype={"id": str})
+    assert list(table["forecaster"].unique()) == ["x", "x_single"] and len(table) == 2 * 3 * 6
+    # The first member alone is the same network trained outside the stage; the ensemble of two is their mean.
+    spec = parse_params(raw_params).panel_model("x")
+    arch = spec.model_spec()
+    histories = [v[:-6] for v in values.values()]
+    members = [fit_member(config, histories, horizon=6, season_length=1, fit=spec.fit,
+                          build=lambda steps, outputs: arch.build(steps, 1, outputs), batches_per_epoch=3,
+                          history_limit=None, refit=True) for config in spec.members(6, 1, 3)]
+    single = table[table["forecaster"] == "x_single"]["forecast"].to_numpy().reshape(3, 6)
+    ensemble = table[table["forecaster"] == "x"]["forecast"].to_numpy().reshape(3, 6)
+    np.testing.assert_allclose(single, members[0].forecast, rtol=1e-6)
+    np.testing.assert_allclose(ensemble, (members[0].forecast + members[1].forecast) / 2, rtol=1e-6)
