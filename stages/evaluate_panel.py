@@ -6,7 +6,10 @@ Reads the classical set's forecasts (panel@) and each Keras model's
 - ``--scores``: sMAPE and MASE per series and forecaster (committed);
 - ``--metrics``: per forecaster the mean sMAPE, mean MASE, mean rank over every
   forecaster of the panel, and wins against each baseline; the series scored,
-  skipped and with an undefined MASE. One MLflow run with the same aggregates
+  skipped and with an undefined MASE; ``significance``: the Friedman test, the
+  Nemenyi critical difference of mean ranks, and each forecaster's Wilcoxon
+  p-value against the best (stages/lib/panel/significance.py);
+- ``--cd-figure``: the critical-difference diagram. One MLflow run with the same aggregates
   as metrics, the score table and the skipped series.
 """
 
@@ -27,6 +30,16 @@ from stages.lib.infra.io import write_csv, write_json
 from stages.lib.infra.tracking import stage_run
 from stages.lib.panel.run import kept_series
 from stages.lib.panel.scores import aggregate, score_series, undefined_mase
+from stages.lib.panel.significance import against_best, cd_diagram, friedman
+
+
+def significance(errors: pd.DataFrame) -> dict[str, Any]:
+    """The tests behind the panel's verdicts, on per-series sMAPE: Friedman with the Nemenyi critical difference
+    of mean ranks (5%), and each forecaster's Wilcoxon signed-rank p-value against the best mean sMAPE."""
+    test = friedman(errors)
+    best, pvalues = against_best(errors)
+    return {"friedman_statistic": test.get("statistic"), "friedman_p": test.get("p_value"), "cd": test.get("cd"),
+            "best": best, "wilcoxon_p_vs_best": pvalues}
 
 
 def forecasts_by_series(frames: list[pd.DataFrame], ids: list[str], names: list[str], horizon: int
@@ -55,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", type=Path, required=True, help="folder of the Keras models' forecasts (<model>.csv)")
     parser.add_argument("--scores", type=Path, required=True, help="CSV of sMAPE and MASE per series and forecaster")
     parser.add_argument("--metrics", type=Path, required=True, help="JSON of the aggregates")
+    parser.add_argument("--cd-figure", type=Path, required=True, help="PNG of the critical-difference diagram")
     args = parser.parse_args(argv)
 
     params = load_params()
@@ -72,18 +86,22 @@ def main(argv: list[str] | None = None) -> None:
     scores = pd.DataFrame([{"id": sid, "forecaster": name, **s} for sid, f in predicted.items()
                            for name, s in score_series(values[sid], f, spec.horizon, spec.season_length).items()])
     summary = aggregate(scores, baselines=[n for n in params.baselines if n in names])
+    errors = scores.pivot(index="id", columns="forecaster", values="smape")[names]
     # Laid out as forecast-<dataset>.json: one entry per forecaster beside the panel's facts.
     metrics: dict[str, Any] = {"protocol": "holdout", "horizon": spec.horizon, "season_length": spec.season_length,
                                "series": len(series), "skipped": len(skipped),
-                               "mase_undefined": undefined_mase(scores), "group": spec.group, **summary}
+                               "mase_undefined": undefined_mase(scores), "group": spec.group,
+                               "significance": significance(errors), **summary}
     run_params = {"panel": args.panel, **spec.model_dump(), "forecasters": names}
     tags = {"dataset": args.panel, "kind": "evaluate_panel", "forecaster": ",".join(names)}
     with stage_run("forecast", stage, run_params, inputs=[args.series, *sources], tags=tags) as run:
         write_csv(args.scores, scores)
         write_json(args.metrics, metrics)
+        cd_diagram(errors, args.cd_figure, f"{args.panel}: sMAPE")
         run.log_metrics({"series": len(series), "skipped": len(skipped)})
         run.log_metrics({f"{n}.{k}": v for n, agg in summary.items() for k, v in agg.items()})
         run.log_artifact(args.scores)
+        run.log_artifact(args.cd_figure)
         if skipped:
             with tempfile.TemporaryDirectory() as tmp:
                 write_csv(Path(tmp) / "skipped.csv", pd.DataFrame({"id": list(skipped), "points": list(skipped.values())}))

@@ -13,6 +13,7 @@ from stages.lib.forecast.scoring import SCORES, mean_ranks, significant
 from stages.lib.infra import cli
 from stages.lib.infra.io import read_json, write_text
 from stages.lib.memory.tasks import IDEAL_CHANGE_PCT, TASKS
+from stages.lib.panel.significance import verdict
 
 MEMORY_COLUMNS = [
     ("val_mse", "val MSE", "{:.4f}"),
@@ -194,20 +195,38 @@ PUBLISHED_M3 = {"Theta": (13.01, 12.76, 1.39), "ForecastPro": (13.19, 13.06, 1.4
 M3_SERIES = 3003
 
 
-def panel_table(forecasters: dict[str, dict], baselines: list[str]) -> list[str]:
-    """One row per forecaster, best mean sMAPE first: sMAPE, MASE, mean rank, and wins against each baseline."""
+def panel_table(forecasters: dict[str, dict], baselines: list[str], tests: dict | None = None) -> list[str]:
+    """One row per forecaster, best mean sMAPE first: sMAPE, MASE, mean rank, and wins against each baseline;
+    with ``tests`` (a panel's ``significance``), each one's Wilcoxon test against the best beside it."""
     order = sorted(forecasters, key=lambda n: forecasters[n]["smape"])
     points = all("smape_points" in f for f in forecasters.values())  # pooled over panels of different horizons
-    lines = ["| forecaster | sMAPE | " + ("sMAPE, all points | " if points else "") + "MASE | mean rank | "
-             + " | ".join(f"beats {b}" for b in baselines) + " |",
-             "|---|---:|" + ("---:|" if points else "") + "---:|---:|" + "---:|" * len(baselines)]
+    lines = ["| forecaster | sMAPE (mean over series) | " + ("sMAPE, all points | " if points else "")
+             + "MASE | mean rank | " + " | ".join(f"beats {b}" for b in baselines) + " |"
+             + (" against the best (Wilcoxon) |" if tests else ""),
+             "|---|---:|" + ("---:|" if points else "") + "---:|---:|" + "---:|" * len(baselines) + ("---|" if tests else "")]
     for name in order:
         f = forecasters[name]
         wins = " | ".join("—" if b == name else f"{100 * f[f'wins_{b}']:.0f}%" for b in baselines)
         by_point = f"{f['smape_points']:.2f} | " if points else ""
         rank = f"{f['mean_rank']:.2f}" if "mean_rank" in f else "—"
-        lines.append(f"| {name} | {f['smape']:.2f} | {by_point}{significant(f['mase'])} | {rank} | {wins} |")
+        test = ""
+        if tests:
+            test = " best |" if name == tests["best"] else f" {verdict(tests['wilcoxon_p_vs_best'].get(name))} |"
+        lines.append(f"| {name} | {f['smape']:.2f} | {by_point}{significant(f['mase'])} | {rank} | {wins} |{test}")
     return lines
+
+
+def friedman_line(name: str, p: dict) -> list[str]:
+    """The panel's Friedman test and Nemenyi critical difference, in words."""
+    t = p.get("significance") or {}
+    if t.get("friedman_p") is None:
+        return []
+    differ = "differ" if t["friedman_p"] < 0.05 else "do **not** differ significantly"
+    return [f"Friedman test over the {p['series']} series (per-series sMAPE): χ² = {t['friedman_statistic']:.1f}, "
+            f"p = {t['friedman_p']:.2g}: the forecasters' ranks {differ} at 5%. Nemenyi critical difference of mean "
+            f"ranks at 5%: **{t['cd']:.2f}**; two mean ranks closer than that are not significantly different "
+            f"([diagram](figures/cd-{name}.png)). sMAPE against the best: Wilcoxon signed-rank test on the "
+            "per-series sMAPE, two-sided.", ""]
 
 
 def pooled(panels: list[dict], names: list[str]) -> dict[str, dict]:
@@ -301,7 +320,8 @@ def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str]
         skipped = f", {p['skipped']} skipped as too short (named in the stage's log)" if p["skipped"] else ""
         skipped += f"; MASE undefined on {p['mase_undefined']} (a flat history)" if p["mase_undefined"] else ""
         lines += [f"## {name}", "", f"{p['series']} series{skipped}; horizon {p['horizon']}, season {p['season_length']}.",
-                  "", *panel_table({n: p[n] for n in names if n in p}, baselines), ""]
+                  "", *panel_table({n: p[n] for n in names if n in p}, baselines, p.get("significance")), "",
+                  *friedman_line(name, p)]
     return lines
 
 

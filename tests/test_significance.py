@@ -1,0 +1,66 @@
+"""The tests behind "A beats B": Friedman and the Nemenyi critical difference on a hand-made table, Wilcoxon,
+and how the report words them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.lib.panel.significance import against_best, cd_diagram, critical_difference, friedman, verdict, wilcoxon_p
+
+
+def hand_table() -> pd.DataFrame:
+    # 4 series, 3 forecasters, no ties. Ranks per series: A 1,1,2,1 (sum 5); B 2,3,1,2 (8); C 3,2,3,3 (11).
+    return pd.DataFrame({"A": [1.0, 1.0, 2.0, 1.0], "B": [2.0, 3.0, 1.0, 2.0], "C": [3.0, 2.0, 3.0, 3.0]})
+
+
+def test_friedman_and_the_critical_difference_by_hand():
+    out = friedman(hand_table())
+    # chi2 = 12 / (N k (k + 1)) * sum R_j^2 - 3 N (k + 1) = 12 / 48 * (25 + 64 + 121) - 48 = 4.5, 2 degrees of freedom.
+    assert out["statistic"] == pytest.approx(4.5)
+    assert out["p_value"] == pytest.approx(np.exp(-4.5 / 2), rel=1e-9)  # the chi-square(2) tail
+    # Demsar (2006), Table 5(a): q_0.05 = 2.343 for k = 3; CD = 2.343 * sqrt(3 * 4 / (6 * 4)).
+    assert out["cd"] == pytest.approx(2.343 * np.sqrt(0.5), abs=1e-3)
+    assert out["mean_ranks"] == {"A": 1.25, "B": 2.0, "C": 2.75}
+
+
+def test_the_critical_difference_for_the_m3_quarterly_example_of_the_issue():
+    # 8 forecasters over 756 series: about 0.38 (q_0.05 = 3.031 for k = 8).
+    assert critical_difference(8, 756) == pytest.approx(3.031 * np.sqrt(8 * 9 / (6 * 756)), abs=1e-3)
+    assert critical_difference(8, 756) == pytest.approx(0.38, abs=0.005)
+    assert critical_difference(8, 3003) < critical_difference(8, 756)  # more series: finer distinctions
+
+
+def test_ties_share_their_mean_rank_and_missing_rows_are_left_out():
+    table = pd.DataFrame({"A": [1.0, 2.0, np.nan], "B": [1.0, 3.0, 1.0], "C": [2.0, 1.0, 1.0]})
+    out = friedman(table)
+    assert out["series"] == 2 and out["mean_ranks"] == {"A": 1.75, "B": 2.25, "C": 2.0}
+
+
+def test_wilcoxon_against_the_best():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(5, 15, size=60)
+    table = pd.DataFrame({"good": base, "worse": base + rng.uniform(0.5, 1.5, size=60),
+                          "same": base + rng.normal(scale=0.01, size=60)})
+    best, pvalues = against_best(table)
+    assert best in ("good", "same")
+    assert pvalues["worse"] < 1e-6  # worse on every series: significant
+    # Identical pairs carry no test at all.
+    assert wilcoxon_p(np.ones(5), np.ones(5)) is None
+    from scipy.stats import wilcoxon
+
+    assert wilcoxon_p(table["worse"], table["good"]) == pytest.approx(wilcoxon(table["worse"], table["good"]).pvalue)
+
+
+def test_the_report_says_not_significant_where_it_is_not():
+    assert verdict(0.2) == "p = 0.2, not significant at 5%"
+    assert verdict(0.001) == "p = 0.001"
+    assert verdict(None) == "identical"
+
+
+def test_the_cd_diagram_is_drawn(tmp_path):
+    rng = np.random.default_rng(1)
+    table = pd.DataFrame({n: rng.uniform(size=40) + shift for n, shift in (("a", 0), ("b", 0.1), ("c", 0.5))})
+    cd_diagram(table, tmp_path / "cd.png", "test")
+    assert (tmp_path / "cd.png").stat().st_size > 5000
