@@ -308,3 +308,15 @@ def test_review_workflow_uploads_the_file_the_comment_points_to():
     post = next(step for step in steps if "cml comment" in step.get("run", ""))
     assert post["run"].endswith(f" {out}/{COMMENT_FILE}") and FULL_FILE not in post["run"]
     assert names.index(compare_step["name"]) < names.index(upload["name"]) < names.index(post["name"])
+
+
+def test_a_probe_that_stays_within_noise_of_zero_is_close_not_a_regression():
+    """The issue's case: x[0] change % from 0.0006 to -0.0014 (a model ignoring x[0] in both runs) is "≈"."""
+    diff = memory_diff(**{"lstm.change_first_pct": (0.0006, -0.0014), "gru.change_first_pct": (0.0006, 21.8),
+                          "tcn.change_first_pct": (24.9, 0.4)})
+    rows = {row.key: row for row in metric_rows(diff)}
+    assert rows["lstm.change_first_pct"].mark == "close" and rows["lstm.change_first_pct"].relative_pct is None
+    assert rows["gru.change_first_pct"].mark == "better"  # starts to use x[0]: a real move
+    assert rows["tcn.change_first_pct"].mark == "worse"   # stops using it
+    comment = render("main", "exp", {}, metric_rows(diff), [], [])
+    assert "-349" not in comment and "0.0006 → -0.0014 ≈" in comment

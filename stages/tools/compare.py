@@ -57,6 +57,10 @@ DEFAULT_RTOL = 1e-3
 # so only a base that is zero up to rounding loses its Δ%.
 PCT_MIN_RATIO = 1e-3
 PCT_FLOOR = 1e-6
+# A memory probe's % change that stays within this many points of 0 on both sides is a model ignoring that
+# input, before and after: "≈", with no Δ%. A model using it moves by about +25 (the ideal); 0.0006 going to
+# -0.0014 is the probe's noise, and read "-349.4% ❌" before this floor.
+PROBE_NOISE_PCT = 1.0
 
 # GitHub refuses a comment body over 65,536 characters. The budget leaves room
 # for what CML adds (its watermark, each image link rewritten to an upload URL)
@@ -90,7 +94,7 @@ class MetricRow:
 
     @property
     def relative_pct(self) -> float | None:
-        return relative_pct(self.old, self.new)
+        return None if near_zero_probe(self.key, self.old, self.new) else relative_pct(self.old, self.new)
 
 
 @dataclass(frozen=True)
@@ -168,10 +172,18 @@ def judge(key: str, old: Any, new: Any, ideal: float = DEFAULT_IDEAL_CHANGE_PCT,
         return "better" if new < old else "worse"
     if HIGHER_IS_BETTER.fullmatch(name):
         return "better" if new > old else "worse"
+    if near_zero_probe(key, old, new):
+        return "close"
     if name in CLOSER_TO_IDEAL:
         before, after = abs(old - ideal), abs(new - ideal)
         return "same" if before == after else ("better" if after < before else "worse")
     return "changed"
+
+
+def near_zero_probe(key: str, old: Any, new: Any) -> bool:
+    """A probe's % change within PROBE_NOISE_PCT of 0 in both runs: noise around "ignores this input"."""
+    return (key.rsplit(".", 1)[-1] in CLOSER_TO_IDEAL and _is_number(old) and _is_number(new)
+            and abs(old) < PROBE_NOISE_PCT and abs(new) < PROBE_NOISE_PCT)
 
 
 def relative_pct(old: Any, new: Any) -> float | None:
