@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pandas as pd
 import pytest
 
@@ -256,3 +258,41 @@ def test_a_queue_worker_removing_its_workspace_mid_show_is_tried_again_and_other
     with pytest.raises(CommandError, match="params.yaml"):
         waiting_out_other_dvc(broken, pause=0)
     assert len(calls) == 1
+
+
+# ------------------------------------------------------------ the horizon with a confidence interval
+
+def test_the_fifty_percent_point_by_hand():
+    from stages.tools.horizon import fifty_point
+
+    seq = np.array([10, 20, 40, 80])
+    # 1, 0.75, 0.25, 0: crosses 50% halfway between 20 and 40 in log seq, at sqrt(20 * 40).
+    assert fifty_point(seq, np.array([1.0, 0.75, 0.25, 0.0])) == pytest.approx(np.sqrt(800))
+    assert fifty_point(seq, np.array([1.0, 1.0, 0.5, 0.5])) is None  # never below 50%: beyond the last seq
+    assert fifty_point(seq, np.array([0.4, 0.3, 0.0, 0.0])) is None  # below 50% from the first seq
+
+
+def test_the_horizon_fit_recovers_a_known_fifty_percent_point_from_seed_verdicts():
+    """Seeds drawn with P(remember) = 1 / (1 + (seq / 100)^6): the 50% point is 100, and the interval covers it."""
+    from stages.tools.horizon import horizon_interval
+
+    rng = np.random.default_rng(7)
+    seq = np.array([40, 55, 70, 85, 100, 118, 140, 180, 250])
+    n = np.full(len(seq), 40)
+    k = rng.binomial(n, 1 / (1 + (seq / 100.0) ** 6))
+    h = horizon_interval(pd.DataFrame({"seq": seq, "k": k, "n": n}), draws=400)
+    assert h["horizon"] == pytest.approx(100, rel=0.1)
+    assert h["low"] < 100 < h["high"] and h["within_goal"]
+    # Three seeds per seq, the same curve: the interval is wider, and says so.
+    few = horizon_interval(pd.DataFrame({"seq": seq, "k": rng.binomial(3, 1 / (1 + (seq / 100.0) ** 6)),
+                                         "n": np.full(len(seq), 3)}), draws=400)
+    assert few["horizon"] is None or few["half_width"] > h["half_width"]
+
+
+def test_seeds_that_all_agree_leave_the_grid_as_the_only_limit():
+    from stages.tools.horizon import horizon_interval
+
+    points = pd.DataFrame({"seq": [16, 32, 64, 128], "k": [3, 3, 0, 0], "n": [3, 3, 3, 3]})
+    h = horizon_interval(points, draws=200)
+    assert h["horizon"] == pytest.approx(np.sqrt(32 * 64))  # halfway in log seq
+    assert (h["low"], h["high"]) == (32, 64) and h["outside_share"] == 0.0

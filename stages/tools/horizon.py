@@ -39,6 +39,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from stages.lib.config import ARTICLE_FIT, EvaluateMemoryParams
@@ -117,6 +118,81 @@ def outcome(verdicts: Mapping[int, bool], lowest: int = SEQ_MIN, highest: int = 
         return f"remembers at every seq tried, up to {lo}" + ("" if lo >= highest else " (search unfinished)")
     done = "" if hi - lo <= tolerance(lo) else " (bracket not yet within 10%)"
     return f"remembers up to {lo}, forgets at {hi}{done}"
+
+
+# ------------------------------------------------------------ the horizon with a confidence interval (pure)
+
+# The interval a located horizon should reach (issue 25): within 15% of it either side, 90% confidence.
+INTERVAL_LEVEL = 0.90
+WIDTH_GOAL = 0.15
+BOOTSTRAP_DRAWS = 2000
+
+
+def seed_outcomes(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per seq of one model and budget: seeds that remembered x[0] (``k``) out of those trained (``n``)."""
+    frame = rows[rows["remembers_first_fraction"].notna()]
+    n = frame["seeds"].astype(int).to_numpy()
+    k = (frame["remembers_first_fraction"].to_numpy() * n).round().astype(int)
+    return pd.DataFrame({"seq": frame["seq"].astype(int).to_numpy(), "k": k, "n": n}).sort_values("seq", ignore_index=True)
+
+
+def remember_curve(seq: np.ndarray, k: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """The probability that a seed remembers x[0] at each seq: the isotonic (non-increasing in seq) least-squares
+    fit to the seed shares, weighted by seeds. Isotonic rather than logistic: at a budget where every seed below
+    some seq remembers and every one above forgets, the logistic fit has no maximum (its slope runs to infinity),
+    and the isotonic one is still defined."""
+    from sklearn.isotonic import IsotonicRegression
+
+    return IsotonicRegression(increasing=False, y_min=0.0, y_max=1.0).fit(
+        np.log(seq), k / n, sample_weight=n).predict(np.log(seq))
+
+
+def fifty_point(seq: np.ndarray, p: np.ndarray) -> float | None:
+    """The seq where the fitted probability crosses 50%, interpolated in log seq between the two seqs around it;
+    None where it never crosses (the model remembers, or forgets, at every seq tried)."""
+    above = np.flatnonzero(p >= 0.5)
+    if len(above) == 0 or above[-1] == len(p) - 1:
+        return None
+    i = above[-1]  # the last seq at or above 50%; the next is below (p does not increase)
+    x0, x1 = np.log(seq[i]), np.log(seq[i + 1])
+    t = (p[i] - 0.5) / (p[i] - p[i + 1])
+    return float(np.exp(x0 + t * (x1 - x0)))
+
+
+def horizon_interval(points: pd.DataFrame, draws: int = BOOTSTRAP_DRAWS, level: float = INTERVAL_LEVEL,
+                     seed: int = 0) -> dict:
+    """The 50% horizon and its interval, from a bootstrap over the seeds: each draw resamples every seq's seeds
+    with replacement (k ~ Binomial(n, k/n)) and refits the curve. The interval is at least as wide as the gap
+    between the tested seqs around the horizon: where every seed agrees at every seq, the seeds carry no
+    spread, and the grid is the only limit on the answer."""
+    seq, k, n = points["seq"].to_numpy(), points["k"].to_numpy(), points["n"].to_numpy()
+    point = fifty_point(seq, remember_curve(seq, k, n))
+    if point is None:
+        return {"horizon": None}
+    rng = np.random.default_rng(seed)
+    found = []
+    for _ in range(draws):
+        redrawn = rng.binomial(n, k / n)
+        p = remember_curve(seq, redrawn, n)
+        at = fifty_point(seq, p)
+        # A draw whose curve never crosses 50% puts the horizon outside the seqs tried: below the first
+        # (every seed forgets) or beyond the last (every seed remembers). It counts, as 0 or infinity.
+        found.append(at if at is not None else (np.inf if p[-1] >= 0.5 else 0.0))
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(np.array(found), [tail, 1 - tail], method="inverted_cdf")
+    below, above = seq[seq <= point], seq[seq > point]
+    lo, hi = min(lo, below.max() if len(below) else point), max(hi, above.min() if len(above) else point)
+    half = max(point - lo, hi - point) / point
+    return {"horizon": point, "low": float(lo), "high": float(hi), "half_width": float(half),
+            "within_goal": bool(half <= WIDTH_GOAL),
+            "outside_share": float(np.mean([f in (0.0, np.inf) for f in found])),
+            "seeds": int(n.min()) if n.min() == n.max() else f"{n.min()}-{n.max()}"}
+
+
+def confident_horizons(table: pd.DataFrame) -> dict[tuple[str, str], dict]:
+    """Per (model, budget): the 50% horizon with its 90% interval (``horizon`` None where it is not located)."""
+    return {(model, budget): {**horizon_interval(seed_outcomes(rows)), "points": seed_outcomes(rows)}
+            for (budget, model), rows in table.groupby(["budget", "model"], sort=False)}
 
 
 # ------------------------------------------------------------ pure parts
@@ -267,7 +343,7 @@ def render(table: pd.DataFrame, found: dict[tuple[str, str], dict], searches: di
              "one at which it does not; it means nothing without the training budget, so every verdict sits beside "
              "its budget. `default`: params.yaml's `train_memory.fit` (a fixed set of 2000 samples, early stopping); "
              "`article`: the article's recipe (1000 epochs of 768 fresh samples in batches of 256, the best "
-             "validation checkpoint).", "", article_claim(table), "", "## Horizons", "",
+             "validation checkpoint).", "", article_claim(table), "", *confidence_section(table), "## Horizons", "",
              "| model | budget | answer | remembers up to seq | forgets from seq | seqs tried |",
              "|---|---|---|---:|---:|---|"]
     for (model, budget), h in found.items():
@@ -304,6 +380,40 @@ def render(table: pd.DataFrame, found: dict[tuple[str, str], dict], searches: di
     return "\n".join(lines) + "\n"
 
 
+def interval_text(h: dict, tried: list[int]) -> str:
+    low = f"below {min(tried)}" if h["low"] <= 0 else f"{h['low']:.0f}"
+    high = f"beyond {max(tried)}" if not np.isfinite(h["high"]) else f"{h['high']:.0f}"
+    return f"{low} to {high}"
+
+
+def confidence_section(table: pd.DataFrame) -> list[str]:
+    """The horizon as the seq where half the seeds remember, with its 90% bootstrap interval."""
+    lines = ["## Horizons with a confidence interval", "",
+             "Whether a network learns the task at a given `seq` is a chance event over its training seeds. "
+             "Per model and budget, the probability that a seed remembers x[0] is fitted to every seed's verdict "
+             "as a non-increasing function of `seq` (isotonic, in log `seq`); the horizon is the `seq` where it "
+             f"crosses 50%, and its {INTERVAL_LEVEL:.0%} interval comes from {BOOTSTRAP_DRAWS} bootstrap draws over "
+             "the seeds (each `seq`'s seeds resampled, the curve refitted). An interval is never narrower than the "
+             "gap between the `seq`s tried around the horizon; 'below 16' means that in more than 5% of the draws "
+             "every seed forgets at every `seq` tried. The goal: within "
+             f"±{WIDTH_GOAL:.0%} of the horizon.", "",
+             f"| model | budget | seeds per seq | horizon (50%) | {INTERVAL_LEVEL:.0%} interval | half-width | "
+             f"within ±{WIDTH_GOAL:.0%} |", "|---|---|---:|---:|---|---:|---|"]
+    within = []
+    for (model, budget), h in confident_horizons(table).items():
+        tried = h["points"]["seq"].tolist()
+        within += [f"{model} ({budget})"] if h.get("within_goal") else []
+        if h["horizon"] is None:
+            lines.append(f"| {model} | {budget} | {int(h['points']['n'].min())} | not located: "
+                         f"{'remembers' if h['points']['k'].iloc[-1] else 'forgets'} at every seq tried | — | — | — |")
+            continue
+        half = "unbounded" if not np.isfinite(h["half_width"]) else f"±{h['half_width']:.0%}"
+        lines.append(f"| {model} | {budget} | {h['seeds']} | {h['horizon']:.1f} | {interval_text(h, tried)} | "
+                     f"{half} | {'yes' if h['within_goal'] else '**no**'} |")
+    return [*lines, "", f"Located to the goal's width: {', '.join(within) or 'none'}. The others need more seeds "
+            "near their horizon; the search does not add them yet.", ""]
+
+
 def plot(table: pd.DataFrame, path: Path, ideal: float = IDEAL_CHANGE_PCT,
          blind_threshold: float = BLIND_THRESHOLD) -> None:
     """Per budget: the x[0] change probe (top) and the x[0] blinding MSE (bottom) against seq, log scale.
@@ -317,7 +427,8 @@ def plot(table: pd.DataFrame, path: Path, ideal: float = IDEAL_CHANGE_PCT,
     from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
     budgets = list(dict.fromkeys(table["budget"]))
-    fig, axes = plt.subplots(2, len(budgets), figsize=(6 * len(budgets), 7), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(3, len(budgets), figsize=(6 * len(budgets), 10), squeeze=False, sharex=True)
+    confident = confident_horizons(table)
     models = sorted(table["model"].unique())
     for col, budget in enumerate(budgets):
         top, bottom = axes[0, col], axes[1, col]
@@ -327,6 +438,17 @@ def plot(table: pd.DataFrame, path: Path, ideal: float = IDEAL_CHANGE_PCT,
             spread = [median - rows["change_first_pct_min"].to_numpy(), rows["change_first_pct_max"].to_numpy() - median]
             top.errorbar(rows["seq"], median, yerr=spread, capsize=3, color=color, label=model)
             bottom.plot(rows["seq"], rows["blind_first_mse"], color=color, label=model)
+            h = confident[(model, budget)]
+            points = h["points"]
+            chance = axes[2, col]
+            chance.scatter(points["seq"], points["k"] / points["n"], s=25 * points["n"], color=color, alpha=0.6)
+            chance.step(points["seq"], remember_curve(points["seq"].to_numpy(), points["k"].to_numpy(),
+                                                      points["n"].to_numpy()), where="mid", color=color, label=model)
+            if h["horizon"] is not None:
+                high = h["high"] if np.isfinite(h["high"]) else points["seq"].max()
+                low = h["low"] if h["low"] > 0 else points["seq"].min()
+                chance.errorbar([h["horizon"]], [0.5], xerr=[[h["horizon"] - low], [high - h["horizon"]]],
+                                fmt="D", color=color, capsize=4)
             remembers = rows["remembers_first"].astype(bool).to_numpy()
             for ax, y in ((top, median), (bottom, rows["blind_first_mse"].to_numpy())):
                 ax.scatter(rows["seq"][remembers], y[remembers], color=color, zorder=3)
@@ -335,9 +457,12 @@ def plot(table: pd.DataFrame, path: Path, ideal: float = IDEAL_CHANGE_PCT,
         top.axhline(0, color="grey", lw=0.8)
         top.set(title=f"{budget} budget: x[0] × 1.5 → change of prediction (%)", xscale="log")
         bottom.axhline(blind_threshold, color="k", ls="--", lw=1, label=f"verdict threshold ({blind_threshold:g})")
-        bottom.set(title="blinding: MSE against x[0] (ignoring it: about 0.29)", xlabel="seq (log scale)",
-                   xscale="log", yscale="log")
-        for ax in (top, bottom):
+        bottom.set(title="blinding: MSE against x[0] (ignoring it: about 0.29)", xscale="log", yscale="log")
+        chance = axes[2, col]
+        chance.axhline(0.5, color="k", ls=":", lw=1)
+        chance.set(title=f"seeds remembering x[0] (fit); ◆ horizon, {INTERVAL_LEVEL:.0%} interval",
+                   xlabel="seq (log scale)", xscale="log", ylim=(-0.05, 1.05))
+        for ax in (top, bottom, chance):
             ax.xaxis.set_major_locator(FixedLocator([2, 4, 8, 16, 32, 64, 128, 256, 512, 1000]))
             ax.xaxis.set_major_formatter(ScalarFormatter())
             ax.xaxis.set_minor_locator(NullLocator())
