@@ -216,6 +216,19 @@ def panel_table(forecasters: dict[str, dict], baselines: list[str], tests: dict 
     return lines
 
 
+def bands_table(forecasters: dict[str, dict]) -> list[str]:
+    """sMAPE over every series' points of each band of steps ahead, best overall first."""
+    rows = {n: f["smape_by_steps"] for n, f in forecasters.items() if "smape_by_steps" in f}
+    if not rows:
+        return []
+    bands = list(next(iter(rows.values())))
+    order = sorted(rows, key=lambda n: forecasters[n]["smape"])
+    return ["sMAPE by steps ahead (over all points of the band):", "",
+            "| forecaster | " + " | ".join(b.replace("h", "").replace("_", "-") for b in bands) + " |",
+            "|---|" + "---:|" * len(bands),
+            *(f"| {n} | " + " | ".join(f"{rows[n][b]:.2f}" for b in bands) + " |" for n in order), ""]
+
+
 def friedman_line(name: str, p: dict) -> list[str]:
     """The panel's Friedman test and Nemenyi critical difference, in words."""
     t = p.get("significance") or {}
@@ -247,6 +260,7 @@ def pooled(panels: list[dict], names: list[str]) -> dict[str, dict]:
     out = {}
     for name in [n for n in names if all(n in p for p in panels)]:
         keys = [k for k in panels[0][name] if all(k in p[name] for p in panels)
+                and isinstance(panels[0][name][k], (int, float))  # a panel's own breakdowns are not pooled
                 and (k != "mean_rank" or all(r == ran[0] for r in ran))]
         out[name] = {k: sum(p["series"] * p[name][k] for p in panels) / total for k in keys}
         out[name]["mase"] = sum((p["series"] - p["mase_undefined"]) * p[name]["mase"] for p in panels) / defined
@@ -321,7 +335,7 @@ def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str]
         skipped += f"; MASE undefined on {p['mase_undefined']} (a flat history)" if p["mase_undefined"] else ""
         lines += [f"## {name}", "", f"{p['series']} series{skipped}; horizon {p['horizon']}, season {p['season_length']}.",
                   "", *panel_table({n: p[n] for n in names if n in p}, baselines, p.get("significance")), "",
-                  *friedman_line(name, p)]
+                  *friedman_line(name, p), *bands_table({n: p[n] for n in names if n in p})]
     return lines
 
 

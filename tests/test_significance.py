@@ -64,3 +64,13 @@ def test_the_cd_diagram_is_drawn(tmp_path):
     table = pd.DataFrame({n: rng.uniform(size=40) + shift for n, shift in (("a", 0), ("b", 0.1), ("c", 0.5))})
     cd_diagram(table, tmp_path / "cd.png", "test")
     assert (tmp_path / "cd.png").stat().st_size > 5000
+
+
+def test_smape_by_band_by_hand():
+    from stages.lib.panel.scores import smape_by_band
+
+    values = {"a": np.array([1.0, 1.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0])}
+    # horizon 8: band 1-6 and the cut band 7-8; forecasts off by 0 on 1-6 and by 10 -> 30 (sMAPE 100) on 7-8.
+    predicted = {"a": {"f": np.array([10.0] * 6 + [30.0, 30.0])}}
+    out = smape_by_band(values, predicted, 8)
+    assert out == {"f": {"h1_6": 0.0, "h7_8": 100.0}}

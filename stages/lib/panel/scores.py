@@ -50,3 +50,23 @@ def aggregate(scores: pd.DataFrame, baselines: list[str], rank_by: str = "smape"
                      "mean_rank": float(ranks[name]),
                      **{f"wins_{b}": float((wide[name] < wide[b]).mean()) for b in baselines if b != name}}
     return out
+
+
+# M3's bands of steps ahead (Makridakis and Hibon 2000 tabulate sMAPE over 1-6, 7-12 and 13-18).
+BANDS = ((1, 6), (7, 12), (13, 18))
+
+
+def smape_by_band(values: dict[str, np.ndarray], predicted: dict[str, dict[str, np.ndarray]], horizon: int
+                  ) -> dict[str, dict[str, float]]:
+    """Per forecaster, the sMAPE over every series' points of each band of steps ahead that the horizon reaches
+    (``h1_6``, ``h7_12``, ``h13_18``; a band cut by the horizon, e.g. 7-8 for a horizon of 8, is named as cut)."""
+    names = list(next(iter(predicted.values()))) if predicted else []
+    out: dict[str, dict[str, float]] = {}
+    for name in names:
+        actual = np.stack([values[sid][-horizon:] for sid in predicted])
+        forecast = np.stack([f[name] for f in predicted.values()])
+        denom = (np.abs(actual) + np.abs(forecast)) / 2
+        points = 100.0 * np.divide(np.abs(actual - forecast), denom, out=np.zeros_like(denom), where=denom > 0)
+        out[name] = {f"h{lo}_{min(hi, horizon)}": float(points[:, lo - 1:min(hi, horizon)].mean())
+                     for lo, hi in BANDS if lo <= horizon}
+    return out
