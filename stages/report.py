@@ -127,14 +127,27 @@ def article_section(a: dict) -> list[str]:
         "on a trending series says little.", ""]
 
 
-def forecast_report(metrics_dir: Path, datasets: list[str], names: list[str], levels: list[int]) -> list[str]:
+def refit_line(specs: dict[str, Any]) -> list[str]:
+    """Which forecasters are refitted at every origin and which are not (``refit_every`` > 1)."""
+    every = [n for n, spec in specs.items() if spec.refit_every == 1]
+    fewer = [f"{n} (every {spec.refit_every}th origin)" for n, spec in specs.items() if spec.refit_every > 1]
+    text = f"Refitted at every origin: {', '.join(every)}."
+    if fewer:
+        text += (f" Refitted less often: {', '.join(fewer)}; between refits such a forecaster conditions on the "
+                 "longer history with the parameters, the weights and the scaler of its last fit.")
+    return [text, ""]
+
+
+def forecast_report(metrics_dir: Path, datasets: list[str], names: list[str], levels: list[int],
+                    specs: dict[str, Any] | None = None) -> list[str]:
     lines = ["# Forecast experiment", "", "<!-- Written by the `report` stage of `dvc repro`; do not edit by hand. -->", "",
              "Backtests on the original scale (rolling origin, unless a dataset's section says the competition "
              "protocol: one origin, the last `horizon` points held out). Columns: errors one step ahead (`h1`) and pooled over "
              "every step up to the horizon (`all`); MASE divides each error by the in-sample (seasonal) naive error of "
              "its origin's history; coverage of the prediction intervals on the evaluation windows (`model`: the "
              "forecaster's own; `empirical`: quantiles of its errors at earlier origins); *persistent*: the forecast "
-             "tracks the series one step late (see the README). ★ marks the lowest pooled MASE.", ""]
+             "tracks the series one step late (see the README). ★ marks the lowest pooled MASE.", "",
+             *(refit_line(specs) if specs else [])]
     for name in datasets:
         lines += forecast_section(name, read_json(metrics_dir / f"forecast-{name}.json"), names, levels)
     return lines + article_section(read_json(metrics_dir / "article.json"))
@@ -376,7 +389,8 @@ def main(argv: list[str] | None = None) -> None:
     write_text(args.panels_out, "\n".join(panel_report(panels, params.panel_names, list(params.baselines),
                                                        params.panel_sample, modes)).rstrip() + "\n")
     write_text(args.out, "\n".join(lines).rstrip() + "\n")
-    write_text(args.forecast_out, "\n".join(forecast_report(args.metrics, datasets, names, params.backtest.levels)).rstrip() + "\n")
+    write_text(args.forecast_out, "\n".join(forecast_report(args.metrics, datasets, names, params.backtest.levels,
+                                                               params.all_forecasters)).rstrip() + "\n")
     print(f"report: wrote {args.out}, {args.forecast_out} and {args.panels_out}")
 
 

@@ -20,7 +20,9 @@ def no_cached_fits():
     statistical.forget_fits()
 
 
-def test_keras_forecaster_refits_its_scaler_at_each_origin_from_the_past_only():
+def test_between_refits_a_keras_forecaster_keeps_the_scaler_it_was_fitted_with():
+    """The scaler and the weights are fitted on the same history: update() takes the longer history as input and
+    keeps both, so the network sees inputs scaled as in its training."""
     spec = KerasSpec(kind="keras", model="lstm", fit=FitParams(seed=0, max_epochs=1, batch_size=4), arch={"units": [4]})
     history = np.arange(20.0)  # differences all 1
     longer = np.concatenate([history, [1000.0, 1001.0]])  # a jump of 981 after the first origin
@@ -28,10 +30,36 @@ def test_keras_forecaster_refits_its_scaler_at_each_origin_from_the_past_only():
     assert f.scale == 1.0  # max |difference| of the history; the jump to 1000 is not in it
     weights = [w.copy() for w in f.model.get_weights()]
     f.update(longer)
-    assert f.scale == 981.0 and len(f.training_histories()) == 1  # the scaler is refitted, the network is not retrained
+    assert f.scale == 1.0 and len(f.training_histories()) == 1  # neither the scaler nor the network is refitted
     assert all(np.array_equal(a, b) for a, b in zip(weights, f.model.get_weights()))
-    step = f.predict(1)[0] - longer[-1]  # the next change, in the scale of the longer history
-    assert step == pytest.approx(float(f._step(np.array([[1 / 981, 1.0, 1 / 981]]))[0]) * 981.0, rel=1e-5)
+    step = f.predict(1)[0] - longer[-1]  # the next change, from the longer history in the fitted scale
+    assert step == pytest.approx(float(f._step(np.array([[1.0, 981.0, 1.0]]))[0]), rel=1e-5)
+    assert f.fit(longer).scale == 981.0  # a refit refits both
+
+
+def test_a_keras_forecaster_validates_on_the_end_of_its_history_and_keeps_the_best_weights():
+    y = 10 + np.cumsum(np.random.default_rng(4).normal(size=60))
+    spec = KerasSpec(kind="keras", model="lstm", fit=FitParams(seed=0, max_epochs=30, batch_size=8, patience=2,
+                                                               learning_rate=0.05), arch={"units": [4]})
+    f = build(spec, season_length=1, num_steps=3).fit(y)
+    history = f.training_histories()[0]
+    # 56 windows of 3 differences: the last ceil(0.2 * 56) = 12 validate, the first 44 train.
+    assert "val_loss" in history and len(history) < 30  # it stopped early
+    X_val = np.stack([np.diff(y)[i:i + 3] for i in range(44, 56)]) / f.scale
+    target = np.diff(y)[47:59] / f.scale
+    kept = float(np.mean((f._step(X_val) - target) ** 2))
+    assert kept == pytest.approx(history["val_loss"].min(), rel=1e-4)  # the best epoch's weights, not the last
+
+
+def test_several_seeds_forecast_their_median():
+    y = 10 + np.cumsum(np.random.default_rng(5).normal(size=40))
+    spec = KerasSpec(kind="keras", model="lstm", seeds=(1, 2, 3), fit=FitParams(seed=1, max_epochs=2, batch_size=8),
+                     arch={"units": [4]})
+    f = build(spec, season_length=1, num_steps=3).fit(y)
+    assert len(f.models) == 3 and f.facts()["seeds"] == 3
+    paths = np.stack([f._path(model, 4) for model in f.models])
+    assert not np.allclose(paths[0], paths[1])  # different seeds, different networks
+    np.testing.assert_array_equal(f.predict(4), np.median(paths, axis=0))
 
 
 def test_baselines_on_series_with_known_forecasts():
@@ -87,6 +115,8 @@ TINY = {
     "theta": {"kind": "theta"},
     "auto_arima": {"kind": "auto_arima", "max_p": 2, "max_q": 2},
     "combination": {"kind": "combination", "members": ["ets", "theta"]},
+    "naive2": {"kind": "naive2"},
+    "comb_shd": {"kind": "comb_shd"},
     "keras": {"kind": "keras", "model": "tcn", "fit": {"seed": 1, "max_epochs": 2, "batch_size": 8},
               "arch": {"filters": 4, "kernel_size": 2}},
 }

@@ -8,9 +8,9 @@ import pytest
 
 from stages.lib.config import parse_params
 from stages.lib.errors import ParamsError
-from stages.lib.forecast.global_direct import (MemberConfig, WindowPool, fit_member, mase_denominators,
-                                               median_ensemble, member_configs, validation_split)
-from stages.lib.forecast.specs import PanelKerasSpec
+from stages.lib.forecast.global_direct import (WindowPool, fit_member, mase_denominators, median_ensemble,
+                                               validation_split)
+from stages.lib.forecast.specs import MemberConfig, PanelKerasSpec, member_configs
 from stages.lib.nn.models import FitParams, NBeatsSpec, fourier_frequencies, seasonality_basis, trend_basis
 
 

@@ -33,7 +33,7 @@ def test_shipped_params_are_valid():
     (lambda p: p["baselines"].pop("drift"), r"^params\.yaml: baselines: drift must always be present"),
     (lambda p: p["baselines"]["drift"].update(kind="arima"), r"^params\.yaml: baselines\.drift: Input tag 'arima' found using 'kind' does not match any of the expected tags: 'naive', 'seasonal_naive', 'drift'"),
     (lambda p: p["forecasters"].update(naive={"kind": "naive"}), r"^params\.yaml: forecasters\.naive: the name is already used in another section"),
-    (lambda p: p["statistical"]["ets"].update(kind="keras"), r"^params\.yaml: statistical\.ets: Input tag 'keras' found using 'kind' does not match any of the expected tags: 'ets', 'theta', 'auto_arima', 'arima', 'combination'"),
+    (lambda p: p["statistical"]["ets"].update(kind="keras"), r"^params\.yaml: statistical\.ets: Input tag 'keras' found using 'kind' does not match any of the expected tags: 'ets', 'theta', 'auto_arima', 'arima', 'combination', 'naive2', 'comb_shd'"),
     (lambda p: p["statistical"]["ets"].update(model="XYZ"), r"^params\.yaml: statistical\.ets\.model: String should match pattern"),
     (lambda p: p["statistical"]["combination"].update(members=["ets", "lstm"]), r"^params\.yaml: statistical\.combination\.members\.1: Input should be 'ets', 'theta', 'auto_arima' or 'arima'"),
     (lambda p: p["forecasters"].update(ets={"kind": "ets"}), r"^params\.yaml: forecasters\.ets: the name is already used in another section"),

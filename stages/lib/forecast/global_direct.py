@@ -22,7 +22,6 @@ is multiplied back. Every number comes from the seed: windows are drawn from (se
 
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -30,6 +29,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from stages.lib.forecast.specs import MemberConfig
 from stages.lib.infra import interrupts
 
 LOSSES = ("mse", "smape", "mape", "mase")
@@ -153,19 +153,6 @@ def keras_loss(name: str) -> Callable:
 
 # ------------------------------------------------------------------ members and the ensemble
 
-@dataclass(frozen=True)
-class MemberConfig:
-    """One network of an ensemble: its seed, its look-back (values) and its loss."""
-
-    seed: int
-    lookback: int
-    loss: str
-
-    @property
-    def label(self) -> str:
-        return f"seed{self.seed}-L{self.lookback}-{self.loss}"
-
-
 @dataclass
 class Member:
     config: MemberConfig
@@ -174,12 +161,6 @@ class Member:
     best_val_loss: float | None
     cpu_s: float
     histories: list[pd.DataFrame] = field(default_factory=list)  # validation fit, then the refit
-
-
-def member_configs(seeds: list[int], lookbacks: list[int], losses: list[str]) -> list[MemberConfig]:
-    """Every combination, the loss varying fastest, then the look-back, then the seed: the first k members
-    of an ensemble mix losses and look-backs before they repeat them with another seed."""
-    return [MemberConfig(s, lb, loss) for s, lb, loss in itertools.product(seeds, lookbacks, losses)]
 
 
 def median_ensemble(forecasts: list[np.ndarray]) -> np.ndarray:

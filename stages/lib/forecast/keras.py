@@ -43,12 +43,17 @@ class KerasForecaster(Forecaster):
     ``fit`` differences the history, fits the scaler on those differences only
     (max |difference| = 1, the article's normalisation without its look at the
     test period), cuts windows of ``num_steps`` (the spec's ``input_size``
-    where it sets one) and trains from the seed.
-    ``update`` keeps the weights but refits the scaler and the difference origin
-    on the longer history, so every statistic comes from the data before the
-    current origin, whether or not the network was retrained there.
-    ``predict`` runs the model one step at a time on its own outputs and turns
-    the predicted differences back into levels.
+    where it sets one) and trains one network per seed (``seeds``; ``fit.seed``
+    alone by default). With ``fit.patience`` the last ``validation`` share of
+    the windows (the end of the history) validates: training stops once their
+    loss has not improved for that many epochs and the best weights are kept.
+    ``update`` takes the longer history as the input of the next forecasts and
+    keeps both the weights and the scaler as they were fitted: the network sees
+    inputs scaled as in its training (a scaler refitted without the weights
+    would rescale what it learnt).
+    ``predict`` runs each network one step at a time on its own outputs, turns
+    the predicted differences back into levels and, with several seeds, takes
+    the median of their forecasts at every step ahead.
     """
 
     def __init__(self, spec: KerasSpec, season_length: int = 1, num_steps: int = 1) -> None:
@@ -61,40 +66,48 @@ class KerasForecaster(Forecaster):
     def fit(self, history: np.ndarray) -> KerasForecaster:
         from stages.lib.nn.training import seed_everything, train
 
-        z = self._observe(history)
+        self.history = as_array(history)
+        z, self.scale = scaled_differences(self.history, self.spec.diff_order)
         X, target = make_windows(z, self.num_steps)
-        seed_everything(self.spec.fit.seed or 0)
-        self.model = self.model_spec.build(self.num_steps, 1)
-        self.histories.append(train(self.model, X, target, resolved_fit(self.spec.fit, len(self.history)),
-                                    verbose=self.verbose))
+        fit = resolved_fit(self.spec.fit, len(self.history))
+        val = None
+        if fit.patience and len(X) > 2:
+            held = max(1, int(np.ceil(self.spec.validation * len(X))))
+            X, target, val = X[:-held], target[:-held], (X[-held:], target[-held:])
+        self.models = []
+        for seed in self.spec.seed_list():
+            seed_everything(seed)
+            model = self.model_spec.build(self.num_steps, 1)
+            self.histories.append(train(model, X, target, fit, val=val, verbose=self.verbose))
+            self.models.append(model)
+        self.model = self.models[0]
         return self
 
     def update(self, history: np.ndarray) -> KerasForecaster:
-        self._observe(history)
+        self.history = as_array(history)  # the scaler stays as fitted, with the weights
         return self
 
-    def _observe(self, history: np.ndarray) -> np.ndarray:
-        """Take the history up to the origin and refit the scaler on it; the scaled differences."""
-        self.history = as_array(history)
-        z, self.scale = scaled_differences(self.history, self.spec.diff_order)
-        return z
-
-    def _step(self, windows: np.ndarray) -> np.ndarray:
+    def _step(self, windows: np.ndarray, model=None) -> np.ndarray:
         # Calling the model directly: model.predict costs tens of ms per call in set-up.
-        return np.asarray(self.model(windows[..., None].astype(np.float32), training=False)).reshape(-1)
+        model = self.model if model is None else model
+        return np.asarray(model(windows[..., None].astype(np.float32), training=False)).reshape(-1)
 
-    def predict(self, horizon: int) -> np.ndarray:
+    def _path(self, model, horizon: int) -> np.ndarray:
+        """One network's recursive forecast of the next ``horizon`` levels."""
         d = self.spec.diff_order
         levels = list(self.history)
         z = list(difference(self.history, d) / self.scale)
         out = []
         for _ in range(horizon):
-            z_next = float(self._step(np.array([z[-self.num_steps:]]))[0])
+            z_next = float(self._step(np.array([z[-self.num_steps:]]), model)[0])
             level = float(undifference_next(z_next * self.scale, np.array(levels), d))  # order 0: the value itself
             z.append(z_next)
             levels.append(level)
             out.append(level)
         return np.array(out)
+
+    def predict(self, horizon: int) -> np.ndarray:
+        return np.median(np.stack([self._path(model, horizon) for model in self.models]), axis=0)
 
     def fitted(self) -> np.ndarray:
         d = self.spec.diff_order
@@ -102,7 +115,7 @@ class KerasForecaster(Forecaster):
         X, _ = make_windows(z, self.num_steps)
         values = np.full(len(self.history), np.nan)
         if len(X):
-            diffs = self._step(X[..., 0]) * self.scale
+            diffs = np.median(np.stack([self._step(X[..., 0], model) for model in self.models]), axis=0) * self.scale
             first = self.num_steps + d  # the level the first window predicts
             past = np.stack([self.history[t - d:t] for t in range(first, len(self.history))]) if d else None
             values[first:] = undifference_next(diffs, past, d) if d else diffs
@@ -115,7 +128,8 @@ class KerasForecaster(Forecaster):
         return {"input_size": self.num_steps}
 
     def facts(self) -> dict[str, Any]:
-        return {"input_size": self.num_steps, "refits": len(self.histories), "epochs_run": [len(h) for h in self.histories],
+        return {"input_size": self.num_steps, "refits": len(self.histories) // len(self.models),
+                "seeds": len(self.models), "epochs_run": [len(h) for h in self.histories],
                 "final_loss": [float(h["loss"].iloc[-1]) for h in self.histories]}
 
 

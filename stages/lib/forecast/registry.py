@@ -7,6 +7,7 @@ from stages.lib.forecast.base import Forecaster
 from stages.lib.forecast.baselines import Drift, Naive, SeasonalNaive
 from stages.lib.forecast.combination import Combination
 from stages.lib.forecast.keras import KerasForecaster
+from stages.lib.forecast.m4_benchmarks import CombSHD, NaiveTwo
 from stages.lib.forecast.specs import Spec
 from stages.lib.forecast.statistical import AutoArima, Ets, Theta
 
@@ -19,6 +20,8 @@ FORECASTERS: dict[str, type[Forecaster]] = {
     "theta": Theta,
     "auto_arima": AutoArima,
     "combination": Combination,
+    "naive2": NaiveTwo,
+    "comb_shd": CombSHD,
     "keras": KerasForecaster,
 }
 

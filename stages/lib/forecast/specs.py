@@ -9,6 +9,8 @@ kind is in its family's module, listed by kind in ``registry.FORECASTERS``.
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError,
@@ -158,6 +160,30 @@ class CombinationSpec(Spec):
         return max(SPECS[kind](kind=kind).min_history(season_length, num_steps) for kind in self.members)
 
 
+# ------------------------------------------------ M-competition benchmarks
+
+class NaiveTwoSpec(Spec):
+    """Naive2 of the M3 and M4 competitions: the naive forecast of the series, seasonally adjusted (classical
+    multiplicative decomposition) where the M4 benchmarks' 90% autocorrelation test finds a season."""
+
+    kind: Literal["naive2"]
+
+    def min_history(self, season_length: int, num_steps: int) -> int:
+        # The adjustment needs three seasons and is skipped below that, as in the M4 code.
+        return 3
+
+
+class CombSHDSpec(Spec):
+    """Comb S-H-D of the M3 and M4 competitions: the mean of SES, Holt and damped trend exponential smoothing
+    of the series, seasonally adjusted as for Naive2."""
+
+    kind: Literal["comb_shd"]
+
+    def min_history(self, season_length: int, num_steps: int) -> int:
+        # Members too short for their ETS model give way to simpler ones; the adjustment needs three seasons.
+        return 3
+
+
 # ------------------------------------------------------------- Keras models
 
 class KerasSpec(Spec):
@@ -171,6 +197,14 @@ class KerasSpec(Spec):
     input_size: int | str | None = None
     fit: FitParams
     arch: dict[str, Any] = {}
+    # One network per seed, the median of their forecasts; null: fit.seed alone.
+    seeds: tuple[NonNegativeInt, ...] | None = None
+    # With fit.patience: the share of a history's windows, at its end, that validates (early stopping).
+    validation: float = Field(default=0.2, gt=0.0, lt=1.0)
+
+    def seed_list(self) -> list[int]:
+        """The training seeds: one network each."""
+        return list(self.seeds) if self.seeds is not None else [self.fit.seed or 0]
 
     @field_validator("input_size")
     @classmethod
@@ -205,6 +239,25 @@ class KerasSpec(Spec):
 LOSSES = ("mse", "smape", "mape", "mase")  # global direct models' training losses (global_direct.keras_loss)
 
 
+@dataclass(frozen=True)
+class MemberConfig:
+    """One network of a global direct model's ensemble: its seed, its look-back (values) and its loss."""
+
+    seed: int
+    lookback: int
+    loss: str
+
+    @property
+    def label(self) -> str:
+        return f"seed{self.seed}-L{self.lookback}-{self.loss}"
+
+
+def member_configs(seeds: list[int], lookbacks: list[int], losses: list[str]) -> list[MemberConfig]:
+    """Every combination, the loss varying fastest, then the look-back, then the seed: the first k members
+    of an ensemble mix losses and look-backs before they repeat them with another seed."""
+    return [MemberConfig(s, lb, loss) for s, lb, loss in itertools.product(seeds, lookbacks, losses)]
+
+
 class PanelKerasSpec(KerasSpec):
     """A Keras forecaster of panels (section ``panel_models:``): one model per series, or one across them all."""
 
@@ -220,7 +273,6 @@ class PanelKerasSpec(KerasSpec):
     # member per value. null: input_size values.
     lookback: PositiveInt | tuple[PositiveInt, ...] | None = None
     loss: str | tuple[str, ...] = "mse"  # one of LOSSES; a list: one member per loss
-    seeds: tuple[NonNegativeInt, ...] | None = None  # one member per seed; null: fit.seed alone
     batches_per_epoch: PositiveInt = 100  # sampled batches between two validations
     history_limit: PositiveFloat | None = None  # windows end in the last this-many horizons (N-BEATS' L_H)
     refit: bool = True  # retrain on every window, validation's included, for the epochs validation chose
@@ -242,7 +294,8 @@ class PanelKerasSpec(KerasSpec):
         if self.output == "direct" and self.mode != "global":
             raise ValueError("output: direct is for mode: global (a per_series model forecasts recursively)")
         if self.output == "recursive":
-            changed = [key for key in ("lookback", "seeds", "history_limit") if getattr(self, key) is not None]
+            changed = [key for key in ("lookback", "history_limit") if getattr(self, key) is not None]
+            changed += ["seeds"] if self.mode == "global" and self.seeds is not None else []
             changed += ["loss"] if self.loss != "mse" else []
             if changed:
                 raise ValueError(f"{changed[0]}: only for output: direct (this model forecasts recursively)")
@@ -266,12 +319,10 @@ class PanelKerasSpec(KerasSpec):
             return [self.window(season_length, num_steps)]
         return [k * horizon for k in self._as_list("lookback")]
 
-    def members(self, horizon: int, season_length: int, num_steps: int) -> list:
+    def members(self, horizon: int, season_length: int, num_steps: int) -> list[MemberConfig]:
         """Every member of the ensemble (one for a single network)."""
-        from stages.lib.forecast.global_direct import member_configs
-
-        seeds = list(self.seeds) if self.seeds is not None else [self.fit.seed or 0]
-        return member_configs(seeds, self.lookbacks(horizon, season_length, num_steps), self._as_list("loss"))
+        return member_configs(self.seed_list(), self.lookbacks(horizon, season_length, num_steps),
+                              self._as_list("loss"))
 
     def scored_names(self, name: str, horizon: int) -> list[str]:
         """The forecasts it writes: the ensemble under its name and, for an ensemble of several, its first
@@ -301,7 +352,10 @@ SPECS: dict[str, type[Spec]] = {
     "theta": ThetaSpec,
     "auto_arima": AutoArimaSpec,
     "combination": CombinationSpec,
+    "naive2": NaiveTwoSpec,
+    "comb_shd": CombSHDSpec,
     "keras": KerasSpec,
 }
 BASELINE_KINDS = ("naive", "seasonal_naive", "drift")
-STATISTICAL_KINDS = ("ets", "theta", "auto_arima", "arima", "combination")  # what the statistical: section may hold
+# What the statistical: section may hold.
+STATISTICAL_KINDS = ("ets", "theta", "auto_arima", "arima", "combination", "naive2", "comb_shd")
