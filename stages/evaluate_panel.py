@@ -6,7 +6,8 @@ Reads the classical set's forecasts (panel@) and each Keras model's
 - ``--scores``: sMAPE and MASE per series and forecaster (committed);
 - ``--metrics``: per forecaster the mean sMAPE, mean MASE, mean rank over every
   forecaster of the panel, and wins against each baseline; the series scored,
-  skipped and with an undefined MASE; per forecaster, sMAPE by M3's bands of
+  skipped and with an undefined MASE; OWA, M4's score relative to Naive2 (where
+  it ran); per forecaster, sMAPE by M3's bands of
   steps ahead (``smape_by_steps``: 1-6, 7-12, 13-18); ``significance``: the Friedman test, the
   Nemenyi critical difference of mean ranks, and each forecaster's Wilcoxon
   p-value against the best (stages/lib/panel/significance.py);
@@ -30,7 +31,7 @@ from stages.lib.infra import cli
 from stages.lib.infra.io import write_csv, write_json
 from stages.lib.infra.tracking import stage_run
 from stages.lib.panel.run import kept_series
-from stages.lib.panel.scores import aggregate, score_series, smape_by_band, undefined_mase
+from stages.lib.panel.scores import aggregate, owa, score_series, smape_by_band, undefined_mase
 from stages.lib.panel.significance import against_best, cd_diagram, friedman
 
 
@@ -87,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     scores = pd.DataFrame([{"id": sid, "forecaster": name, **s} for sid, f in predicted.items()
                            for name, s in score_series(values[sid], f, spec.horizon, spec.season_length).items()])
     summary = aggregate(scores, baselines=[n for n in params.baselines if n in names])
+    for name, value in owa(summary).items():
+        summary[name]["owa"] = value
     for name, bands in smape_by_band(values, predicted, spec.horizon).items():
         summary[name]["smape_by_steps"] = bands
     errors = scores.pivot(index="id", columns="forecaster", values="smape")[names]

@@ -13,6 +13,7 @@ from stages.lib.forecast.scoring import SCORES, mean_ranks, significant
 from stages.lib.infra import cli
 from stages.lib.infra.io import read_json, write_text
 from stages.lib.memory.tasks import IDEAL_CHANGE_PCT, TASKS
+from stages.lib.panel.scores import owa
 from stages.lib.panel.significance import verdict
 
 MEMORY_COLUMNS = [
@@ -213,10 +214,12 @@ def panel_table(forecasters: dict[str, dict], baselines: list[str], tests: dict 
     with ``tests`` (a panel's ``significance``), each one's Wilcoxon test against the best beside it."""
     order = sorted(forecasters, key=lambda n: forecasters[n]["smape"])
     points = all("smape_points" in f for f in forecasters.values())  # pooled over panels of different horizons
+    has_owa = all("owa" in f for f in forecasters.values())
     lines = ["| forecaster | sMAPE (mean over series) | " + ("sMAPE, all points | " if points else "")
-             + "MASE | mean rank | " + " | ".join(f"beats {b}" for b in baselines) + " |"
+             + "MASE | " + ("OWA | " if has_owa else "") + "mean rank | " + " | ".join(f"beats {b}" for b in baselines) + " |"
              + (" against the best (Wilcoxon) |" if tests else ""),
-             "|---|---:|" + ("---:|" if points else "") + "---:|---:|" + "---:|" * len(baselines) + ("---|" if tests else "")]
+             "|---|---:|" + ("---:|" if points else "") + "---:|" + ("---:|" if has_owa else "") + "---:|"
+             + "---:|" * len(baselines) + ("---|" if tests else "")]
     for name in order:
         f = forecasters[name]
         wins = " | ".join("—" if b == name else f"{100 * f[f'wins_{b}']:.0f}%" for b in baselines)
@@ -225,7 +228,8 @@ def panel_table(forecasters: dict[str, dict], baselines: list[str], tests: dict 
         test = ""
         if tests:
             test = " best |" if name == tests["best"] else f" {verdict(tests['wilcoxon_p_vs_best'].get(name))} |"
-        lines.append(f"| {name} | {f['smape']:.2f} | {by_point}{significant(f['mase'])} | {rank} | {wins} |{test}")
+        owa_cell = f"{f['owa']:.3f} | " if has_owa else ""
+        lines.append(f"| {name} | {f['smape']:.2f} | {by_point}{significant(f['mase'])} | {owa_cell}{rank} | {wins} |{test}")
     return lines
 
 
@@ -274,10 +278,13 @@ def pooled(panels: list[dict], names: list[str]) -> dict[str, dict]:
     for name in [n for n in names if all(n in p for p in panels)]:
         keys = [k for k in panels[0][name] if all(k in p[name] for p in panels)
                 and isinstance(panels[0][name][k], (int, float))  # a panel's own breakdowns are not pooled
+                and k != "owa"  # a ratio of means: recomputed from the pooled means below
                 and (k != "mean_rank" or all(r == ran[0] for r in ran))]
         out[name] = {k: sum(p["series"] * p[name][k] for p in panels) / total for k in keys}
         out[name]["mase"] = sum((p["series"] - p["mase_undefined"]) * p[name]["mase"] for p in panels) / defined
         out[name]["smape_points"] = sum(p["series"] * p["horizon"] * p[name]["smape"] for p in panels) / points
+    for name, value in owa(out).items():
+        out[name]["owa"] = value
     return out
 
 

@@ -74,3 +74,11 @@ def test_smape_by_band_by_hand():
     predicted = {"a": {"f": np.array([10.0] * 6 + [30.0, 30.0])}}
     out = smape_by_band(values, predicted, 8)
     assert out == {"f": {"h1_6": 0.0, "h7_8": 100.0}}
+
+
+def test_owa_by_hand():
+    from stages.lib.panel.scores import owa
+
+    summary = {"naive2": {"smape": 16.0, "mase": 2.0}, "theta": {"smape": 12.0, "mase": 1.5}}
+    assert owa(summary) == {"naive2": 1.0, "theta": pytest.approx(0.5 * (12 / 16 + 1.5 / 2))}
+    assert owa({"theta": {"smape": 12.0, "mase": 1.5}}) == {}  # no Naive2, no OWA

@@ -70,3 +70,12 @@ def smape_by_band(values: dict[str, np.ndarray], predicted: dict[str, dict[str, 
         out[name] = {f"h{lo}_{min(hi, horizon)}": float(points[:, lo - 1:min(hi, horizon)].mean())
                      for lo, hi in BANDS if lo <= horizon}
     return out
+
+
+def owa(summary: dict[str, dict], reference: str = "naive2") -> dict[str, float]:
+    """The M4 competition's overall weighted average: each forecaster's mean sMAPE and mean MASE relative to
+    Naive2's, averaged (1 = as good as Naive2, lower is better); empty where Naive2 did not run."""
+    if reference not in summary:
+        return {}
+    base = summary[reference]
+    return {name: 0.5 * (agg["smape"] / base["smape"] + agg["mase"] / base["mase"]) for name, agg in summary.items()}
