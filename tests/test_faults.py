@@ -80,7 +80,7 @@ PARAM_CASES = [
      "params.yaml: train_memory.arch.tcn.dilations: must be strictly increasing (got [1, 4, 2])"),
     ("train_memory", ["data/memory/models"],
      lambda p: p["train_memory"].update(models=["lstm", "transformer"]),
-     "params.yaml: train_memory.models.1: Input should be 'lstm', 'gru', 'fullconv' or 'tcn' (got 'transformer')"),
+     "params.yaml: train_memory.models.1: Input should be 'lstm', 'gru', 'fullconv', 'tcn' or 'nbeats' (got 'transformer')"),
 ]
 
 

@@ -215,9 +215,14 @@ def test_with_skip_a_short_series_is_left_out_named_and_counted(tmp_path, capsys
     assert "1 series skipped, shorter than 16 points (short_series: skip): short (12)" in capsys.readouterr().out
     cli.run(evaluate_panel.main, ["--panel", "m3_yearly", "--series", str(series), "--forecasts", str(outs[0]),
                                   "--models", str(tmp_path / "models"), "--scores", str(outs[1]),
-                                  "--metrics", str(outs[2])])
+                                  "--metrics", str(outs[2]), "--cd-figure", str(tmp_path / "cd.png")])
     metrics = json.loads(outs[2].read_text())
     assert (metrics["series"], metrics["skipped"], metrics["mase_undefined"]) == (2, 1, 0)
+    # The tests behind its verdicts, on the two series scored.
+    tests = metrics["significance"]
+    assert tests["best"] in metrics and set(tests["wilcoxon_p_vs_best"]) == set(metrics) & set(
+        tests["wilcoxon_p_vs_best"]) and (tmp_path / "cd.png").stat().st_size > 1000
+    assert metrics["naive2"]["owa"] == 1.0 and "h1_6" in metrics["naive"]["smape_by_steps"]
     assert sorted(pd.read_csv(outs[1])["id"].unique()) == ["long", "longer"]
 
 
