@@ -121,7 +121,14 @@ def test_a_handful_of_m3_series_are_forecast_scored_per_series_and_pooled(projec
     assert "## M3: 6 series (m3_yearly, m3_quarterly)" in report and "**not comparable**" in report
     assert "| Theta | 13.01 | 12.76 | 1.39 |" in report and "## m3_quarterly" in report
     # The global model ranks among all of them and counts its wins over each baseline.
-    assert set(metrics["lstm_global"]) == {"smape", "mase", "mean_rank", *(f"wins_{b}" for b in BASELINES)}
+    assert set(metrics["lstm_global"]) == {"smape", "mase", "mean_rank", "owa", "smape_by_steps",
+                                           *(f"wins_{b}" for b in BASELINES)}
+    assert set(metrics["lstm_global"]["smape_by_steps"]) == {"h1_6", "h7_8"}  # M3's bands, cut at the horizon 8
+    # The tests behind the verdicts: Friedman and the Nemenyi CD over the 3 series, Wilcoxon against the best.
+    tests = metrics["significance"]
+    assert 0 <= tests["friedman_p"] <= 1 and tests["cd"] > 0 and tests["best"] in metrics
+    assert (repo / "reports/figures/cd-m3_quarterly.png").stat().st_size > 1000
+    assert "Nemenyi critical difference of mean ranks at 5%" in report
     with sqlite3.connect(repo / "mlflow.db") as db:
         def keys(run: str) -> set[str]:
             return {k for (k,) in db.execute("select m.key from metrics m join runs r on m.run_uuid = r.run_uuid "
