@@ -250,9 +250,9 @@ def test_the_combination_is_the_mean_of_its_members():
 def test_a_combination_names_a_repeated_or_unknown_member():
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="each kind once"):
+    with pytest.raises(ValidationError, match="members: each once"):
         SPECS["combination"](kind="combination", members=("ets", "ets"))
-    with pytest.raises(ValidationError, match="members"):
+    with pytest.raises(ValidationError, match="members: .keras. is neither a statistical: entry"):
         SPECS["combination"](kind="combination", members=("ets", "keras"))
 
 

@@ -35,7 +35,7 @@ def test_shipped_params_are_valid():
     (lambda p: p["forecasters"].update(naive={"kind": "naive"}), r"^params\.yaml: forecasters\.naive: the name is already used in another section"),
     (lambda p: p["statistical"]["ets"].update(kind="keras"), r"^params\.yaml: statistical\.ets: Input tag 'keras' found using 'kind' does not match any of the expected tags: 'ets', 'theta', 'auto_arima', 'arima', 'combination', 'naive2', 'comb_shd'"),
     (lambda p: p["statistical"]["ets"].update(model="XYZ"), r"^params\.yaml: statistical\.ets\.model: String should match pattern"),
-    (lambda p: p["statistical"]["combination"].update(members=["ets", "lstm"]), r"^params\.yaml: statistical\.combination\.members\.1: Input should be 'ets', 'theta', 'auto_arima' or 'arima'"),
+    (lambda p: p["statistical"]["combination"].update(members=["ets", "lstm"]), r"^params\.yaml: statistical\.combination: members: 'lstm' is neither a statistical: entry of kind ets, theta, auto_arima, arima nor one of those kinds$"),
     (lambda p: p["forecasters"].update(ets={"kind": "ets"}), r"^params\.yaml: forecasters\.ets: the name is already used in another section"),
     (lambda p: p["forecasters"]["lstm_auto"].update(input_size="two seasons"), r"^params\.yaml: forecasters\.lstm_auto\.input_size: must be a positive integer, auto or null \(got 'two seasons'\)$"),
     (lambda p: p["baselines"]["naive"].update(datasets=["elnino"]), r"^params\.yaml: baselines\.naive\.datasets: the baselines run on every dataset"),
@@ -107,3 +107,15 @@ def test_budget_presets(raw_params):
     assert (fit.max_epochs, fit.batch_size, fit.learning_rate) == (1000, 256, 1e-3)
     assert fit.patience is None and fit.target_val_loss is None and fit.lr_decay_every is None
     assert article.samples_per_epoch(2000) == 768
+
+
+def test_the_combination_members_take_the_settings_of_the_statistical_entries_they_name(raw_params):
+    """Issue 25: a change to `ets:` did not reach the combination's ETS, which used its kind's defaults."""
+    raw_params["statistical"]["ets"].update(damped=False, model="AAN")
+    raw_params["statistical"]["theta"].update(datasets=["sales"])  # where it runs alone, not what a fit is
+    combination = parse_params(raw_params).statistical["combination"]
+    ets = combination.member_spec("ets")
+    assert (ets.kind, ets.model, ets.damped, ets.refit_every) == ("ets", "AAN", False, 1)
+    assert combination.member_spec("theta").datasets is None  # every member runs wherever the combination does
+    raw_params["statistical"]["combination"]["members"] = ["ets", "arima"]  # a kind with no entry: its defaults
+    assert parse_params(raw_params).statistical["combination"].member_spec("arima").order == "auto"

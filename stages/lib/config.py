@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from stages.lib.errors import ParamsError
-from stages.lib.forecast.specs import BASELINE_KINDS, SPECS, STATISTICAL_KINDS, PanelKerasSpec
+from stages.lib.forecast.specs import BASELINE_KINDS, SPECS, STATISTICAL_KINDS, CombinationSpec, PanelKerasSpec
 from stages.lib.infra import paths
 from stages.lib.memory.tasks import IDEAL_CHANGE_PCT, TASKS
 from stages.lib.nn.models import REGISTRY, FitParams, ModelSpec
@@ -296,6 +296,22 @@ class Params(Strict):
     # Series per panel, spread evenly over it; null: every series (the whole M3
     # took 16.5 min on 2 cores: docs/panels.md).
     panel_sample: PositiveInt | None = 8
+
+    @model_validator(mode="before")
+    @classmethod
+    def _combination_members_take_their_settings(cls, raw: Any) -> Any:
+        """A combination's member that names a statistical: entry gets that entry's settings (issue 25: they
+        did not arrive, and a change to `ets:` left the combination's ETS as it was)."""
+        section = raw.get("statistical") if isinstance(raw, dict) else None
+        if not isinstance(section, dict):
+            return raw
+        resolved = dict(section)
+        for name, entry in section.items():
+            if isinstance(entry, dict) and entry.get("kind") == "combination" and "member_specs" not in entry:
+                members = entry.get("members", CombinationSpec.model_fields["members"].default)
+                named = {m: section[m] for m in members if isinstance(m, str) and isinstance(section.get(m), dict)}
+                resolved[name] = {**entry, "member_specs": named}
+        return {**raw, "statistical": resolved}
 
     @model_validator(mode="after")
     def _baselines_and_article(self) -> Params:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from stages.lib.forecast.base import Forecaster, as_array
-from stages.lib.forecast.specs import SPECS, CombinationSpec
+from stages.lib.forecast.specs import CombinationSpec
 
 
 class Combination(Forecaster):
@@ -23,9 +23,10 @@ class Combination(Forecaster):
         from stages.lib.forecast import registry  # the registry lists this class: imported here, not at the top
 
         super().__init__(spec, season_length, num_steps)
-        # Every member with its kind's default settings, refitted as often as the combination.
-        self.members = {kind: registry.build(SPECS[kind](kind=kind, refit_every=1), season_length, num_steps)
-                        for kind in spec.members}
+        # Every member with its statistical: entry's settings (or its kind's defaults), refitted as often as the
+        # combination.
+        self.members = {name: registry.build(spec.member_spec(name), season_length, num_steps)
+                        for name in spec.members}
 
     def prepare(self, histories: list[np.ndarray]) -> None:
         for member in self.members.values():

@@ -145,19 +145,34 @@ COMBINABLE = ("ets", "theta", "auto_arima", "arima")
 
 
 class CombinationSpec(Spec):
-    """The mean of the point forecasts of several kinds, each with its default settings."""
+    """The mean of the point forecasts of several members. A member is an entry of the ``statistical:`` section,
+    with its settings there, or else a kind with its default settings."""
 
     kind: Literal["combination"]
-    members: tuple[Literal[COMBINABLE], ...] = Field(default=("ets", "auto_arima", "theta"), min_length=2)  # type: ignore[valid-type]
+    members: tuple[str, ...] = Field(default=("ets", "auto_arima", "theta"), min_length=2)
+    # Filled by the params schema from the statistical: entries the members name (stages/lib/config.py), so that
+    # a change to `ets:` reaches the combination too; logged with the resolved params. Not written by hand.
+    member_specs: dict[str, dict[str, Any]] = {}
 
     @model_validator(mode="after")
-    def _members_once(self) -> CombinationSpec:
+    def _members_known(self) -> CombinationSpec:
         if len(set(self.members)) != len(self.members):
-            raise ValueError(f"members: each kind once (got {list(self.members)})")
+            raise ValueError(f"members: each once (got {list(self.members)})")
+        for name in self.members:
+            kind = self.member_specs.get(name, {}).get("kind", name)
+            if kind not in COMBINABLE:
+                raise ValueError(f"members: {name!r} is neither a statistical: entry of kind "
+                                 f"{', '.join(COMBINABLE)} nor one of those kinds")
         return self
 
+    def member_spec(self, name: str) -> Spec:
+        """A member's settings, refitted as often as the combination (every origin) and on every dataset."""
+        settings = {**self.member_specs.get(name, {"kind": name}), "refit_every": 1}
+        settings.pop("datasets", None)
+        return SPECS[settings["kind"]].model_validate(settings)
+
     def min_history(self, season_length: int, num_steps: int) -> int:
-        return max(SPECS[kind](kind=kind).min_history(season_length, num_steps) for kind in self.members)
+        return max(self.member_spec(name).min_history(season_length, num_steps) for name in self.members)
 
 
 # ------------------------------------------------ M-competition benchmarks
