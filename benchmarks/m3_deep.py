@@ -15,7 +15,7 @@ file's, chosen from the paper or by the members' own validation windows.
 
     python benchmarks/m3_deep.py --models nbeats_g --members 6        # all of M3, the first 6 members
     python benchmarks/m3_deep.py --report-only                         # the report from the cache
-    python benchmarks/m3_deep.py --sample 4 --cache /tmp/m3 ...        # 4 series per panel (the CI test)
+    python benchmarks/m3_deep.py --sample 2 --quick --cache <dir> ...  # the CI test's tiny run (tests/test_m3_deep_benchmark.py)
 """
 
 from __future__ import annotations
@@ -196,7 +196,11 @@ def write_report(cache: Path, models: list[str], report: Path, figure: Path, sam
              f"Written by `python benchmarks/m3_deep.py` from its cache ({scope}). sMAPE **over all forecast "
              "points** (the basis of the published M3 and N-BEATS tables); 'mean over series' beside it. "
              "An ensemble of k is the median of its first k members; CPU minutes are the k members' training "
-             "and forecasting (process time, both cores), wall minutes the same on the 2-core machine.", "",
+             "and forecasting (process time, both cores), wall minutes the same on the 2-core machine (other jobs "
+             "shared it at times, so CPU minutes are the steadier figure). Members trained so far: "
+             + ", ".join(f"{m} {min(len(v) for v in load_members(cache, m).values())}" for m in models)
+             + " (of the ensembles params.yaml configures; the command resumes where it stopped). No significance "
+             "test sits beside these numbers yet: a difference of a few hundredths is not a verdict.", "",
              "| model | members | yearly | quarterly | monthly | other | all points | mean over series | "
              "member k alone, all points | CPU min | wall min |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

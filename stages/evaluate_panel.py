@@ -87,12 +87,17 @@ def main(argv: list[str] | None = None) -> None:
     predicted = forecasts_by_series(frames, list(values), names, spec.horizon)
     scores = pd.DataFrame([{"id": sid, "forecaster": name, **s} for sid, f in predicted.items()
                            for name, s in score_series(values[sid], f, spec.horizon, spec.season_length).items()])
-    summary = aggregate(scores, baselines=[n for n in params.baselines if n in names])
+    # An ensemble's first member alone (<model>_single) is scored, but not ranked or tested beside the others:
+    # a second copy of one model would shift every mean rank, every win and the critical difference.
+    ranked = [n for n in names if n not in {f"{m}_single" for m in models}]
+    summary = aggregate(scores[scores["forecaster"].isin(ranked)], baselines=[n for n in params.baselines if n in names])
+    alone = scores[~scores["forecaster"].isin(ranked)].groupby("forecaster", sort=False)[["smape", "mase"]].mean()
+    summary.update({name: {"smape": float(row.smape), "mase": float(row.mase)} for name, row in alone.iterrows()})
     for name, value in owa(summary).items():
         summary[name]["owa"] = value
     for name, bands in smape_by_band(values, predicted, spec.horizon).items():
         summary[name]["smape_by_steps"] = bands
-    errors = scores.pivot(index="id", columns="forecaster", values="smape")[names]
+    errors = scores.pivot(index="id", columns="forecaster", values="smape")[ranked]
     # Laid out as forecast-<dataset>.json: one entry per forecaster beside the panel's facts.
     metrics: dict[str, Any] = {"protocol": "holdout", "horizon": spec.horizon, "season_length": spec.season_length,
                                "series": len(series), "skipped": len(skipped),

@@ -221,7 +221,7 @@ def test_an_ensemble_is_every_seed_look_back_and_loss_and_adds_its_first_member_
 
 @pytest.mark.parametrize(("changes", "message"), [
     ({"loss": "huber"}, r"panel_models\.x\.loss: 'huber' is not a loss: use one of mse, smape, mape, mase"),
-    ({"seeds": []}, r"panel_models\.x: seeds: an ensemble needs at least one member"),
+    ({"seeds": []}, r"panel_models\.x\.seeds: an ensemble needs at least one member"),
     ({"lookback": []}, r"panel_models\.x: lookback: an ensemble needs at least one member"),
     ({"output": "recursive"}, r"panel_models\.x: lookback: only for output: direct"),
     ({"mode": "per_series"}, r"panel_models\.x: output: direct is for mode: global"),

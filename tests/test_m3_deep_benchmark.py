@@ -3,6 +3,7 @@ per panel, two members, two epochs of two batches. It resumes from its cache and
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -17,7 +18,7 @@ def run(tmp_path, *extra: str) -> subprocess.CompletedProcess:
                            "--sample", "2", "--quick", "--cache", str(tmp_path / "cache"),
                            "--report", str(tmp_path / "m3_deep.md"), "--figure", str(tmp_path / "m3.png"), *extra],
                           cwd=ROOT, capture_output=True, text=True, timeout=900,
-                          env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
 def test_the_benchmark_trains_each_member_once_and_reports_its_ensembles(tmp_path):

@@ -404,8 +404,10 @@ def confidence_section(table: pd.DataFrame) -> list[str]:
         tried = h["points"]["seq"].tolist()
         within += [f"{model} ({budget})"] if h.get("within_goal") else []
         if h["horizon"] is None:
-            lines.append(f"| {model} | {budget} | {int(h['points']['n'].min())} | not located: "
-                         f"{'remembers' if h['points']['k'].iloc[-1] else 'forgets'} at every seq tried | — | — | — |")
+            p = h["points"]
+            fitted = remember_curve(p["seq"].to_numpy(), p["k"].to_numpy(), p["n"].to_numpy())
+            lines.append(f"| {model} | {budget} | {int(p['n'].min())} | not located: most seeds "
+                         f"{'remember' if fitted[-1] >= 0.5 else 'forget'} at every seq tried | — | — | — |")
             continue
         half = "unbounded" if not np.isfinite(h["half_width"]) else f"±{h['half_width']:.0%}"
         lines.append(f"| {model} | {budget} | {h['seeds']} | {h['horizon']:.1f} | {interval_text(h, tried)} | "

@@ -39,7 +39,7 @@ LOSSES = ("mse", "smape", "mape", "mase")
 
 def mase_denominators(histories: list[np.ndarray], season_length: int) -> np.ndarray:
     """Each series' in-sample mean absolute error of the seasonal naive forecast (naive where there is no
-    season or the history is shorter than two seasons): the MASE scale. A flat history's 0 becomes the mean
+    season or the history is not longer than one season): the MASE scale, as scoring.naive_scale takes it. A flat history's 0 becomes the mean
     absolute level (1 if that is 0 too), so its windows still count in a MASE loss."""
     out = []
     for y in histories:

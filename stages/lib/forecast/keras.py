@@ -72,7 +72,7 @@ class KerasForecaster(Forecaster):
         fit = resolved_fit(self.spec.fit, len(self.history))
         val = None
         if fit.patience and len(X) > 2:
-            held = max(1, int(np.ceil(self.spec.validation * len(X))))
+            held = min(max(1, int(np.ceil(self.spec.validation * len(X)))), len(X) - 1)  # keep a window to train on
             X, target, val = X[:-held], target[:-held], (X[-held:], target[-held:])
         self.models = []
         for seed in self.spec.seed_list():

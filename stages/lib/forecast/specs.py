@@ -217,6 +217,15 @@ class KerasSpec(Spec):
     # With fit.patience: the share of a history's windows, at its end, that validates (early stopping).
     validation: float = Field(default=0.2, gt=0.0, lt=1.0)
 
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and not value:
+            raise ValueError("an ensemble needs at least one member (an empty list has none; null: fit.seed)")
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"each seed once (got {list(value)})")
+        return value
+
     def seed_list(self) -> list[int]:
         """The training seeds: one network each."""
         return list(self.seeds) if self.seeds is not None else [self.fit.seed or 0]
@@ -316,7 +325,7 @@ class PanelKerasSpec(KerasSpec):
                 raise ValueError(f"{changed[0]}: only for output: direct (this model forecasts recursively)")
             if self.model == "nbeats":
                 raise ValueError("model: nbeats forecasts the whole horizon at once: set output: direct")
-        for key in ("lookback", "loss", "seeds"):
+        for key in ("lookback", "loss"):
             value = getattr(self, key)
             if isinstance(value, tuple) and not value:
                 raise ValueError(f"{key}: an ensemble needs at least one member (an empty list has none)")

@@ -236,7 +236,7 @@ class NBeatsSpec(ModelSpec):
     layers: PositiveInt = 4            # fully connected layers per block
     units: PositiveInt = 512           # per layer (N-BEATS-I: the trend stack's)
     seasonality_units: PositiveInt = 2048  # N-BEATS-I's seasonality stack
-    degree: NonNegativeInt = Field(default=3, le=6)    # polynomial degree of the trend basis (official code: 3)
+    degree: NonNegativeInt = Field(default=2, le=6)    # polynomial degree of the trend basis (paper and its M3 config: 2)
     harmonics: PositiveInt = 1         # Fourier harmonics of the seasonality basis
     share_weights: bool = False        # the paper shares them within a stack for N-BEATS-I only
 
