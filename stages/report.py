@@ -222,7 +222,9 @@ def panel_table(forecasters: dict[str, dict], baselines: list[str], tests: dict 
              + "---:|" * len(baselines) + ("---|" if tests else "")]
     for name in order:
         f = forecasters[name]
-        wins = " | ".join("—" if b == name else f"{100 * f[f'wins_{b}']:.0f}%" for b in baselines)
+        # An ensemble's first member alone is scored but not ranked: no mean rank, no wins.
+        wins = " | ".join("—" if b == name or f"wins_{b}" not in f else f"{100 * f[f'wins_{b}']:.0f}%"
+                          for b in baselines)
         by_point = f"{f['smape_points']:.2f} | " if points else ""
         rank = f"{f['mean_rank']:.2f}" if "mean_rank" in f else "—"
         test = ""

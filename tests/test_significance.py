@@ -82,3 +82,11 @@ def test_owa_by_hand():
     summary = {"naive2": {"smape": 16.0, "mase": 2.0}, "theta": {"smape": 12.0, "mase": 1.5}}
     assert owa(summary) == {"naive2": 1.0, "theta": pytest.approx(0.5 * (12 / 16 + 1.5 / 2))}
     assert owa({"theta": {"smape": 12.0, "mase": 1.5}}) == {}  # no Naive2, no OWA
+
+
+def test_the_panel_table_shows_an_unranked_single_member_without_rank_or_wins():
+    from stages.report import panel_table
+
+    rows = panel_table({"nb": {"smape": 12.0, "mase": 1.2, "mean_rank": 1.0, "wins_naive": 0.7},
+                        "nb_single": {"smape": 13.0, "mase": 1.3}}, ["naive"])
+    assert rows[-1] == "| nb_single | 13.00 | 1.30 | — | — |" and rows[-2] == "| nb | 12.00 | 1.20 | 1.00 | 70% |"
