@@ -257,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params()
     models = args.models or [n for n, s in params.panel_models.items() if s.output == "direct"]
+    for name in models:
+        params.panel_model(name)  # an unknown name stops here, naming the key
     if args.quick:
         quick = {n: s.model_copy(update={"batches_per_epoch": 2, "fit": s.fit.model_copy(update={"max_epochs": 2})})
                  for n, s in params.panel_models.items()}
@@ -272,4 +274,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from stages.lib.infra import cli
+
+    cli.run(main)  # a bad --models name or params.yaml: one line and exit 2, as every stage
