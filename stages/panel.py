@@ -4,7 +4,8 @@ competition protocol.
 Each series' last ``horizon`` points are held out and forecast from one origin
 by each forecaster of the classical set (``baselines:`` and ``statistical:``,
 through the same interface as in the backtests). The series run in parallel over
-the cores (joblib), in chunks, with a progress line per chunk. ``--out``: the
+the cores (joblib) or on a Dask cluster (``DASK_SCHEDULER_ADDRESS``, docs/team.md), in
+chunks, with a progress line per chunk. ``--out``: the
 forecasts, one row per series, forecaster and step ahead; evaluate_panel scores
 them beside the Keras models'. One MLflow run with each forecaster's seconds.
 """
@@ -19,6 +20,7 @@ import pandas as pd
 
 from stages.lib.config import load_params
 from stages.lib.infra import cli
+from stages.lib.infra.cluster import where
 from stages.lib.infra.cores import cores
 from stages.lib.infra.io import write_csv
 from stages.lib.infra.tracking import stage_run
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     series, skipped, need = kept_series(args.series, params, args.panel, specs, num_steps=1)
     workers = cores()  # PIPELINE_CORES where set
     print(f"{stage}: {len(series)} series, horizon {spec.horizon}, season {spec.season_length}, "
-          f"{len(specs)} forecasters ({', '.join(specs)}), {workers} cores")
+          f"{len(specs)} forecasters ({', '.join(specs)}), {where(workers)}")
     if skipped:
         print(skipped_line(stage, args.panel, skipped, need))
 
@@ -50,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     with stage_run("forecast", stage, run_params, inputs=[args.series], tags=tags) as run:
         started = time.perf_counter()
         results = forecast_panel(series, spec.horizon, specs, spec.season_length, 1, workers,
-                                 progress=lambda done: print(f"{stage}: {eta(done, len(series), time.perf_counter() - started)}"))
+                                 progress=lambda done: print(f"{stage}: {eta(done, len(series), time.perf_counter() - started)}"),
+                                 name=stage)
         write_csv(args.out, forecast_table(results, dict(series), spec.horizon), digits=None)
         # Seconds per forecaster, summed over the series (worker time: the stage's wall time is less
         # by the cores); in MLflow only, so that the committed files stay byte-identical.

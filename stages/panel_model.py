@@ -26,6 +26,7 @@ import pandas as pd
 from stages.lib.config import load_params
 from stages.lib.errors import ParamsError
 from stages.lib.infra import cli
+from stages.lib.infra.cluster import where
 from stages.lib.infra.cores import cores
 from stages.lib.infra.io import write_csv
 from stages.lib.infra.tracking import stage_run
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     window = window[0] if len(window) == 1 else window
     workers = cores()  # PIPELINE_CORES where set
     print(f"{stage}: {len(series)} series, horizon {spec.horizon}, {model.model} {model.mode}, "
-          f"input_size {window}" + (f", {workers} cores" if model.mode == "per_series" else ""))
+          f"input_size {window}" + (f", {where(workers)}" if model.mode == "per_series" else ""))
     if skipped:
         print(skipped_line(stage, args.panel, skipped, need))
 
@@ -123,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             results = forecast_panel(series, spec.horizon, {args.model: model}, spec.season_length, params.num_steps,
                                      workers, progress=lambda done: print(
-                                         f"{stage}: {eta(done, len(series), time.perf_counter() - started)}"))
+                                         f"{stage}: {eta(done, len(series), time.perf_counter() - started)}"),
+                                     name=stage)
             facts = {"input_size": window, "series": len(series)}
         elapsed = time.perf_counter() - started
         write_csv(args.out, forecast_table(results, dict(series), spec.horizon), digits=None)

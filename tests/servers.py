@@ -11,6 +11,7 @@ also when the test fails.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -24,6 +25,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 
 def postgres_bin() -> Path | None:
@@ -135,3 +137,42 @@ def mlflow_server(backend_uri: str, artifacts: Path) -> Iterator[str]:
     finally:
         _stop_group(process)
         shutil.rmtree(log.parent, ignore_errors=True)
+
+
+class DaskCluster(NamedTuple):
+    address: str
+    scheduler: subprocess.Popen
+    workers: list[subprocess.Popen]
+
+
+@contextmanager
+def dask_cluster(workers: int = 2, pythonpath: Path | None = None) -> Iterator[DaskCluster]:
+    """A real `dask scheduler` and ``workers`` real `dask worker` processes on loopback; yields the scheduler's
+    address and the processes (a test may kill one). Each worker runs one task at a time, without a
+    nanny (a killed worker stays dead, as a lost machine would), with ``pythonpath`` (the project) importable."""
+    from distributed import Client
+
+    root = Path(tempfile.mkdtemp(prefix="dask-"))
+    env = {**os.environ, "PYTHONPATH": str(pythonpath or Path(__file__).resolve().parents[1])}
+    env.pop("DASK_SCHEDULER_ADDRESS", None)
+    dask = str(Path(sys.executable).parent / "dask")  # the command a team runs (docs/team.md)
+    processes = [subprocess.Popen(
+        [dask, "scheduler", "--scheduler-file", root / "scheduler.json", "--host", "127.0.0.1", "--port", "0",
+         "--dashboard-address", ":0"], stdout=open(root / "scheduler.log", "wb"), stderr=subprocess.STDOUT,
+        start_new_session=True, env=env, cwd=root)]
+    try:
+        _wait(lambda: (root / "scheduler.json").exists(), "dask scheduler", 60, root / "scheduler.log")
+        time.sleep(0.2)  # written in one go, but a moment lets it be complete
+        address = json.loads((root / "scheduler.json").read_text())["address"]
+        for i in range(workers):
+            processes.append(subprocess.Popen(
+                [dask, "worker", address, "--nthreads", "1", "--no-nanny",
+                 "--name", f"w{i}"], stdout=open(root / f"w{i}.log", "wb"), stderr=subprocess.STDOUT,
+                start_new_session=True, env=env, cwd=root))
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(workers, timeout=120)
+        yield DaskCluster(address, processes[0], processes[1:])
+    finally:
+        for process in reversed(processes):
+            _stop_group(process)
+        shutil.rmtree(root, ignore_errors=True)

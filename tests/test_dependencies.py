@@ -22,6 +22,8 @@ CANNOT_CHANGE_OUTPUTS = {
     "stages/lib/errors.py": "exception classes: what a failing stage prints, never what a stage writes",
     "stages/lib/infra/cli.py": "the entry-point wrapper: exit status and the one-line error",
     "stages/lib/infra/cores.py": "the size of a worker pool; every pool returns the same results on any number of cores",
+    "stages/lib/infra/cluster.py": ("where the pools run (here or on a Dask cluster); the results are byte for byte the "
+                                    "same on either (tests/test_cluster.py)"),
     "stages/lib/infra/interrupts.py": "stops a stage on a signal; a stopped stage writes nothing",
     "stages/lib/infra/tracking.py": "logs to MLflow, which is not a DVC output",
 }

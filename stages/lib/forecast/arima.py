@@ -10,6 +10,7 @@ import numpy as np
 
 from stages.lib.forecast.base import Forecaster, Intervals, as_array
 from stages.lib.forecast.specs import ArimaSpec
+from stages.lib.infra import cluster
 from stages.lib.infra.cores import cores
 
 Order = tuple[int, int, int]
@@ -82,18 +83,21 @@ def grid_aics(y: np.ndarray, candidates: list[tuple]) -> list[float | None]:
     """The AIC of every (order, seasonal_order, trend), None where it cannot be fitted.
 
     The fits are independent, so a large grid is spread over the cores with
-    joblib's worker processes (statsmodels' filter holds the GIL: threads do not
-    help; joblib also keeps each worker's BLAS to one thread, without which two
-    workers ran 3x slower than one process). The results come back in grid
+    joblib's worker processes, or over a Dask cluster (stages/lib/infra/cluster.py)
+    (statsmodels' filter holds the GIL: threads do not help; joblib also keeps
+    each worker's BLAS to one thread, without which two workers ran 3x slower
+    than one process). The results come back in grid
     order, so the choice is the same whatever the number of cores (timings:
     docs/speed.md).
     """
     workers = min(MAX_WORKERS, cores())
     if len(candidates) < PARALLEL_MIN_FITS or workers < 2:
         return [_aic(y, *c) for c in candidates]
-    from joblib import Parallel, delayed
+    return cluster.map_ordered(_aic_of, candidates, (y,), workers, name="arima-grid")
 
-    return Parallel(n_jobs=workers)(delayed(_aic)(y, *c) for c in candidates)
+
+def _aic_of(candidate: tuple, y: np.ndarray) -> float | None:
+    return _aic(y, *candidate)
 
 
 def select_order(y: np.ndarray, season_length: int, spec: ArimaSpec) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import numpy as np
 
 from stages.lib.forecast.base import Forecaster, Intervals, as_array
 from stages.lib.forecast.specs import AutoArimaSpec, EtsSpec, Spec, ThetaSpec
+from stages.lib.infra import cluster
 from stages.lib.infra.cores import cores
 
 
@@ -69,14 +70,12 @@ class StatsForecastModel(Forecaster):
         return self
 
     def fit_ahead(self, histories: list[np.ndarray], workers: int) -> None:
-        """Fit ``histories`` over ``workers`` processes into the cache that ``fit`` reads (same fits, same numbers:
+        """Fit ``histories`` over ``workers`` processes (or the Dask cluster) into the cache that ``fit`` reads (same fits, same numbers:
         each is a pure function of its history; joblib keeps each worker's BLAS to one thread)."""
         todo = [h for h in map(as_array, histories) if self._key(h) not in _FITS]
         if len(todo) < 2 or workers < 2:
             return
-        from joblib import Parallel, delayed
-
-        fitted = Parallel(n_jobs=workers)(delayed(self.model().fit)(h) for h in todo)
+        fitted = cluster.map_ordered(_fit, todo, (self.model(),), workers, name=f"{type(self).__name__}-refits")
         _FITS.update({self._key(h): model for h, model in zip(todo, fitted, strict=True)})
 
     def update(self, history: np.ndarray) -> StatsForecastModel:
@@ -162,3 +161,8 @@ class AutoArima(StatsForecastModel):
         from statsforecast.arima import arima_string
 
         return arima_string(self.fitted_model.model_).strip()
+
+
+def _fit(history: np.ndarray, model: Any) -> Any:
+    """One statsforecast fit (a module-level function: the pools pickle it by name)."""
+    return model.fit(history)

@@ -1,4 +1,5 @@
-"""Forecasting every series of a panel by the competition protocol, one model per series, over the cores.
+"""Forecasting every series of a panel by the competition protocol, one model per series, over the cores
+or on a Dask cluster.
 
 Shared by the classical set (stage panel@<panel>) and the per-series Keras models
 (panel_model@<panel>-<name>): every forecaster through its one interface, fitted to
@@ -14,7 +15,7 @@ import pandas as pd
 
 from stages.lib.forecast import registry, statistical
 from stages.lib.forecast.keras import KerasForecaster
-from stages.lib.infra import interrupts
+from stages.lib.infra import cluster, interrupts
 from stages.lib.panel.load import min_length, screen
 from stages.lib.panel.scores import holdout
 
@@ -28,7 +29,10 @@ Result = tuple[str, dict[str, np.ndarray], dict[str, float]]  # series id, forec
 def forecast_series(y: np.ndarray, horizon: int, specs: dict, season_length: int, num_steps: int
                     ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Every forecaster's forecast of one series' held-out points, and the seconds each took."""
-    train, _ = holdout(y, horizon)
+    # A fresh copy, so that the history starts on a 16-byte boundary wherever the series came from (a view
+    # into the panel's column here, an array unpickled on a Dask worker): numpy sums in another order from
+    # an address 8 bytes off, and Theta's forecasts changed in their last digit with it (measured).
+    train, _ = holdout(np.array(y, dtype=float), horizon)
     forecasts, seconds = {}, {}
     for name, spec in specs.items():
         started = time.perf_counter()
@@ -54,22 +58,23 @@ def forecast_chunk(chunk: list[tuple[str, np.ndarray]], horizon: int, specs: dic
 
 
 def forecast_panel(series: list[tuple[str, np.ndarray]], horizon: int, specs: dict, season_length: int,
-                   num_steps: int, workers: int, progress) -> list[Result]:
-    """Every series' forecasts, in the panel's order, over ``workers`` processes; ``progress(done)`` after each chunk."""
+                   num_steps: int, workers: int, progress, name: str = "panel") -> list[Result]:
+    """Every series' forecasts, in the panel's order, over ``workers`` processes or on the Dask cluster
+    (stages/lib/infra/cluster.py); ``progress(done)`` after each chunk."""
+    workers = cluster.slots(workers)  # on a cluster, its threads
     size = max(1, min(25, len(series) // (8 * workers)))  # small chunks: a steady progress line, little waiting at the end
     chunks = [series[i:i + size] for i in range(0, len(series), size)]
-    if workers < 2 or len(series) < MIN_SERIES_PER_CORE * workers:
-        results = (forecast_chunk(chunk, horizon, specs, season_length, num_steps) for chunk in chunks)
-    else:
-        from joblib import Parallel, delayed
-
-        results = Parallel(n_jobs=workers, return_as="generator")(
-            delayed(forecast_chunk)(chunk, horizon, specs, season_length, num_steps) for chunk in chunks)
+    if cluster.address() is None and len(series) < MIN_SERIES_PER_CORE * workers:
+        workers = 1
     done: list = []
-    for part in results:
-        done += part
+
+    def arrived(part: list[Result]) -> None:
+        done.extend(part)
         progress(len(done))
-    return done
+
+    parts = cluster.map_ordered(forecast_chunk, chunks, (horizon, specs, season_length, num_steps), workers,
+                                on_done=arrived, name=name)
+    return [result for part in parts for result in part]  # the panel's order, whatever order the chunks arrived in
 
 
 def eta(done: int, total: int, elapsed: float) -> str:

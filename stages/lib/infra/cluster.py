@@ -1,0 +1,229 @@
+"""Where the per-series work runs: in this process, over this machine's cores (joblib), or on a Dask cluster.
+
+Every pool of the pipeline (the series of a panel, AutoARIMA's refits over the
+origins, the ARIMA order grid) goes through ``map_ordered``: ``fn(item, *args)``
+for every item, the results back in the items' order. Each result depends on its
+item and ``args`` only, never on where or when it ran, so the outputs are byte for
+byte the same on one core, on this machine's cores and on a cluster
+(tests/test_cluster.py), and DVC's hashes do not change: the engine is not a param.
+
+``DASK_SCHEDULER_ADDRESS`` (Dask's own name for the setting, so that Dask's tools
+read it too) sends the pools to a running cluster: ``tcp://host:8786``. Unset, the
+pipeline runs as it always has, with nothing to start. Why Dask's ``distributed``
+rather than a pool of our own: it reruns the tasks of a worker that dies, it has
+a dashboard, and teams already run it (docs/team.md).
+
+What a cluster needs, and what this module checks once per stage:
+
+* the scheduler answers within ``CONNECT_TIMEOUT_S`` (else one line naming the address);
+* every worker runs the same ``stages`` code as the stage (else one line naming the worker):
+  a worker started from an older checkout would give other numbers.
+
+Each task runs with ``PIPELINE_CORES=1`` and without the cluster's address, so a
+task never opens a pool of its own: one task is one core, which is what the
+scheduler counts on.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import os
+import pickle
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from stages.lib.errors import CommandError
+
+ENV = "DASK_SCHEDULER_ADDRESS"
+CONNECT_TIMEOUT_S = 5
+WORKER_WAIT_S = 30  # a scheduler started a moment ago: its workers are still starting
+PACKAGE = Path(__file__).resolve().parents[2]  # the stages/ package
+
+
+class ClusterError(CommandError):
+    """The Dask cluster cannot run the stage's work; one line naming the address or the worker."""
+
+
+def address() -> str | None:
+    """The scheduler's address where the user set one, else None (this machine)."""
+    return os.environ.get(ENV, "").strip() or None
+
+
+def where(cores: int) -> str:
+    """Where a stage's pool runs, for its first log line: ``2 cores`` or ``the Dask cluster tcp://...``."""
+    return f"the Dask cluster {address()}" if address() else f"{cores} cores"
+
+
+def _digest(package: Path = PACKAGE) -> str:
+    """A digest of every .py file of the stages package, as it was when this module was imported."""
+    h = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+CODE = _digest()  # at import, so that a worker reports the code it has loaded, not what a later checkout put on disk
+
+
+def code_version() -> str:
+    """This process's code digest (run on every worker by ``_check_workers``)."""
+    return CODE
+
+
+_client: Any = None
+
+
+def _connect() -> Any:
+    """The stage's one client of the cluster at ``address()``: connected, checked and announced once per process."""
+    global _client
+    if _client is not None:
+        return _client
+    from distributed import Client
+
+    where = address()
+    try:
+        client = Client(where, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False)
+    except Exception as exc:  # refused, timed out, not an address, or something else answering: one line
+        raise ClusterError(f"{ENV}={where}: no Dask scheduler answered within {CONNECT_TIMEOUT_S} s "
+                           f"({type(exc).__name__}); start one (docs/team.md) or unset {ENV} to run here") from None
+    try:
+        _check_workers(client, where)
+    except BaseException:
+        client.close()
+        raise
+    threads = sum(client.nthreads().values())
+    print(f"Dask cluster {where}: {len(client.nthreads())} workers, {threads} threads; "
+          f"dashboard {client.dashboard_link}", flush=True)
+    _client = client
+    atexit.register(_disconnect)
+    return client
+
+
+def _check_workers(client: Any, where: str) -> None:
+    if not client.nthreads():
+        try:
+            client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+        except TimeoutError:
+            raise ClusterError(f"{ENV}={where}: the scheduler has no worker, and none joined within {WORKER_WAIT_S} s; "
+                               "start one: dask worker " + where) from None
+    try:
+        versions = client.run(code_version)
+    except Exception as exc:  # Dask re-raises a worker's ModuleNotFoundError as a bare Exception
+        raise ClusterError(f"{ENV}={where}: a worker cannot import the project's stages package ({exc}); start "
+                           "each worker in the repository root with PYTHONPATH=. (docs/team.md)") from None
+    stale = sorted(w for w, v in versions.items() if v != CODE)
+    if stale:
+        raise ClusterError(f"{ENV}={where}: worker {stale[0]} runs other stages code than this stage "
+                           f"({versions[stale[0]]} against {CODE}): restart it from this checkout")
+
+
+def _disconnect() -> None:
+    global _client
+    if _client is not None:
+        client, _client = _client, None
+        client.close(timeout=5)
+
+
+def _abandon() -> None:
+    """Drop the client of a scheduler that is gone, quietly: its reconnection attempts would print
+    tracebacks under the stage's one-line error."""
+    import logging
+
+    global _client
+    for name in [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "distributed"] + ["distributed"]:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    if _client is not None:
+        client, _client = _client, None
+        try:
+            client.close(timeout=1)
+        except Exception:  # closing a client of a dead scheduler may time out; the stage is stopping anyway
+            pass
+
+
+def slots(local: int) -> int:
+    """How many tasks can run at once: the cluster's threads when one is set, else ``local`` (this machine's)."""
+    if address() is None:
+        return local
+    return max(1, sum(_connect().nthreads().values()))
+
+
+# What crosses the cluster goes as pickle protocol 4 bytes, which unpickle into fresh arrays. Dask's own
+# serialisation hands a numpy array over as a view of its network buffer, at any byte offset, and numpy
+# sums an array that starts 8 bytes off a 16-byte boundary in another order: Theta's forecasts changed in
+# their last digit on a worker (measured; stages/lib/panel/run.py copies each series for the same reason).
+PROTOCOL = 4
+
+
+def alone(payload: bytes) -> bytes:
+    """``fn(item, *args)`` of a pickled ``(fn, item, args)``, in a Dask worker, with one core and no cluster of
+    its own (see the module's docstring); the result pickled the same way."""
+    from threadpoolctl import threadpool_limits
+
+    fn, item, args = pickle.loads(payload)
+    os.environ["PIPELINE_CORES"] = "1"
+    os.environ.pop(ENV, None)
+    # BLAS on one thread, as in joblib's workers: a task is one core, which is what the scheduler counts on.
+    with threadpool_limits(limits=1):
+        return pickle.dumps(fn(item, *args), protocol=PROTOCOL)
+
+
+def map_ordered(fn: Callable, items: Sequence, args: tuple = (), workers: int = 1,
+                on_done: Callable[[Any], None] | None = None, name: str = "task") -> list:
+    """``[fn(item, *args) for item in items]``, over ``workers`` processes or on the cluster.
+
+    ``on_done(result)`` is called as each result arrives (progress lines). Fewer than
+    two items, or fewer than two workers, run here. ``name`` prefixes the cluster's
+    task keys, so that the dashboard says which stage a task belongs to.
+    """
+    on_done = on_done or (lambda result: None)
+    if len(items) < 2 or workers < 2:
+        results = (fn(item, *args) for item in items)
+    elif address() is not None:
+        return _on_cluster(fn, items, args, on_done, name)
+    else:
+        from joblib import Parallel, delayed
+
+        # joblib's processes, not threads: statsmodels' filters hold the GIL; joblib also keeps each
+        # worker's BLAS to one thread, without which two workers ran 3x slower than one process.
+        results = Parallel(n_jobs=workers, return_as="generator")(delayed(fn)(item, *args) for item in items)
+    done = []
+    for result in results:
+        done.append(result)
+        on_done(result)
+    return done
+
+
+def _on_cluster(fn: Callable, items: Sequence, args: tuple, on_done: Callable, name: str) -> list:
+    from distributed import as_completed
+    from distributed.client import FutureCancelledError
+    from distributed.scheduler import KilledWorker
+
+    client = _connect()
+    where = address()
+    # One task per item: a worker receives its own items, never the whole panel. A worker that dies
+    # has its tasks rerun on another (Dask's own bookkeeping); pure=False, as two stages may send
+    # equal items and each must get its own task.
+    futures = [client.submit(alone, pickle.dumps((fn, item, args), protocol=PROTOCOL),
+                             key=f"{name}-{i}-{CODE}-{os.getpid()}", pure=False)
+               for i, item in enumerate(items)]
+    index = {future.key: i for i, future in enumerate(futures)}
+    results: list = [None] * len(futures)
+    try:
+        for future in as_completed(futures, loop=client.loop):
+            results[index[future.key]] = pickle.loads(future.result())
+            on_done(results[index[future.key]])
+    except KeyboardInterrupt:
+        # Ctrl-C: the cluster stops this stage's tasks (and only them) before the stage exits.
+        client.cancel(futures, force=True)
+        raise
+    except KilledWorker as exc:
+        client.cancel(futures, force=True)
+        raise ClusterError(f"{ENV}={where}: {exc.args[0] if exc.args else 'a task'} killed every worker that "
+                           "ran it (out of memory?); nothing written") from None
+    except (FutureCancelledError, OSError, TimeoutError) as exc:
+        _abandon()
+        raise ClusterError(f"{ENV}={where}: lost the Dask scheduler mid-run ({type(exc).__name__}); "
+                           "nothing written, run the stage again") from None
+    return results

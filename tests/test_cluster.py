@@ -1,0 +1,185 @@
+"""The panel stage on a real Dask cluster: a `dask scheduler` and `dask worker` processes on loopback
+(tests/servers.py), against the same stage run on this machine.
+
+Marked ``dask`` (pytest.ini): the fast loop leaves them out (-m "not dask"), CI runs them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from servers import dask_cluster, free_port
+
+pytestmark = pytest.mark.dask
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_panel(path: Path, n: int, seed: int = 0) -> Path:
+    """``n`` random-walk series of 25 to 60 yearly points, in ingest_panel's CSV form."""
+    rng = np.random.default_rng(seed)
+    frames = [pd.DataFrame({"id": f"s{i}", "time": range(1, k + 1), "value": 100 + rng.normal(size=k).cumsum()})
+              for i, k in enumerate(rng.integers(25, 60, size=n))]
+    pd.concat(frames).to_csv(path, index=False)
+    return path
+
+
+def stage(series: Path, out: Path, address: str | None = None) -> subprocess.Popen:
+    """The panel stage of M3 yearly (the classical set of params.yaml) in its own process."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_TRACKING": "off", "PIPELINE_CORES": "2"}
+    env.pop("DASK_SCHEDULER_ADDRESS", None)
+    if address:
+        env["DASK_SCHEDULER_ADDRESS"] = address
+    return subprocess.Popen([sys.executable, "-m", "stages.panel", "--panel", "m3_yearly", "--series", str(series),
+                             "--out", str(out)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=600)
+    return process.returncode, out, err
+
+
+def wait_for_line(process: subprocess.Popen, text: str) -> list[str]:
+    """Read the stage's stdout until a line containing ``text``; the lines read."""
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if text in line:
+            return lines
+    raise AssertionError(f"the stage ended before printing {text!r}: {''.join(lines)}")
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory) -> dict[str, Path]:
+    """A small and a larger panel, each forecast once on this machine (joblib, 2 processes)."""
+    root = tmp_path_factory.mktemp("local")
+    runs = {}
+    for name, n in (("small", 12), ("large", 120)):
+        series, out = write_panel(root / f"{name}.csv", n, seed=n), root / f"{name}-forecasts.csv"
+        code, _, err = finish(stage(series, out))
+        assert code == 0, err
+        runs[name] = series, out
+    return runs
+
+
+def test_a_panel_on_the_cluster_is_byte_for_byte_the_local_run_with_progress_and_the_dashboard_once(
+        local, tmp_path):
+    series, expected = local["small"]
+    with dask_cluster(workers=2) as cluster:
+        address = cluster.address
+        code, out, err = finish(stage(series, tmp_path / "forecasts.csv", address))
+    assert code == 0, err
+    assert (tmp_path / "forecasts.csv").read_bytes() == expected.read_bytes()
+    assert out.splitlines()[0].endswith(f"the Dask cluster {address}")  # the first line says where it runs
+    announced = [line for line in out.splitlines() if line.startswith("Dask cluster")]
+    assert len(announced) == 1 and "2 workers" in announced[0] and "dashboard http://" in announced[0]
+    assert "panel@m3_yearly: 12/12 series" in out
+
+
+def test_a_worker_killed_mid_run_loses_no_series_and_changes_no_number(local, tmp_path):
+    series, expected = local["large"]
+    with dask_cluster(workers=2) as cluster:
+        address = cluster.address
+        process = stage(series, tmp_path / "forecasts.csv", address)
+        wait_for_line(process, "/120 series")  # the first chunks are done: the run is under way
+        os.killpg(cluster.workers[0].pid, signal.SIGKILL)
+        code, out, err = finish(process)
+    assert code == 0, err
+    assert "120/120 series" in out
+    assert (tmp_path / "forecasts.csv").read_bytes() == expected.read_bytes()
+
+
+def test_an_unreachable_scheduler_is_one_line_naming_it_and_nothing_is_written(local, tmp_path):
+    series, _ = local["small"]
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    code, out, err = finish(stage(series, tmp_path / "forecasts.csv", address))
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"error: DASK_SCHEDULER_ADDRESS={address}: no Dask scheduler answered within 5 s (OSError); "
+        "start one (docs/team.md) or unset DASK_SCHEDULER_ADDRESS to run here"]
+    assert not (tmp_path / "forecasts.csv").exists()
+
+
+def test_a_scheduler_lost_mid_run_stops_with_one_line_writes_nothing_and_the_next_run_completes(local, tmp_path):
+    series, expected = local["large"]
+    out_file = tmp_path / "forecasts.csv"
+    with dask_cluster(workers=2) as cluster:
+        address = cluster.address
+        process = stage(series, out_file, address)
+        wait_for_line(process, "/120 series")
+        os.killpg(cluster.scheduler.pid, signal.SIGKILL)
+        code, _, err = finish(process)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"error: DASK_SCHEDULER_ADDRESS={address}: lost the Dask scheduler mid-run (FutureCancelledError); "
+        "nothing written, run the stage again"]
+    assert not out_file.exists()
+    code, _, err = finish(stage(series, out_file))  # the next run (here, on this machine) completes
+    assert code == 0, err
+    assert out_file.read_bytes() == expected.read_bytes()
+
+
+def test_ctrl_c_cancels_the_stages_tasks_on_the_cluster_and_writes_nothing(local, tmp_path):
+    from distributed import Client
+
+    series, _ = local["large"]
+    with dask_cluster(workers=2) as cluster:
+        address = cluster.address
+        process = stage(series, tmp_path / "forecasts.csv", address)
+        wait_for_line(process, "/120 series")
+        process.send_signal(signal.SIGINT)
+        code, _, err = finish(process)
+        with Client(address, timeout="10s") as client:
+            deadline = time.monotonic() + 10
+            while client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.2)
+            left = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+    assert code == 130 and err.strip().splitlines()[-1] == "interrupted"
+    assert left == 0  # none of the stage's tasks is left queued or running on the cluster
+    assert not (tmp_path / "forecasts.csv").exists()
+
+
+def test_a_worker_with_other_code_is_refused_by_name(tmp_path, local):
+    import shutil
+
+    series, _ = local["small"]
+    other = tmp_path / "checkout"
+    shutil.copytree(ROOT / "stages", other / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    with (other / "stages" / "panel.py").open("a") as f:
+        f.write("# an edit the stage's checkout does not have\n")
+    with dask_cluster(workers=1, pythonpath=other) as cluster:
+        address = cluster.address
+        code, _, err = finish(stage(series, tmp_path / "forecasts.csv", address))
+    assert code == 2
+    [line] = err.strip().splitlines()
+    assert line.startswith(f"error: DASK_SCHEDULER_ADDRESS={address}: worker tcp://127.0.0.1:")
+    assert "runs other stages code than this stage" in line and line.endswith("restart it from this checkout")
+    assert not (tmp_path / "forecasts.csv").exists()
+
+
+def test_the_arima_order_grid_on_the_cluster_chooses_by_the_same_aics(monkeypatch):
+    from stages.lib.forecast import arima
+    from stages.lib.infra import cluster as engine
+
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=80).cumsum()
+    candidates = [((p, 1, q), (0, 0, 0, 0), "n") for p in range(3) for q in range(3)] * 3  # 27: over the threshold
+    here = [arima._aic(y, *c) for c in candidates]
+    with dask_cluster(workers=2) as running:
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", running.address)
+        monkeypatch.setenv("PIPELINE_CORES", "2")
+        try:
+            there = arima.grid_aics(y, candidates)
+        finally:
+            engine._disconnect()
+    assert there == here
