@@ -1,0 +1,41 @@
+"""benchmarks/dask_scale.py, tiny, through the same code as the measurement (real stages, a real Dask cluster)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.dask
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_scale_benchmark_runs_every_stage_checks_the_cluster_bytes_and_resumes(tmp_path):
+    results, report = tmp_path / "results", tmp_path / "scale.md"
+    command = [sys.executable, "benchmarks/dask_scale.py", "--series", "30", "--sample", "6", "--quick",
+               "--results", str(results), "--report", str(report)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    text = report.read_text()
+    # Both cluster runs gave the joblib run's forecasts byte for byte.
+    assert text.count("| byte-identical |") == 2 and "**differs**" not in text
+    for stage in ("ingest_panel", "evaluate_panel", "report", "panel_model (one N-BEATS-G network, global)"):
+        assert re.search(rf"\| {re.escape(stage)} \| [0-9.]+ \| [0-9]+ \|", text), stage
+    # The projection is the measured cost spread over the cores: 4x the cores, a quarter of the time.
+    minutes = {int(c): int(m) for c, m in re.findall(r"\| (\d+) \| [0-9.]+ h \((\d+) min\) \|", text)}
+    assert set(minutes) == {8, 32, 128} and abs(minutes[8] / max(minutes[32], 1) - 4) < 0.2
+    forecasts = results / "project" / "data" / "panel" / "synthetic" / "forecasts.csv"
+    assert forecasts.exists()
+    measured = json.loads((results / "sample_dask2.json").read_text())
+    assert measured["identical"] and measured["worker_peak_mb"] > 50
+    # A rerun measures nothing again: every step is read from --results.
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and " ..." not in again.stdout
+    assert report.read_text() == text
+    # Other settings in the same folder are refused, naming it.
+    other = subprocess.run([*command[:3], "31", *command[4:]], cwd=ROOT, capture_output=True, text=True)
+    assert other.returncode != 0 and str(results) in other.stderr
