@@ -30,6 +30,7 @@ from stages.lib.errors import DataError
 from stages.lib.infra import cli
 from stages.lib.infra.io import write_csv, write_json
 from stages.lib.infra.tracking import stage_run
+from stages.lib.panel.load import fallbacks
 from stages.lib.panel.run import kept_series
 from stages.lib.panel.scores import aggregate, owa, score_series, smape_by_band, undefined_mase
 from stages.lib.panel.significance import against_best, cd_diagram, friedman
@@ -103,13 +104,18 @@ def main(argv: list[str] | None = None) -> None:
                                "series": len(series), "skipped": len(skipped),
                                "mase_undefined": undefined_mase(scores), "group": spec.group,
                                "significance": significance(errors), **summary}
+    if spec.short_series == "fallback":  # counted only under that policy: the other panels' metrics stay as they were
+        lengths = {sid: len(y) for sid, y in series}
+        fell_back = fallbacks(lengths, specs, spec.horizon, spec.season_length, params.num_steps)
+        metrics["fallback"] = {n: len(fell_back.get(n, [])) for n in specs}
     run_params = {"panel": args.panel, **spec.model_dump(), "forecasters": names}
     tags = {"dataset": args.panel, "kind": "evaluate_panel", "forecaster": ",".join(names)}
     with stage_run("forecast", stage, run_params, inputs=[args.series, *sources], tags=tags) as run:
         write_csv(args.scores, scores)
         write_json(args.metrics, metrics)
         cd_diagram(errors, args.cd_figure, f"{args.panel}: sMAPE")
-        run.log_metrics({"series": len(series), "skipped": len(skipped)})
+        run.log_metrics({"series": len(series), "skipped": len(skipped),
+                         **{f"{n}.fallback": k for n, k in metrics.get("fallback", {}).items()}})
         run.log_metrics({f"{n}.{k}": v for n, agg in summary.items() for k, v in agg.items()})
         run.log_artifact(args.scores)
         run.log_artifact(args.cd_figure)

@@ -24,7 +24,7 @@ from stages.lib.infra.cluster import where
 from stages.lib.infra.cores import cores
 from stages.lib.infra.io import write_csv
 from stages.lib.infra.tracking import stage_run
-from stages.lib.panel.run import eta, forecast_panel, forecast_table, kept_series, skipped_line
+from stages.lib.panel.run import eta, fallback_lines, forecast_panel, forecast_table, kept_series, skipped_line
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{len(specs)} forecasters ({', '.join(specs)}), {where(workers)}")
     if skipped:
         print(skipped_line(stage, args.panel, skipped, need))
+    for line in fallback_lines(stage, series, specs, spec.horizon, spec.season_length, 1):
+        print(line)
 
     run_params = {"panel": args.panel, **spec.model_dump(), "forecasters": list(specs),
                   **{f"spec.{n}": s.model_dump() for n, s in specs.items()}}

@@ -24,14 +24,14 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.config import load_params
-from stages.lib.errors import ParamsError
+from stages.lib.errors import DataError, ParamsError
 from stages.lib.infra import cli
 from stages.lib.infra.cluster import where
 from stages.lib.infra.cores import cores
 from stages.lib.infra.io import write_csv
 from stages.lib.infra.tracking import stage_run
-from stages.lib.panel.run import (FORECAST_COLUMNS, Result, eta, forecast_panel, forecast_table, kept_series,
-                                  skipped_line)
+from stages.lib.panel.run import (FORECAST_COLUMNS, Result, eta, fallback_lines, forecast_panel, forecast_series,
+                                  forecast_table, kept_series, skipped_line)
 from stages.lib.panel.scores import holdout
 
 
@@ -81,6 +81,34 @@ def forecast_direct(name: str, spec, series: list[tuple[str, np.ndarray]], horiz
     return results, facts
 
 
+def split_short(series: list[tuple[str, np.ndarray]], spec, horizon: int, season_length: int, num_steps: int
+                ) -> tuple[list, list]:
+    """The series whose history a global model can train on, and those left to the fallback."""
+    need = spec.min_panel_history(season_length, num_steps, horizon)
+    fit = [(sid, y) for sid, y in series if len(y) - horizon >= need]
+    if not fit:
+        raise DataError(f"every series of the panel is shorter than the {need + horizon} points this model needs: "
+                        "nothing to train it on")
+    return fit, [(sid, y) for sid, y in series if len(y) - horizon < need]
+
+
+def fallback_results(short: list[tuple[str, np.ndarray]], name: str, spec, horizon: int, season_length: int,
+                     num_steps: int) -> list[Result]:
+    """The fallback's forecast of each short series, under every name the model is scored under."""
+    names = spec.scored_names(name, horizon)
+    results = []
+    for sid, y in short:
+        forecasts, _ = forecast_series(y, horizon, {name: spec}, season_length, num_steps)
+        results.append((sid, {n: forecasts[name] for n in names}, {}))
+    return results
+
+
+def in_order(series: list[tuple[str, np.ndarray]], results: list[Result]) -> list[Result]:
+    """``results`` in the panel's order."""
+    by_id = {r[0]: r for r in results}
+    return [by_id[sid] for sid, _ in series]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--panel", required=True, help="a key under panels: in params.yaml")
@@ -105,17 +133,23 @@ def main(argv: list[str] | None = None) -> None:
           f"input_size {window}" + (f", {where(workers)}" if model.mode == "per_series" else ""))
     if skipped:
         print(skipped_line(stage, args.panel, skipped, need))
+    for line in fallback_lines(stage, series, {args.model: model}, spec.horizon, spec.season_length, params.num_steps):
+        print(line)
 
     run_params = {"panel": args.panel, **spec.model_dump(), "model": args.model, "spec": model.model_dump(),
                   "num_steps": params.num_steps}
     tags = {"dataset": args.panel, "kind": "panel_model", "forecaster": args.model, "mode": model.mode}
     with stage_run("forecast", stage, run_params, inputs=[args.series], tags=tags) as run:
         started = time.perf_counter()
+        if model.mode == "global":
+            # A series too short for the network's window (short_series: fallback) does not train it: it gets
+            # the fallback's forecast under every name the model is scored under.
+            fit, short = split_short(series, model, spec.horizon, spec.season_length, params.num_steps)
         if model.output == "direct":
-            results, facts = forecast_direct(args.model, model, series, spec.horizon, spec.season_length,
+            results, facts = forecast_direct(args.model, model, fit, spec.horizon, spec.season_length,
                                              params.num_steps, stage, run)
         elif model.mode == "global":
-            results, fitted = forecast_global(args.model, model, series, spec.horizon, spec.season_length, params.num_steps)
+            results, fitted = forecast_global(args.model, model, fit, spec.horizon, spec.season_length, params.num_steps)
             facts = fitted.facts()
             for history in fitted.training_histories():
                 run.log_history(history)
@@ -127,6 +161,9 @@ def main(argv: list[str] | None = None) -> None:
                                          f"{stage}: {eta(done, len(series), time.perf_counter() - started)}"),
                                      name=stage)
             facts = {"input_size": window, "series": len(series)}
+        if model.mode == "global" and short:
+            results = in_order(series, results + fallback_results(short, args.model, model, spec.horizon,
+                                                                  spec.season_length, params.num_steps))
         elapsed = time.perf_counter() - started
         write_csv(args.out, forecast_table(results, dict(series), spec.horizon), digits=None)
         # Timings in MLflow only, so that the committed files stay byte-identical.

