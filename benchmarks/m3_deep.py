@@ -169,7 +169,7 @@ def goal_lines(tables: dict[str, tuple[list[dict], dict]]) -> list[str]:
                    for model, (rows, _) in tables.items() for r in rows for p in PANELS if r[p] <= combination[p]})
     out.append("- a global model at or below the classical combination on at least one frequency: "
                + ("; ".join(wins[:6]) + (" and more" if len(wins) > 6 else "") if wins else "not reached"))
-    for model in ("lstm_direct", "tcn_direct"):
+    for model in ("lstm_direct", "gru_direct", "tcn_direct"):
         if model in tables:
             r = tables[model][0][0]
             out.append(f"- {model} (one network) against the recursive lstm_global's 15.50: {r['all_points']:.2f}")

@@ -41,7 +41,7 @@ def tiny(params: dict) -> dict:
     params["run_panels"] = ["m3_yearly", "m3_quarterly"]
     params["panel_sample"] = 3
     models = params["panel_models"]
-    for name in ("nbeats_i", "lstm_direct", "tcn_direct"):  # nbeats_g stands for the direct models
+    for name in ("nbeats_i", "lstm_direct", "gru_direct", "tcn_direct"):  # nbeats_g stands for the direct models
         del models[name]
     for name in ("lstm_global", "lstm_series"):
         models[name]["fit"].update(max_epochs=2)

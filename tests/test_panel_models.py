@@ -94,8 +94,8 @@ def test_both_modes_are_named_forecasters_of_the_panels_they_list(raw_params):
     assert {params.panel_model(n).mode for n in params.panel_models} == {"global", "per_series"}
     assert "lstm_global" in params.panel_specs("m3_monthly") and "lstm_series" not in params.panel_specs("m3_monthly")
     # An ensemble of several members is scored beside its first member alone; a single network once.
-    assert params.panel_names[-8:] == ["lstm_global", "lstm_series", "nbeats_g", "nbeats_g_single", "nbeats_i",
-                                       "nbeats_i_single", "lstm_direct", "tcn_direct"]
+    assert params.panel_names[-9:] == ["lstm_global", "lstm_series", "nbeats_g", "nbeats_g_single", "nbeats_i",
+                                       "nbeats_i_single", "lstm_direct", "gru_direct", "tcn_direct"]
 
 
 def test_a_forecaster_without_a_series_stops_the_evaluation_naming_both():
