@@ -83,12 +83,14 @@ def forecast_table(f: dict, names: list[str], levels: list[int]) -> list[str]:
     steps = [k for k in f[names[0]] if k.startswith("h") and k[1:].isdigit()]
     columns = [(step, key, f"{title} {step}", template) for step in (steps[0], "all")
                for key, (title, template) in SCORES.items()]
-    header = ["model", *(title for _, _, title, _ in columns), *(f"{lv}% cover" for lv in levels), "intervals", "persistent"]
+    header = ["model", *(title for _, _, title, _ in columns), *(f"{lv}% cover" for lv in levels),
+              *(f"MSIS {lv}%" for lv in levels), "intervals", "persistent"]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 3) + "---|---|"]
     for name in names:
         r = f[name]
         cells = [fmt(template, r[step].get(key)) for step, key, _, template in columns]
         cells += [fmt("{:.0%}", r["all"].get(f"coverage_{lv}")) for lv in levels]
+        cells += [fmt("{:.2f}", r["all"].get(f"msis_{lv}")) for lv in levels]
         p = r["persistence"]
         flag = ("**yes**: " + ("lags one step" if p["lags_one_step"] else "") +
                 (", " if p["lags_one_step"] and p["near_zero_change"] else "") +
@@ -146,7 +148,10 @@ def forecast_report(metrics_dir: Path, datasets: list[str], names: list[str], le
              "protocol: one origin, the last `horizon` points held out). Columns: errors one step ahead (`h1`) and pooled over "
              "every step up to the horizon (`all`); MASE divides each error by the in-sample (seasonal) naive error of "
              "its origin's history; coverage of the prediction intervals on the evaluation windows (`model`: the "
-             "forecaster's own; `empirical`: quantiles of its errors at earlier origins); *persistent*: the forecast "
+             "forecaster's own; `empirical`: split-conformal, the forecast ± the ⌈(n+1)·level⌉-th smallest absolute "
+             "error at the same step from earlier origins, which covers at least the level when errors are "
+             "exchangeable) and MSIS, the M4 interval score (width plus 2/α times each miss, scaled as MASE; lower "
+             "is better); *persistent*: the forecast "
              "tracks the series one step late (see the README). ★ marks the lowest pooled MASE.", "",
              *(refit_line(specs) if specs else [])]
     for name in datasets:

@@ -72,12 +72,12 @@ def test_empirical_intervals_use_only_errors_known_at_the_origin(seed, n_origins
     y = rng.normal(size=n_origins + horizon + 5).cumsum()
     origins = bt.origins(len(y), horizon, n_origins, 1)
     frame = bt.run_backtest(Naive(NaiveSpec(kind="naive")), y, origins, horizon, levels=[80])
-    filled = bt.empirical_intervals(frame, [80], min_residuals=2)
+    filled = bt.empirical_intervals(frame, [80])
     for i in filled.index:
         later = frame["index"] >= frame.at[i, "origin"]  # targets not yet observed at row i's origin
         changed = frame.copy()
         changed.loc[later, "actual"] += rng.normal(scale=100, size=int(later.sum()))
-        again = bt.empirical_intervals(changed, [80], min_residuals=2)
+        again = bt.empirical_intervals(changed, [80])
         assert again.at[i, "lo80"] == filled.at[i, "lo80"] or (np.isnan(again.at[i, "lo80"]) and np.isnan(filled.at[i, "lo80"]))
         assert again.at[i, "hi80"] == filled.at[i, "hi80"] or np.isnan(filled.at[i, "hi80"])
 
@@ -87,9 +87,39 @@ def test_empirical_intervals_by_hand():
     frame = pd.DataFrame({"origin": [3, 4, 5, 6, 7, 10], "h": 1, "index": [3, 4, 5, 6, 7, 10],
                           "actual": [1.0, 2.0, 3.0, 4.0, 5.0, 0.0], "forecast": 0.0, "lo80": np.nan, "hi80": np.nan})
     out = bt.empirical_intervals(frame, [80])
-    assert out.at[5, "lo80"] == pytest.approx(np.quantile([1, 2, 3, 4, 5], 0.1))
-    assert out.at[5, "hi80"] == pytest.approx(np.quantile([1, 2, 3, 4, 5], 0.9))
-    assert np.isnan(out.at[4, "lo80"])  # only four errors before origin 7
+    # Split conformal: the ceil(6 * 0.8) = 5th smallest absolute error, either side of the forecast.
+    assert (out.at[5, "lo80"], out.at[5, "hi80"]) == (-5.0, 5.0)
+    # Origin 7 knows four errors: ceil(5 * 0.8) = 4, the 4th; origin 6 knows three, too few for 80%.
+    assert (out.at[4, "lo80"], out.at[4, "hi80"]) == (-4.0, 4.0)
+    assert np.isnan(out.at[3, "lo80"]) and np.isnan(out.at[3, "hi80"])
+
+
+def test_the_conformal_rank_and_the_fewest_errors_a_level_needs_by_hand():
+    errors = np.array([-3.0, 1.0, -5.0, 2.0, 4.0])  # absolute: 1 2 3 4 5
+    assert bt.conformal_radius(errors, 80) == 5.0  # k = ceil(6 * 0.8) = 5
+    assert bt.conformal_radius(errors, 50) == 3.0  # k = ceil(6 * 0.5) = 3
+    assert np.isnan(bt.conformal_radius(errors[:3], 80))  # k = ceil(4 * 0.8) = 4 > 3
+    assert [bt.min_calibration(level) for level in (50, 80, 90, 95, 99)] == [1, 4, 9, 19, 99]
+    for level in (80, 90, 95):  # the least n with ceil((n + 1) * level / 100) <= n
+        n = bt.min_calibration(level)
+        assert not np.isnan(bt.conformal_radius(np.ones(n), level))
+        assert np.isnan(bt.conformal_radius(np.ones(n - 1), level))
+
+
+def test_conformal_intervals_cover_their_level_over_many_origins_within_a_binomial_band():
+    # A random walk forecast by the naive method: its one-step errors are the walk's iid steps, exchangeable
+    # as the conformal guarantee assumes. Every origin's interval uses only the errors known before it.
+    rng = np.random.default_rng(7)
+    y = rng.standard_t(df=4, size=700).cumsum()  # heavy-tailed steps: a normal band would miss more
+    origins = bt.origins(len(y), 1, 600, 1)
+    frame = bt.empirical_intervals(bt.run_backtest(Naive(NaiveSpec(kind="naive")), y, origins, 1, [80, 95]),
+                                   [80, 95])
+    scored = frame[frame["origin"] >= origins[0] + 50]  # at least 50 calibration errors behind each
+    for level in (80, 95):
+        inside = (scored["actual"] >= scored[f"lo{level}"]) & (scored["actual"] <= scored[f"hi{level}"])
+        p, n = level / 100, len(scored)
+        band = 3 * np.sqrt(p * (1 - p) / n)
+        assert p - band <= inside.mean() <= p + 1 / 51 + band, (level, inside.mean())
 
 
 def test_a_dropped_interrupt_stops_the_backtest_at_the_next_origin():
@@ -142,7 +172,8 @@ def test_the_holdout_protocol_forecasts_a_dataset_own_horizon_from_one_origin(tm
 
     monkeypatch.setenv("PIPELINE_TRACKING", "off")
     monkeypatch.chdir(ROOT)  # the dataset's file is a path from the repository root
-    raw_params["backtest"].update(protocol="holdout", calibration_windows=5)
+    # 80% only: 9 calibration origins leave 4 known errors at step 6, what a split-conformal 80% interval needs.
+    raw_params["backtest"].update(protocol="holdout", calibration_windows=9, levels=[80])
     raw_params["datasets"]["sales"]["horizon"] = 6
     raw_params["statistical"] = {}
     for spec in raw_params["forecasters"].values():
@@ -162,7 +193,12 @@ def test_the_holdout_protocol_forecasts_a_dataset_own_horizon_from_one_origin(tm
     frame = pd.read_csv(tmp_path / "baselines/naive/forecasts.csv")
     evaluation = frame[frame["window"] == "evaluation"]
     assert set(evaluation["origin"]) == {45 - 6} and list(evaluation["h"]) == [1, 2, 3, 4, 5, 6]
-    assert sorted(set(frame["origin"])) == list(range(45 - 6 - 5, 45 - 6 + 1))  # 5 calibration origins, a step apart
+    assert sorted(set(frame["origin"])) == list(range(45 - 6 - 9, 45 - 6 + 1))  # 9 calibration origins, a step apart
+    # The evaluation origin's 80% band at step 6: the 4th smallest of the 4 known absolute step-6 errors.
+    known = frame[(frame["h"] == 6) & (frame["index"] < 45 - 6)]
+    radius = np.sort(np.abs(known["actual"] - known["forecast"]))[3]
+    last = evaluation[evaluation["h"] == 6].iloc[0]
+    assert len(known) == 4 and last["hi80"] - last["forecast"] == pytest.approx(radius)
     np.testing.assert_allclose(evaluation["forecast"], y[38])
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert (metrics["protocol"], metrics["horizon"], metrics["n_windows"]) == ("holdout", 6, 1)

@@ -96,7 +96,7 @@ def test_series_too_short_for_the_backtest_stops_its_backtest(proj, edited):
     # ARIMA needs 10 points before its first origin.
     expect_failure(proj, "backtest@sales", ["data/forecast/sales/backtest"],
                    "data/raw/sales.csv: 45 points is too short for backtest.horizon=3, n_windows=38, step_size=1, "
-                   "calibration_windows=5 with forecaster 'arima' (needs at least 55: 10 before the first origin)")
+                   "calibration_windows=6 with forecaster 'arima' (needs at least 56: 10 before the first origin)")
 
 
 def test_exp_run_with_a_non_integer_seq(proj):

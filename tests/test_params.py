@@ -61,6 +61,10 @@ def test_shipped_params_are_valid():
      r"backtest\.protocol: Input should be 'rolling_origin' or 'holdout' \(got 'expanding'\)"),
     (lambda p: p["datasets"]["nile"].update(horizon=0), r"datasets\.nile\.horizon: Input should be greater than 0"),
     (lambda p: p["backtest"].update(levels=[80, 100]), r"backtest\.levels\.1: Input should be less than 100"),
+    (lambda p: p["backtest"].update(calibration_windows=10),
+     r"^params\.yaml: backtest\.calibration_windows: 10 calibration origins leave 8 known errors at step 3 on dataset "
+     r"sales, fewer than the 19 a split-conformal 95% interval needs: set it to at least 21 \(or drop 95 from "
+     r"backtest\.levels\)$"),
     (lambda p: p["datasets"]["elnino"].update(freq="monthly"), r"datasets\.elnino: freq: 'monthly' is not a pandas period frequency"),
     (lambda p: p["article"].update(forecaster="arima"), r"article\.forecaster: 'arima' is not a keras forecaster"),
     (lambda p: p["train_memory"].update(seeds=[0, 0]), r"train_memory: seeds must be distinct, got \[0, 0\]"),

@@ -20,7 +20,7 @@ import yaml
 from stages.tools.horizon import runs_from_exp_show
 from tests.project import Project, ran_stages
 MEMORY_KEYS = {"val_mse", "change_first_pct", "change_last_pct", "blind_first_mse", "blind_last_mse", "remembers_first"}
-FORECAST_KEYS = {"mae", "rmse", "mape", "smape", "mase", "coverage_80", "coverage_95"}
+FORECAST_KEYS = {"mae", "rmse", "mape", "smape", "mase", "coverage_80", "msis_80"}  # the tiny params: 80% only
 FORECAST_STAGES = ("ingest@", "baselines@", "backtest@", "evaluate_forecast@", "article")
 BASELINES = ("naive", "seasonal_naive", "drift")
 STATISTICAL = ("ets", "theta", "auto_arima", "combination", "naive2", "comb_shd")

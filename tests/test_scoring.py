@@ -100,3 +100,20 @@ def test_mean_rank_over_datasets_by_hand():
     assert ranks == {"ets": pytest.approx((1 + 3 + 1) / 3), "arima": pytest.approx((2 + 1.5 + 3) / 3),
                      "naive": pytest.approx((3 + 1.5 + 2) / 3)}
     assert list(ranks) == ["ets", "arima", "naive"]  # best first
+
+
+def test_msis_by_hand():
+    # 80%: alpha 0.2, a miss costs 2 / 0.2 = 10 times its distance. Row 1 inside (width 2, scale 1): 2.
+    # Row 2 misses above by 5 (width 5 + 10 * 5 = 55, scale 2): 27.5. Mean 14.75.
+    value = scoring.msis(np.array([0.0, 10.0]), np.array([-1.0, 0.0]), np.array([1.0, 5.0]), 80, np.array([1.0, 2.0]))
+    assert value == pytest.approx(14.75)
+    # A miss below counts the same way.
+    assert scoring.msis(np.array([-3.0]), np.array([-1.0]), np.array([1.0]), 95, np.array([1.0])) == pytest.approx(
+        2 + 40 * 2)
+
+
+def test_score_has_the_msis_of_each_level_beside_its_coverage():
+    rows = pd.DataFrame({"origin": [10, 10], "actual": [0.0, 10.0], "forecast": [0.0, 2.5],
+                         "lo80": [-1.0, 0.0], "hi80": [1.0, 5.0]})
+    out = scoring.score(rows, {10: 2.0}, [80])
+    assert out["coverage_80"] == 0.5 and out["msis_80"] == pytest.approx((2 / 2 + 55 / 2) / 2)

@@ -374,6 +374,27 @@ class Params(Strict):
                 raise ValueError(f"forecasters.{name}.fit.seed is required: the training seed of the forecaster")
         return self
 
+    @model_validator(mode="after")
+    def _enough_calibration_errors(self) -> Params:
+        """Every evaluation window's split-conformal intervals need enough past errors at every step: the first
+        evaluation origin knows the step-H errors of C - ceil(H / step) + 1 of the C calibration origins."""
+        from stages.lib.forecast.backtest import min_calibration
+
+        if not self.backtest.levels or self.backtest.calibration_windows == 0:
+            return self  # 0: no calibration, so intervals only where a forecaster has its own (model) ones
+        level = max(self.backtest.levels)
+        for name in self.datasets:
+            bt = self.backtest_for(name)
+            ahead = -(-bt.horizon // bt.step_size)
+            known, needed = bt.calibration_windows - ahead + 1, min_calibration(level)
+            if known < needed:
+                raise ValueError(
+                    f"backtest.calibration_windows: {bt.calibration_windows} calibration origins leave {max(known, 0)} "
+                    f"known errors at step {bt.horizon} on dataset {name}, fewer than the {needed} a split-conformal "
+                    f"{level}% interval needs: set it to at least {needed + ahead - 1} "
+                    f"(or drop {level} from backtest.levels)")
+        return self
+
     def dataset(self, name: str) -> DatasetParams:
         if name not in self.datasets:
             raise ParamsError(f"params.yaml: datasets: no dataset named {name!r} (have: {', '.join(self.datasets)})")

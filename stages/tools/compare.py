@@ -40,6 +40,7 @@ LOWER_IS_BETTER = {*SCORES, "mse", "val_mse", "test_mse", "val_loss", "best_val_
                    "blind_first_mse", "blind_last_mse", "final_loss", "receptive_field_shortfall",
                    "mse_all", "mse_test", "mse_test_one_step_inversion", "mean_rank"}
 HIGHER_IS_BETTER = re.compile(r"wins_\w+")  # a panel's share of series on which a forecaster beats a baseline
+LOWER_IS_BETTER_PATTERN = re.compile(r"msis_\d+")  # the M4 interval score at a level
 CLOSER_TO_IDEAL = {"change_first_pct", "change_last_pct"}
 COVERAGE = re.compile(r"coverage_(\d+)")  # closer to its level (coverage_80: 0.8) is better
 VERDICTS = {"remembers_first"}
@@ -168,7 +169,7 @@ def judge(key: str, old: Any, new: Any, ideal: float = DEFAULT_IDEAL_CHANGE_PCT,
         return "changed"
     if abs(new - old) <= rtol * max(abs(old), abs(new)):
         return "close"
-    if name in LOWER_IS_BETTER:
+    if name in LOWER_IS_BETTER or LOWER_IS_BETTER_PATTERN.fullmatch(name):
         return "better" if new < old else "worse"
     if HIGHER_IS_BETTER.fullmatch(name):
         return "better" if new > old else "worse"

@@ -19,7 +19,23 @@ from stages.lib.forecast.base import Forecaster
 from stages.lib.forecast.specs import Spec
 from stages.lib.infra import interrupts
 
-MIN_RESIDUALS = 5  # fewer past errors than this give no empirical interval
+
+
+def min_calibration(level: int) -> int:
+    """Fewest calibration errors a split-conformal interval at ``level`` % can be formed from: the least n with
+    ceil((n + 1) * level / 100) <= n, i.e. ceil(level / (100 - level)): 4 for 80%, 19 for 95%."""
+    return -(-level // (100 - level))
+
+
+def conformal_radius(errors: np.ndarray, level: int) -> float:
+    """The half-width of the split-conformal interval at ``level`` %: the k-th smallest absolute error, with
+    k = ceil((n + 1) * level / 100) (Vovk et al. 2005; Lei et al. 2018). For a new error exchangeable with these
+    n it covers with probability at least ``level`` % (and below ``level`` % + 1 / (n + 1)), whatever their
+    distribution: unlike a plain quantile of 8 to 10 errors, which covers about 80% at a nominal 95%.
+    NaN where n is too small for the level (``min_calibration``)."""
+    scores = np.sort(np.abs(np.asarray(errors, dtype=float)))
+    k = -(-(len(scores) + 1) * level // 100)
+    return float(scores[k - 1]) if k <= len(scores) else float("nan")
 
 
 def origins(n: int, horizon: int, n_windows: int, step_size: int, calibration_windows: int = 0) -> list[int]:
@@ -80,14 +96,16 @@ def run_backtest(forecaster: Forecaster, y: np.ndarray, origin_list: list[int], 
     return pd.DataFrame(rows)
 
 
-def empirical_intervals(frame: pd.DataFrame, levels: list[int], min_residuals: int = MIN_RESIDUALS) -> pd.DataFrame:
-    """Fill missing intervals from the errors of earlier origins at the same step.
+def empirical_intervals(frame: pd.DataFrame, levels: list[int]) -> pd.DataFrame:
+    """Fill missing intervals with split-conformal ones from the errors of earlier origins at the same step.
 
-    For the row of origin ``o`` and step ``h``, the pool is the errors
+    For the row of origin ``o`` and step ``h``, the calibration errors are the errors
     (actual - forecast) of rows with the same ``h`` whose target was observed
     before ``o`` (index < o), so no interval uses an error from its own future.
-    The band is the forecast plus the (1-level)/2 and (1+level)/2 quantiles of
-    the pool. Rows with fewer than ``min_residuals`` past errors get none.
+    The band is the forecast plus and minus ``conformal_radius`` of them: symmetric,
+    because an asymmetric conformal band needs twice the errors in each tail (39 at
+    95%). Rows with fewer errors than the level needs get none; params.yaml's check
+    (``backtest.calibration_windows``) makes sure the evaluation windows have enough.
     """
     out = frame.copy()
     errors = out["actual"] - out["forecast"]
@@ -96,7 +114,7 @@ def empirical_intervals(frame: pd.DataFrame, levels: list[int], min_residuals: i
         missing = out[lo_col].isna()
         for i in out.index[missing]:
             pool = errors[(out["h"] == out.at[i, "h"]) & (out["index"] < out.at[i, "origin"])]
-            if len(pool) >= min_residuals:
-                lo_q, hi_q = np.quantile(pool, [(1 - level / 100) / 2, (1 + level / 100) / 2])
-                out.at[i, lo_col], out.at[i, hi_col] = out.at[i, "forecast"] + lo_q, out.at[i, "forecast"] + hi_q
+            radius = conformal_radius(pool.to_numpy(), level)
+            if not np.isnan(radius):
+                out.at[i, lo_col], out.at[i, hi_col] = out.at[i, "forecast"] - radius, out.at[i, "forecast"] + radius
     return out

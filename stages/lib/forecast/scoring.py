@@ -106,7 +106,18 @@ def score(rows: pd.DataFrame, scales: dict[int, float], levels: list[int]) -> di
         has = ~np.isnan(lo)
         out[f"coverage_{level}"] = float(np.mean((actual[has] >= lo[has]) & (actual[has] <= hi[has]))) if has.any() else float("nan")
         out[f"width_{level}"] = float(np.mean(hi[has] - lo[has])) if has.any() else float("nan")
+        out[f"msis_{level}"] = (msis(actual[has], lo[has], hi[has], level, rows["origin"].map(scales).to_numpy()[has])
+                                if has.any() else float("nan"))
     return out
+
+
+def msis(actual: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: int, scales: np.ndarray) -> float:
+    """The M4 competition's mean scaled interval score: the interval's width, plus 2 / alpha times how far the
+    actual falls outside it, each scaled as MASE is (the in-sample seasonal naive MAE), then averaged. Lower is
+    better; it rewards narrow intervals and punishes misses in proportion to the miss (Gneiting and Raftery 2007)."""
+    alpha = 1 - level / 100
+    score = (hi - lo) + (2 / alpha) * np.maximum(lo - actual, 0) + (2 / alpha) * np.maximum(actual - hi, 0)
+    return float(np.mean(score / scales))
 
 
 def score_by_horizon(rows: pd.DataFrame, scales: dict[int, float], levels: list[int]) -> dict[str, dict[str, float]]:
