@@ -146,27 +146,37 @@ class DaskCluster(NamedTuple):
 
 
 @contextmanager
-def dask_cluster(workers: int = 2, pythonpath: Path | None = None) -> Iterator[DaskCluster]:
+def dask_cluster(workers: int = 2, pythonpath: Path | None = None, nthreads: int = 1,
+                 scheduler_path: bool = True) -> Iterator[DaskCluster]:
     """A real `dask scheduler` and ``workers`` real `dask worker` processes on loopback; yields the scheduler's
-    address and the processes (a test may kill one). Each worker runs one task at a time, without a
-    nanny (a killed worker stays dead, as a lost machine would), with ``pythonpath`` (the project) importable."""
+    address and the processes (a test may kill one). Each worker runs ``nthreads`` tasks at a time, without a
+    nanny (a killed worker stays dead, as a lost machine would), with ``pythonpath`` (the project) importable;
+    so has the scheduler (it unpickles every task), unless ``scheduler_path`` is False."""
     from distributed import Client
 
     root = Path(tempfile.mkdtemp(prefix="dask-"))
-    env = {**os.environ, "PYTHONPATH": str(pythonpath or Path(__file__).resolve().parents[1])}
-    env.pop("DASK_SCHEDULER_ADDRESS", None)
+    bare = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DASK_SCHEDULER_ADDRESS")}
+    # Workers as docs/team.md starts them: without Dask's statistical profiler, which samples the running
+    # task's stack every 10 ms and costs pure-Python forecasters (statsmodels) CPU time under the GIL.
+    env = {**bare, "PYTHONPATH": str(pythonpath or Path(__file__).resolve().parents[1]),
+           "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
     dask = str(Path(sys.executable).parent / "dask")  # the command a team runs (docs/team.md)
     processes = [subprocess.Popen(
         [dask, "scheduler", "--scheduler-file", root / "scheduler.json", "--host", "127.0.0.1", "--port", "0",
          "--dashboard-address", ":0"], stdout=open(root / "scheduler.log", "wb"), stderr=subprocess.STDOUT,
-        start_new_session=True, env=env, cwd=root)]
+        start_new_session=True, env=env if scheduler_path else bare, cwd=root)]
     try:
-        _wait(lambda: (root / "scheduler.json").exists(), "dask scheduler", 60, root / "scheduler.log")
-        time.sleep(0.2)  # written in one go, but a moment lets it be complete
+        def written() -> bool:
+            try:
+                return "address" in json.loads((root / "scheduler.json").read_text())
+            except (OSError, ValueError):  # not there yet, or half written
+                return False
+
+        _wait(written, "dask scheduler", 60, root / "scheduler.log")
         address = json.loads((root / "scheduler.json").read_text())["address"]
         for i in range(workers):
             processes.append(subprocess.Popen(
-                [dask, "worker", address, "--nthreads", "1", "--no-nanny",
+                [dask, "worker", address, "--nthreads", str(nthreads), "--no-nanny",
                  "--name", f"w{i}"], stdout=open(root / f"w{i}.log", "wb"), stderr=subprocess.STDOUT,
                 start_new_session=True, env=env, cwd=root))
         with Client(address, timeout="30s") as client:

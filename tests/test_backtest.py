@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from stages.lib.forecast import backtest as bt
 from stages.lib.forecast.baselines import Naive
 from stages.lib.forecast.base import Forecaster
-from stages.lib.forecast.specs import SPECS, ArimaSpec, NaiveSpec
+from stages.lib.forecast.specs import SPECS, ArimaSpec, NaiveSpec, min_calibration
 
 
 class Spy(Forecaster):
@@ -99,9 +99,9 @@ def test_the_conformal_rank_and_the_fewest_errors_a_level_needs_by_hand():
     assert bt.conformal_radius(errors, 80) == 5.0  # k = ceil(6 * 0.8) = 5
     assert bt.conformal_radius(errors, 50) == 3.0  # k = ceil(6 * 0.5) = 3
     assert np.isnan(bt.conformal_radius(errors[:3], 80))  # k = ceil(4 * 0.8) = 4 > 3
-    assert [bt.min_calibration(level) for level in (50, 80, 90, 95, 99)] == [1, 4, 9, 19, 99]
+    assert [min_calibration(level) for level in (50, 80, 90, 95, 99)] == [1, 4, 9, 19, 99]
     for level in (80, 90, 95):  # the least n with ceil((n + 1) * level / 100) <= n
-        n = bt.min_calibration(level)
+        n = min_calibration(level)
         assert not np.isnan(bt.conformal_radius(np.ones(n), level))
         assert np.isnan(bt.conformal_radius(np.ones(n - 1), level))
 

@@ -7,10 +7,12 @@ Marked ``dask`` (pytest.ini): the fast loop leaves them out (-m "not dask"), CI 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,9 @@ def write_panel(path: Path, n: int, seed: int = 0) -> Path:
 
 def stage(series: Path, out: Path, address: str | None = None) -> subprocess.Popen:
     """The panel stage of M3 yearly (the classical set of params.yaml) in its own process."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_TRACKING": "off", "PIPELINE_CORES": "2"}
+    # Unbuffered: the tests read the progress lines as they come.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_TRACKING": "off", "PIPELINE_CORES": "2",
+           "PYTHONUNBUFFERED": "1"}
     env.pop("DASK_SCHEDULER_ADDRESS", None)
     if address:
         env["DASK_SCHEDULER_ADDRESS"] = address
@@ -71,31 +75,85 @@ def local(tmp_path_factory) -> dict[str, Path]:
     return runs
 
 
+def ran_on_workers(address: str, prefix: str) -> bool:
+    """Whether tasks whose key starts with ``prefix`` ran on the cluster's workers (the scheduler keeps each key
+    prefix's longest compute time after its tasks are gone)."""
+    from distributed import Client
+
+    with Client(address, timeout="10s") as client:
+        return client.run_on_scheduler(
+            lambda dask_scheduler: prefix in dask_scheduler.task_prefixes
+            and dask_scheduler.task_prefixes[prefix].max_exec_time > 0)
+
+
+def busy_worker_pid(address: str) -> int:
+    """The pid of a worker in the middle of a task (waiting up to 10 s for one)."""
+    from distributed import Client
+
+    with Client(address, timeout="10s") as client:
+        for _ in range(100):
+            busy = [w for w, tasks in client.processing().items() if tasks]
+            if busy:
+                return client.run(os.getpid, workers=busy[:1])[busy[0]]
+            time.sleep(0.1)
+    raise AssertionError("no worker was running a task")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_panel_on_the_cluster_is_byte_for_byte_the_local_run_with_progress_and_the_dashboard_once(
-        local, tmp_path):
+        local, tmp_path, workers):
     series, expected = local["small"]
-    with dask_cluster(workers=2) as cluster:
+    with dask_cluster(workers=workers) as cluster:
         address = cluster.address
         code, out, err = finish(stage(series, tmp_path / "forecasts.csv", address))
-    assert code == 0, err
+        assert code == 0, err
+        assert ran_on_workers(address, "panel@m3_yearly")  # the series ran on the workers, not in the stage
+        # The dashboard it names serves Dask's diagnostic UI (without bokeh: "Dask needs bokeh" and nothing else).
+        link = re.search(r"dashboard (http://\S+)", out).group(1)
+        with urllib.request.urlopen(link, timeout=30) as response:
+            assert response.status == 200 and b"<title>Dask Diagnostic UI</title>" in response.read()
     assert (tmp_path / "forecasts.csv").read_bytes() == expected.read_bytes()
-    assert out.splitlines()[0].endswith(f"the Dask cluster {address}")  # the first line says where it runs
-    announced = [line for line in out.splitlines() if line.startswith("Dask cluster")]
-    assert len(announced) == 1 and "2 workers" in announced[0] and "dashboard http://" in announced[0]
-    assert "panel@m3_yearly: 12/12 series" in out
+    # The stage connects first (an unreachable scheduler stops it before anything else), then says where it runs.
+    lines = out.splitlines()
+    assert lines[0].startswith("Dask cluster") and lines[1].endswith(f"the Dask cluster {address}")
+    announced = [line for line in lines if line.startswith("Dask cluster")]
+    assert len(announced) == 1 and f"{workers} workers" in announced[0] and "dashboard http://" in announced[0]
+    assert "panel@m3_yearly: 12/12 series" in out and err == ""
 
 
 def test_a_worker_killed_mid_run_loses_no_series_and_changes_no_number(local, tmp_path):
     series, expected = local["large"]
     with dask_cluster(workers=2) as cluster:
-        address = cluster.address
-        process = stage(series, tmp_path / "forecasts.csv", address)
+        process = stage(series, tmp_path / "forecasts.csv", cluster.address)
         wait_for_line(process, "/120 series")  # the first chunks are done: the run is under way
-        os.killpg(cluster.workers[0].pid, signal.SIGKILL)
+        os.kill(busy_worker_pid(cluster.address), signal.SIGKILL)  # its chunk is lost with it
         code, out, err = finish(process)
     assert code == 0, err
     assert "120/120 series" in out
     assert (tmp_path / "forecasts.csv").read_bytes() == expected.read_bytes()
+
+
+def test_a_scheduler_that_cannot_import_the_project_is_one_line(local, tmp_path):
+    series, _ = local["small"]
+    with dask_cluster(workers=1, scheduler_path=False) as cluster:
+        code, _, err = finish(stage(series, tmp_path / "forecasts.csv", cluster.address))
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"error: DASK_SCHEDULER_ADDRESS={cluster.address}: the scheduler cannot import the project's stages package "
+        "(it unpickles every task); start it in the repository root with PYTHONPATH=. (docs/team.md)"]
+    assert not (tmp_path / "forecasts.csv").exists()
+
+
+def test_a_worker_running_several_tasks_at_once_is_refused_by_name(local, tmp_path):
+    series, _ = local["small"]
+    with dask_cluster(workers=1, nthreads=2) as cluster:
+        code, _, err = finish(stage(series, tmp_path / "forecasts.csv", cluster.address))
+    assert code == 2
+    [line] = err.strip().splitlines()
+    assert line.startswith(f"error: DASK_SCHEDULER_ADDRESS={cluster.address}: worker tcp://127.0.0.1:")
+    assert line.endswith("runs 2 tasks at once; start every worker with --nthreads 1 (and --nworkers N for N "
+                         "cores: docs/team.md)")
+    assert not (tmp_path / "forecasts.csv").exists()
 
 
 def test_an_unreachable_scheduler_is_one_line_naming_it_and_nothing_is_written(local, tmp_path):

@@ -24,7 +24,8 @@ from pydantic import (
 )
 
 from stages.lib.errors import ParamsError
-from stages.lib.forecast.specs import BASELINE_KINDS, SPECS, STATISTICAL_KINDS, CombinationSpec, PanelKerasSpec
+from stages.lib.forecast.specs import (BASELINE_KINDS, SPECS, STATISTICAL_KINDS, CombinationSpec, PanelKerasSpec,
+                                       min_calibration)
 from stages.lib.infra import paths
 from stages.lib.memory.tasks import IDEAL_CHANGE_PCT, TASKS
 from stages.lib.nn.models import REGISTRY, FitParams, ModelSpec
@@ -378,8 +379,6 @@ class Params(Strict):
     def _enough_calibration_errors(self) -> Params:
         """Every evaluation window's split-conformal intervals need enough past errors at every step: the first
         evaluation origin knows the step-H errors of C - ceil(H / step) + 1 of the C calibration origins."""
-        from stages.lib.forecast.backtest import min_calibration
-
         if not self.backtest.levels or self.backtest.calibration_windows == 0:
             return self  # 0: no calibration, so intervals only where a forecaster has its own (model) ones
         level = max(self.backtest.levels)

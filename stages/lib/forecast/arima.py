@@ -90,7 +90,7 @@ def grid_aics(y: np.ndarray, candidates: list[tuple]) -> list[float | None]:
     order, so the choice is the same whatever the number of cores (timings:
     docs/speed.md).
     """
-    workers = min(MAX_WORKERS, cores())
+    workers = cluster.slots(min(MAX_WORKERS, cores()))  # on a cluster, its threads
     if len(candidates) < PARALLEL_MIN_FITS or workers < 2:
         return [_aic(y, *c) for c in candidates]
     return cluster.map_ordered(_aic_of, candidates, (y,), workers, name="arima-grid")

@@ -21,11 +21,6 @@ from stages.lib.infra import interrupts
 
 
 
-def min_calibration(level: int) -> int:
-    """Fewest calibration errors a split-conformal interval at ``level`` % can be formed from: the least n with
-    ceil((n + 1) * level / 100) <= n, i.e. ceil(level / (100 - level)): 4 for 80%, 19 for 95%."""
-    return -(-level // (100 - level))
-
 
 def conformal_radius(errors: np.ndarray, level: int) -> float:
     """The half-width of the split-conformal interval at ``level`` %: the k-th smallest absolute error, with

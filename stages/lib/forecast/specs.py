@@ -52,6 +52,13 @@ class Spec(BaseModel):
         return [name]
 
 
+def min_calibration(level: int) -> int:
+    """Fewest calibration errors a split-conformal interval at ``level`` % can be formed from (backtest.py): the
+    least n with ceil((n + 1) * level / 100) <= n, i.e. ceil(level / (100 - level)): 4 for 80%, 19 for 95%.
+    Here, beside the specs, because params.yaml is checked against it (config.py)."""
+    return -(-level // (100 - level))
+
+
 # ------------------------------------------------------------ baselines
 
 class NaiveSpec(Spec):

@@ -73,7 +73,7 @@ class StatsForecastModel(Forecaster):
         """Fit ``histories`` over ``workers`` processes (or the Dask cluster) into the cache that ``fit`` reads (same fits, same numbers:
         each is a pure function of its history; joblib keeps each worker's BLAS to one thread)."""
         todo = [h for h in map(as_array, histories) if self._key(h) not in _FITS]
-        if len(todo) < 2 or workers < 2:
+        if len(todo) < 2 or cluster.slots(workers) < 2:  # on a cluster, its threads
             return
         fitted = cluster.map_ordered(_fit, todo, (self.model(),), workers, name=f"{type(self).__name__}-refits")
         _FITS.update({self._key(h): model for h, model in zip(todo, fitted, strict=True)})

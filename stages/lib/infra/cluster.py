@@ -13,23 +13,30 @@ pipeline runs as it always has, with nothing to start. Why Dask's ``distributed`
 rather than a pool of our own: it reruns the tasks of a worker that dies, it has
 a dashboard, and teams already run it (docs/team.md).
 
-What a cluster needs, and what this module checks once per stage:
+What a cluster needs, and what this module checks (one line naming the address
+or the worker otherwise):
 
-* the scheduler answers within ``CONNECT_TIMEOUT_S`` (else one line naming the address);
-* every worker runs the same ``stages`` code as the stage (else one line naming the worker):
-  a worker started from an older checkout would give other numbers.
+* the scheduler answers within ``CONNECT_TIMEOUT_S``, at the stage's start;
+* every worker runs one task at a time (``--nthreads 1``): tasks of one process
+  share its caches and its BLAS settings, and statsmodels' fits hold the GIL anyway;
+* every worker runs the same ``stages`` code as the stage, checked at the start
+  and again by every task (a worker may join, or restart from another checkout,
+  mid-run): a worker started from an older checkout would give other numbers.
 
 Each task runs with ``PIPELINE_CORES=1`` and without the cluster's address, so a
 task never opens a pool of its own: one task is one core, which is what the
-scheduler counts on.
+scheduler counts on. Outputs are the same as here on workers with the same CPU
+family and the same pinned wheels (numpy picks its kernels by CPU at run time).
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import os
 import pickle
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,24 +59,24 @@ def address() -> str | None:
 
 
 def where(cores: int) -> str:
-    """Where a stage's pool runs, for its first log line: ``2 cores`` or ``the Dask cluster tcp://...``."""
-    return f"the Dask cluster {address()}" if address() else f"{cores} cores"
+    """Where a stage's pool runs, for its first log line: ``2 cores`` or ``the Dask cluster tcp://...``.
+
+    On a cluster this connects (and checks it), so that a scheduler that does not
+    answer stops the stage before it opens its MLflow run or reads its data."""
+    if address() is None:
+        return f"{cores} cores"
+    _connect()
+    return f"the Dask cluster {address()}"
 
 
-def _digest(package: Path = PACKAGE) -> str:
-    """A digest of every .py file of the stages package, as it was when this module was imported."""
+@functools.cache
+def code_version(package: Path = PACKAGE) -> str:
+    """A digest of every .py file of the stages package, taken once per process: on a worker, at its first
+    task, so that it stands for the code the worker has loaded, not what a later checkout put on disk."""
     h = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
-
-
-CODE = _digest()  # at import, so that a worker reports the code it has loaded, not what a later checkout put on disk
-
-
-def code_version() -> str:
-    """This process's code digest (run on every worker by ``_check_workers``)."""
-    return CODE
 
 
 _client: Any = None
@@ -108,22 +115,33 @@ def _check_workers(client: Any, where: str) -> None:
         except TimeoutError:
             raise ClusterError(f"{ENV}={where}: the scheduler has no worker, and none joined within {WORKER_WAIT_S} s; "
                                "start one: dask worker " + where) from None
-    try:
-        versions = client.run(code_version)
-    except Exception as exc:  # Dask re-raises a worker's ModuleNotFoundError as a bare Exception
-        raise ClusterError(f"{ENV}={where}: a worker cannot import the project's stages package ({exc}); start "
-                           "each worker in the repository root with PYTHONPATH=. (docs/team.md)") from None
-    stale = sorted(w for w, v in versions.items() if v != CODE)
-    if stale:
-        raise ClusterError(f"{ENV}={where}: worker {stale[0]} runs other stages code than this stage "
-                           f"({versions[stale[0]]} against {CODE}): restart it from this checkout")
+    threaded = sorted(w for w, n in client.nthreads().items() if n != 1)
+    if threaded:
+        raise ClusterError(f"{ENV}={where}: worker {threaded[0]} runs {client.nthreads()[threaded[0]]} tasks at once; "
+                           "start every worker with --nthreads 1 (and --nworkers N for N cores: docs/team.md)")
+    versions = client.run(code_version, on_error="return")
+    for worker, version in sorted(versions.items()):
+        if isinstance(version, BaseException):  # Dask hands back a worker's ModuleNotFoundError, or its death
+            raise ClusterError(f"{ENV}={where}: worker {worker} cannot run the project's stages package "
+                               f"({type(version).__name__}: {version}); start each worker in the repository root "
+                               "with PYTHONPATH=. (docs/team.md)")
+        if version != code_version():
+            raise ClusterError(_stale(where, worker, version))
+
+
+def _stale(where: str, worker: str, version: str) -> str:
+    return (f"{ENV}={where}: worker {worker} runs other stages code than this stage ({version} against "
+            f"{code_version()}): restart it from this checkout")
 
 
 def _disconnect() -> None:
     global _client
     if _client is not None:
         client, _client = _client, None
-        client.close(timeout=5)
+        try:
+            client.close(timeout=5)
+        except Exception:  # at exit: a failed close must not print a traceback under the stage's last line
+            pass
 
 
 def _abandon() -> None:
@@ -157,11 +175,17 @@ PROTOCOL = 4
 
 
 def alone(payload: bytes) -> bytes:
-    """``fn(item, *args)`` of a pickled ``(fn, item, args)``, in a Dask worker, with one core and no cluster of
-    its own (see the module's docstring); the result pickled the same way."""
+    """``fn(item, *args)`` of a pickled ``(code, fn, item, args)``, in a Dask worker, with one core and no
+    cluster of its own (see the module's docstring); the result pickled the same way. A worker whose code is
+    not the stage's refuses the task, naming itself."""
     from threadpoolctl import threadpool_limits
 
-    fn, item, args = pickle.loads(payload)
+    code, fn, item, args = pickle.loads(payload)
+    if code != code_version():
+        from distributed import get_worker
+
+        raise ClusterError(_stale(address() or "the cluster", get_worker().address, code_version()))
+    # For good: the worker process runs nothing but these tasks, one at a time (--nthreads 1, checked).
     os.environ["PIPELINE_CORES"] = "1"
     os.environ.pop(ENV, None)
     # BLAS on one thread, as in joblib's workers: a task is one core, which is what the scheduler counts on.
@@ -171,17 +195,19 @@ def alone(payload: bytes) -> bytes:
 
 def map_ordered(fn: Callable, items: Sequence, args: tuple = (), workers: int = 1,
                 on_done: Callable[[Any], None] | None = None, name: str = "task") -> list:
-    """``[fn(item, *args) for item in items]``, over ``workers`` processes or on the cluster.
+    """``[fn(item, *args) for item in items]``: on the cluster where one is set, else over ``workers`` local
+    processes (joblib), else here.
 
     ``on_done(result)`` is called as each result arrives (progress lines). Fewer than
-    two items, or fewer than two workers, run here. ``name`` prefixes the cluster's
-    task keys, so that the dashboard says which stage a task belongs to.
+    two items run here; so do fewer than two workers without a cluster. ``name``
+    prefixes the cluster's task keys, so that the dashboard says which stage a task
+    belongs to.
     """
     on_done = on_done or (lambda result: None)
+    if len(items) >= 2 and address() is not None:
+        return _on_cluster(fn, items, args, on_done, name)
     if len(items) < 2 or workers < 2:
         results = (fn(item, *args) for item in items)
-    elif address() is not None:
-        return _on_cluster(fn, items, args, on_done, name)
     else:
         from joblib import Parallel, delayed
 
@@ -202,28 +228,39 @@ def _on_cluster(fn: Callable, items: Sequence, args: tuple, on_done: Callable, n
 
     client = _connect()
     where = address()
-    # One task per item: a worker receives its own items, never the whole panel. A worker that dies
-    # has its tasks rerun on another (Dask's own bookkeeping); pure=False, as two stages may send
-    # equal items and each must get its own task.
-    futures = [client.submit(alone, pickle.dumps((fn, item, args), protocol=PROTOCOL),
-                             key=f"{name}-{i}-{CODE}-{os.getpid()}", pure=False)
-               for i, item in enumerate(items)]
-    index = {future.key: i for i, future in enumerate(futures)}
-    results: list = [None] * len(futures)
+    futures: list = []
+    results: list = [None] * len(items)
+    run = uuid.uuid4().hex[:12]  # keys unique to this call: a key the scheduler knows would return its result
     try:
+        # One task per item: a worker receives its own items, never the whole panel. A worker that dies has its
+        # tasks rerun on another (Dask's own bookkeeping).
+        futures = [client.submit(alone, pickle.dumps((code_version(), fn, item, args), protocol=PROTOCOL),
+                                 key=f"{name}-{run}-{i}") for i, item in enumerate(items)]
+        index = {future.key: i for i, future in enumerate(futures)}
         for future in as_completed(futures, loop=client.loop):
-            results[index[future.key]] = pickle.loads(future.result())
-            on_done(results[index[future.key]])
+            i = index[future.key]
+            if future.status == "error":
+                break  # the task's own exception: raised below, as it would be here
+            results[i] = pickle.loads(future.result())
+            futures[i] = None  # released: the worker frees it, and a worker lost later need not recompute it
+            on_done(results[i])
+        else:
+            return results
     except KeyboardInterrupt:
-        # Ctrl-C: the cluster stops this stage's tasks (and only them) before the stage exits.
-        client.cancel(futures, force=True)
+        # Ctrl-C: the cluster drops this stage's queued tasks (running ones finish their chunk) before it exits.
+        client.cancel([f for f in futures if f is not None])
         raise
     except KilledWorker as exc:
-        client.cancel(futures, force=True)
+        client.cancel([f for f in futures if f is not None])
         raise ClusterError(f"{ENV}={where}: {exc.args[0] if exc.args else 'a task'} killed every worker that "
                            "ran it (out of memory?); nothing written") from None
     except (FutureCancelledError, OSError, TimeoutError) as exc:
         _abandon()
         raise ClusterError(f"{ENV}={where}: lost the Dask scheduler mid-run ({type(exc).__name__}); "
                            "nothing written, run the stage again") from None
-    return results
+    error = future.exception()  # a task failed: its own exception, raised as here (a DataError is one line)
+    client.cancel([f for f in futures if f is not None and f is not future])
+    if isinstance(error, RuntimeError) and "deserialization of the task graph" in str(error):
+        raise ClusterError(f"{ENV}={where}: the scheduler cannot import the project's stages package (it unpickles "
+                           "every task); start it in the repository root with PYTHONPATH=. (docs/team.md)") from None
+    raise error
