@@ -241,3 +241,32 @@ def test_the_arima_order_grid_on_the_cluster_chooses_by_the_same_aics(monkeypatc
         finally:
             engine._disconnect()
     assert there == here
+
+
+def test_autoarimas_refits_on_the_cluster_forecast_as_the_local_ones(monkeypatch):
+    from stages.lib.forecast import statistical
+    from stages.lib.forecast.specs import AutoArimaSpec
+    from stages.lib.infra import cluster as engine
+
+    rng = np.random.default_rng(5)
+    y = 50 + 10 * np.tile(np.sin(np.arange(12) * np.pi / 6), 6) + rng.normal(size=72).cumsum()
+    histories = [y[:n] for n in (60, 63, 66)]
+    spec = AutoArimaSpec(kind="auto_arima", max_p=1, max_q=1, max_P=1, max_Q=1)
+
+    def forecasts() -> list[np.ndarray]:
+        model = statistical.AutoArima(spec, 12, 3)
+        return [model.fit(h).predict(4) for h in histories]
+
+    here = forecasts()
+    statistical.forget_fits()
+    with dask_cluster(workers=2) as running:
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", running.address)
+        try:
+            statistical.AutoArima(spec, 12, 3).fit_ahead(histories, workers=2)  # the fits, on the workers
+            assert len(statistical._FITS) == 3  # came back as fitted models, into the cache that fit() reads
+            there = forecasts()
+        finally:
+            engine._disconnect()
+            statistical.forget_fits()
+    for a, b in zip(here, there):
+        np.testing.assert_array_equal(a, b)
