@@ -141,6 +141,16 @@ def model_table(members: dict[str, list]) -> list[dict]:
     return rows
 
 
+def spread_line(model: str, rows: list[dict]) -> str | None:
+    """What the ensemble buys: its members alone (mean ± sd of their sMAPE over all points, and the best) beside
+    the ensemble of all of them."""
+    if len(rows) < 2:
+        return None
+    alone = np.array([r["single"] for r in rows])
+    return (f"- {model}: its {len(rows)} members alone {alone.mean():.2f} ± {alone.std(ddof=1):.2f} (mean ± sd; best "
+            f"{alone.min():.2f}), their median ensemble {rows[-1]['all_points']:.2f}")
+
+
 def by_step(members: dict[str, list], k: int) -> dict[str, list[float]]:
     """sMAPE by step ahead, per frequency, of the ensemble of the first k members."""
     return {p: ensemble_errors(members[p], k).groupby("h")["smape"].mean().round(2).tolist() for p in PANELS}
@@ -215,6 +225,10 @@ def write_report(cache: Path, models: list[str], report: Path, figure: Path, sam
     lines += [f"| {name} (ours) | " + " | ".join(f"{v:.2f}" for v in values) + " |" for name, values in OURS.items()]
     lines += [f"| {name} | — | — | — | — | {value:.2f} |" for name, value in REFERENCES.items()]
     lines += ["", *goal_lines(tables)]
+    spreads = [line for model, (rows, _) in tables.items() if (line := spread_line(model, rows))]
+    if spreads:
+        lines += ["What an ensemble buys (sMAPE over all points; the members differ in look-back, loss and seed):",
+                  "", *spreads, ""]
     for model, (rows, members) in tables.items():
         k = rows[-1]["k"]
         lines += ["", f"sMAPE by step ahead of {model}'s ensemble of {k}:", "",

@@ -41,3 +41,9 @@ def test_the_benchmark_trains_each_member_once_and_reports_its_ensembles(tmp_pat
     by_hand = np.mean(200 * np.abs(a - f) / (np.abs(a) + np.abs(f)))
     row = next(line for line in report.splitlines() if line.startswith("| nbeats_g | 2 |"))
     assert row.split("|")[5].strip() == f"{by_hand:.2f}"
+    # What the ensemble buys: the two members alone, mean ± sd of their own rows' "member k alone" column.
+    alone = [float(line.split("|")[9]) for line in report.splitlines() if line.startswith("| nbeats_g | ")]
+    spread = next(line for line in report.splitlines() if line.startswith("- nbeats_g: its 2 members alone"))
+    mean, sd = (float(v) for v in spread.split("alone ")[1].split(" (")[0].split(" ± "))
+    # The table rounds each member to 2 decimals: a hundredth of slack.
+    assert abs(mean - np.mean(alone)) <= 0.011 and abs(sd - np.std(alone, ddof=1)) <= 0.011
