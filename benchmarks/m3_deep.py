@@ -159,8 +159,10 @@ def by_step(members: dict[str, list], k: int) -> dict[str, list[float]]:
 def goal_lines(tables: dict[str, tuple[list[dict], dict]]) -> list[str]:
     """Issue 24's goals, each met or missed by how much, from what the cache holds."""
     def best(model: str) -> dict | None:
+        # The ensemble of every member trained, not the size that scores best on these points: picking k
+        # here would choose a setting on the test set.
         rows = tables.get(model, ([], {}))[0]
-        return min(rows, key=lambda r: r["all_points"]) if rows else None
+        return rows[-1] if rows else None
 
     out = ["Goals (sMAPE over all points, all 3003 series):", ""]
     single = [tables[m][0][0] for m in ("nbeats_g", "nbeats_i") if m in tables]
@@ -171,7 +173,7 @@ def goal_lines(tables: dict[str, tuple[list[dict], dict]]) -> list[str]:
     ensembles = [(m, best(m)) for m in tables if best(m) is not None]
     if ensembles:
         m, r = min(ensembles, key=lambda mr: mr[1]["all_points"])
-        out.append(f"- the best Keras ensemble at or below N-BEATS-I+G's 12.37: {m} of {r['k']} members, "
+        out.append(f"- the best Keras ensemble (all its members) at or below N-BEATS-I+G's 12.37: {m} of {r['k']} members, "
                    f"{r['all_points']:.2f}, " + ("met" if r["all_points"] <= 12.37 else
                                                  f"missed by {r['all_points'] - 12.37:.2f}"))
     combination = dict(zip(PANELS, OURS["combination ETS+AutoARIMA+Theta"]))
