@@ -236,7 +236,7 @@ class BacktestParams(Strict):
     horizon: PositiveInt = 3
     n_windows: PositiveInt = 10
     step_size: PositiveInt = 1
-    calibration_windows: NonNegativeInt = 10
+    calibration_windows: NonNegativeInt = 21  # a 95% split-conformal interval at step 3 (params check below)
     levels: list[Annotated[int, Field(gt=0, lt=100)]] = [80, 95]
 
 

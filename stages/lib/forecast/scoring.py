@@ -115,6 +115,8 @@ def msis(actual: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: int, scales:
     """The M4 competition's mean scaled interval score: the interval's width, plus 2 / alpha times how far the
     actual falls outside it, each scaled as MASE is (the in-sample seasonal naive MAE), then averaged. Lower is
     better; it rewards narrow intervals and punishes misses in proportion to the miss (Gneiting and Raftery 2007)."""
+    if len(scales) == 0 or not np.all(scales > 0):
+        return float("nan")  # a flat history has no scale, as for MASE (scaled_mae)
     alpha = 1 - level / 100
     score = (hi - lo) + (2 / alpha) * np.maximum(lo - actual, 0) + (2 / alpha) * np.maximum(actual - hi, 0)
     return float(np.mean(score / scales))
