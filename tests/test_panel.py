@@ -234,15 +234,16 @@ def test_a_short_series_stops_the_panel_stage_with_one_line_and_no_output(tmp_pa
     assert not any(path.exists() for path in outs.values())
 
 
-def test_with_skip_a_short_series_is_left_out_named_and_counted(tmp_path, capsys, monkeypatch, raw_params):
+def yearly_panel_with_a_short_series(tmp_path, monkeypatch, raw_params: dict, policy: str):
+    """params.yaml with M3 yearly's ``short_series: policy`` and the classical set only (no Keras training), and
+    a panel of three random walks, 'short' of 12 points; the panel file, its frames and the stages' outputs."""
     import yaml
 
-    from stages import evaluate_panel, panel
-    from stages.lib.infra import cli, paths
+    from stages.lib.infra import paths
 
     monkeypatch.setenv("PIPELINE_TRACKING", "off")
-    raw_params["panels"]["m3_yearly"]["short_series"] = "skip"
-    raw_params["panel_models"] = {}  # the classical set only: no Keras training here
+    raw_params["panels"]["m3_yearly"]["short_series"] = policy
+    raw_params["panel_models"] = {}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
     monkeypatch.setattr(paths, "params_file", lambda: tmp_path / "params.yaml")
     series = tmp_path / "series.csv"
@@ -250,7 +251,14 @@ def test_with_skip_a_short_series_is_left_out_named_and_counted(tmp_path, capsys
     frames = [pd.DataFrame({"id": sid, "time": range(1, n + 1), "value": 100 + rng.normal(size=n).cumsum()})
               for sid, n in (("long", 30), ("short", 12), ("longer", 40))]
     pd.concat(frames).to_csv(series, index=False)
-    outs = [tmp_path / "forecasts.csv", tmp_path / "scores.csv", tmp_path / "m.json"]
+    return series, frames, [tmp_path / "forecasts.csv", tmp_path / "scores.csv", tmp_path / "m.json"]
+
+
+def test_with_skip_a_short_series_is_left_out_named_and_counted(tmp_path, capsys, monkeypatch, raw_params):
+    from stages import evaluate_panel, panel
+    from stages.lib.infra import cli
+
+    series, frames, outs = yearly_panel_with_a_short_series(tmp_path, monkeypatch, raw_params, "skip")
     cli.run(panel.main, ["--panel", "m3_yearly", "--series", str(series), "--out", str(outs[0])])
     assert "1 series skipped, shorter than 16 points (short_series: skip): short (12)" in capsys.readouterr().out
     cli.run(evaluate_panel.main, ["--panel", "m3_yearly", "--series", str(series), "--forecasts", str(outs[0]),
@@ -269,23 +277,11 @@ def test_with_skip_a_short_series_is_left_out_named_and_counted(tmp_path, capsys
 
 def test_with_fallback_every_series_is_scored_and_each_fallback_named_and_counted(tmp_path, capsys, monkeypatch,
                                                                                    raw_params):
-    import yaml
-
     from stages import evaluate_panel, panel
-    from stages.lib.infra import cli, paths
+    from stages.lib.infra import cli
 
-    monkeypatch.setenv("PIPELINE_TRACKING", "off")
-    raw_params["panels"]["m3_yearly"]["short_series"] = "fallback"
-    raw_params["panel_models"] = {}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
-    monkeypatch.setattr(paths, "params_file", lambda: tmp_path / "params.yaml")
-    series = tmp_path / "series.csv"
-    rng = np.random.default_rng(1)
     # 'short' has 12 points: 6 of history, too few for AutoARIMA (10) and so for the combination that has it.
-    frames = [pd.DataFrame({"id": sid, "time": range(1, n + 1), "value": 100 + rng.normal(size=n).cumsum()})
-              for sid, n in (("long", 30), ("short", 12), ("longer", 40))]
-    pd.concat(frames).to_csv(series, index=False)
-    outs = [tmp_path / "forecasts.csv", tmp_path / "scores.csv", tmp_path / "m.json"]
+    series, frames, outs = yearly_panel_with_a_short_series(tmp_path, monkeypatch, raw_params, "fallback")
     cli.run(panel.main, ["--panel", "m3_yearly", "--series", str(series), "--out", str(outs[0])])
     log = capsys.readouterr().out
     assert ("panel@m3_yearly: auto_arima: 1 series too short for it, forecast by the fallback "
