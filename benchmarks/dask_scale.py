@@ -119,15 +119,15 @@ def run_stage(copy: Path, args: list[str], env: dict, out: Path) -> dict:
     return result
 
 
-def cached(results: Path, key: str, measure) -> dict:
+def cached(results: Path, key: str, measure, label: str = "dask_scale") -> dict:
     """The measurement ``key`` from an earlier run, or measured now and written at once."""
     path = results / f"{key}.json"
     if path.exists():
         return json.loads(path.read_text())
-    print(f"dask_scale: {key} ...", flush=True)
+    print(f"{label}: {key} ...", flush=True)
     value = measure()
     path.write_text(json.dumps(value, indent=1))
-    print(f"dask_scale: {key}: {value.get('wall_s', 0):.1f} s", flush=True)
+    print(f"{label}: {key}: {value.get('wall_s', 0):.1f} s", flush=True)
     return value
 
 
@@ -179,7 +179,7 @@ def measure_all(results: Path, n: int, sample: int, seed: int, quick: bool = Fal
     m["report"] = cached(results, "report", lambda: run_stage(
         copy, ["stages.report", "--metrics", "reports/metrics", "--out", "reports/summary.md", "--forecast-out",
                "reports/forecast.md", "--panels-out", "reports/panels.md", "--panels-figure",
-               "reports/figures/panels.png"], env, copy / "reports/summary.md"))
+               "reports/figures/panels.png", "--panel-scores", "reports/panels"], env, copy / "reports/summary.md"))
     return m
 
 

@@ -188,7 +188,34 @@ def goal_lines(tables: dict[str, tuple[list[dict], dict]]) -> list[str]:
     return out + [""]
 
 
-def write_report(cache: Path, models: list[str], report: Path, figure: Path, sample: int | None) -> None:
+def paired_tests(tables: dict[str, tuple[list[dict], dict]], classical: Path) -> list[str]:
+    """Each deep ensemble (all its members) against the classical forecasters on the same series: the mean of the
+    per-series sMAPE of both, and the Wilcoxon signed-rank test on the pairs (two-sided), over all 3003 series.
+    ``classical``: evaluate_panel's per-series scores of the same panels (benchmarks/m3_classical.py's)."""
+    from stages.lib.panel.significance import verdict, wilcoxon_p
+
+    paths = [classical / f"{p}.csv" for p in PANELS]
+    if not all(path.exists() for path in paths):
+        return []
+    scores = pd.concat([pd.read_csv(path, dtype={"id": str}) for path in paths])
+    wide = scores.pivot(index="id", columns="forecaster", values="smape")
+    lines = ["", "Against the classical set on the same series (per-series sMAPE, mean over series; Wilcoxon "
+             "signed-rank test on the pairs, two-sided; the classical scores are benchmarks/m3_classical.py's):", "",
+             "| ensemble | against | ensemble | classical | Wilcoxon |", "|---|---|---:|---:|---|"]
+    for model, (rows, members) in tables.items():
+        k = rows[-1]["k"]
+        ours = pd.concat([ensemble_errors(members[p], k) for p in PANELS]).groupby("id")["smape"].mean()
+        for name in [n for n in ("combination", "theta", "ets", "comb_shd") if n in wide]:
+            pair = pd.concat([ours.rename("deep"), wide[name].rename("classical")], axis=1, join="inner").dropna()
+            if len(pair) != len(ours):
+                return []  # not the same series (a sample on one side): no test
+            lines.append(f"| {model} ({k}) | {name} | {pair['deep'].mean():.2f} | {pair['classical'].mean():.2f} | "
+                         f"{verdict(wilcoxon_p(pair['deep'].to_numpy(), pair['classical'].to_numpy()))} |")
+    return [*lines, ""]
+
+
+def write_report(cache: Path, models: list[str], report: Path, figure: Path, sample: int | None,
+                 classical: Path | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -211,8 +238,9 @@ def write_report(cache: Path, models: list[str], report: Path, figure: Path, sam
              "and forecasting (process time, both cores), wall minutes the same on the 2-core machine (other jobs "
              "shared it at times, so CPU minutes are the steadier figure). Members trained so far: "
              + ", ".join(f"{m} {min(len(v) for v in load_members(cache, m).values())}" for m in models)
-             + " (of the ensembles params.yaml configures; the command resumes where it stopped). No significance "
-             "test sits beside these numbers yet: a difference of a few hundredths is not a verdict.", "",
+             + " (of the ensembles params.yaml configures; the command resumes where it stopped). A difference "
+             "of a few hundredths is not a verdict: the paired tests against the classical set are below the "
+             "goals, where the classical per-series scores are at hand (--classical).", "",
              "| model | members | yearly | quarterly | monthly | other | all points | mean over series | "
              "member k alone, all points | CPU min | wall min |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -227,6 +255,8 @@ def write_report(cache: Path, models: list[str], report: Path, figure: Path, sam
     lines += [f"| {name} (ours) | " + " | ".join(f"{v:.2f}" for v in values) + " |" for name, values in OURS.items()]
     lines += [f"| {name} | — | — | — | — | {value:.2f} |" for name, value in REFERENCES.items()]
     lines += ["", *goal_lines(tables)]
+    if classical is not None:
+        lines += paired_tests(tables, classical)
     spreads = [line for model, (rows, _) in tables.items() if (line := spread_line(model, rows))]
     if spreads:
         lines += ["What an ensemble buys (sMAPE over all points; the members differ in look-back, loss and seed):",
@@ -268,6 +298,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", type=Path, default=ROOT / "docs" / "m3_deep.md")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "figures" / "m3-ensembles.png")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--classical", type=Path,
+                        default=ROOT / "benchmarks" / "results" / "m3_classical" / "project" / "reports" / "panels",
+                        help="the classical set's per-series scores on all of M3 (benchmarks/m3_classical.py), "
+                             "for the paired tests")
     parser.add_argument("--quick", action="store_true",
                         help="2 epochs of 2 batches per member: the CI test's settings, numbers meaningless")
     args = parser.parse_args(argv)
@@ -286,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
             for model in models:
                 for panel in args.panels:
                     run_member(params, model, index, panel, series[panel], args.cache)
-    write_report(args.cache, models, args.report, args.figure, args.sample)
+    write_report(args.cache, models, args.report, args.figure, args.sample, args.classical)
 
 
 if __name__ == "__main__":

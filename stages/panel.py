@@ -6,8 +6,10 @@ by each forecaster of the classical set (``baselines:`` and ``statistical:``,
 through the same interface as in the backtests). The series run in parallel over
 the cores (joblib) or on a Dask cluster (``DASK_SCHEDULER_ADDRESS``, docs/team.md), in
 chunks, with a progress line per chunk. ``--out``: the
-forecasts, one row per series, forecaster and step ahead; evaluate_panel scores
-them beside the Keras models'. One MLflow run with each forecaster's seconds.
+forecasts, one row per series, forecaster and step ahead, with split-conformal
+intervals at the panel's ``levels`` (``lo80``, ``hi80``, ...: calibrated across the
+series on a second forecast of each from ``horizon`` points earlier,
+stages/lib/panel/intervals.py); evaluate_panel scores them beside the Keras models'. One MLflow run with each forecaster's seconds.
 """
 
 from __future__ import annotations
@@ -16,15 +18,44 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from stages.lib.config import load_params
+from stages.lib.forecast.specs import min_calibration
 from stages.lib.infra import cli
 from stages.lib.infra.cluster import where
 from stages.lib.infra.cores import cores
 from stages.lib.infra.io import write_csv
 from stages.lib.infra.tracking import stage_run
+from stages.lib.panel.intervals import radii, scaled_errors, series_scale, shortened, too_few, with_intervals
 from stages.lib.panel.run import eta, fallback_lines, forecast_panel, forecast_table, kept_series, skipped_line
+from stages.lib.panel.scores import holdout
+
+
+def add_intervals(table: pd.DataFrame, series: list[tuple[str, np.ndarray]], spec, specs: dict, stage: str,
+                  workers: int) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The forecast table with split-conformal intervals at ``spec.levels``, calibrated across the series on their
+    forecasts from ``horizon`` points earlier (stages/lib/panel/intervals.py), and the facts for MLflow."""
+    short = shortened(series, spec.horizon, spec.season_length)
+    print(f"{stage}: calibrating the {', '.join(f'{lv}%' for lv in spec.levels)} intervals on {len(short)} series "
+          f"forecast from {spec.horizon} points earlier")
+    started = time.perf_counter()
+    results = forecast_panel(short, spec.horizon, specs, spec.season_length, 1, workers,
+                             progress=lambda done: print(f"{stage}: calibration: "
+                                                         f"{eta(done, len(short), time.perf_counter() - started)}"),
+                             name=f"{stage}-calibration")
+    errors = scaled_errors([(sid, f) for sid, f, _ in results], dict(short), specs, spec.horizon,
+                           spec.season_length, 1)
+    for level, names in too_few(errors, spec.levels).items():
+        print(f"{stage}: no {level}% interval for {', '.join(names)}: fewer than the {min_calibration(level)} "
+              f"calibration series it needs ({min(len(errors[n]) for n in names)})")
+    scales = {sid: series_scale(holdout(y, spec.horizon)[0], spec.season_length) for sid, y in series}
+    radius = radii(errors, spec.levels)
+    facts = {f"{n}.calibration_series": len(e) for n, e in errors.items()}
+    facts.update({f"{n}.radius{lv}_h{h}": float(r[lv][h - 1]) for n, r in radius.items() for lv in spec.levels
+                  for h in (1, spec.horizon) if np.isfinite(r[lv][h - 1])})
+    return with_intervals(table, radius, scales, spec.levels), facts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,11 +87,18 @@ def main(argv: list[str] | None = None) -> None:
         results = forecast_panel(series, spec.horizon, specs, spec.season_length, 1, workers,
                                  progress=lambda done: print(f"{stage}: {eta(done, len(series), time.perf_counter() - started)}"),
                                  name=stage)
-        write_csv(args.out, forecast_table(results, dict(series), spec.horizon), digits=None)
+        table = forecast_table(results, dict(series), spec.horizon)
+        calibration_s = 0.0
+        if spec.levels:
+            calibrated = time.perf_counter()
+            table, facts = add_intervals(table, series, spec, specs, stage, workers)
+            calibration_s = time.perf_counter() - calibrated
+            run.log_metrics(facts)
+        write_csv(args.out, table, digits=None)
         # Seconds per forecaster, summed over the series (worker time: the stage's wall time is less
         # by the cores); in MLflow only, so that the committed files stay byte-identical.
         seconds = pd.DataFrame([s for _, _, s in results]).sum()
-        run.log_metrics({"series": len(series), "skipped": len(skipped),
+        run.log_metrics({"series": len(series), "skipped": len(skipped), "calibration_s": calibration_s,
                          **{f"{n}.fit_s": float(seconds[n]) for n in specs}})
     print(f"{stage}: done in {time.perf_counter() - started:.1f} s")
 

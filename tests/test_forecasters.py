@@ -209,6 +209,16 @@ def test_ets_finds_a_damped_or_additive_trend_and_continues_a_clean_line():
     assert f.facts()["library"] == "statsforecast"
 
 
+def test_ets_needs_exactly_the_history_statsforecast_fits_npars_plus_five():
+    """statsforecast refuses npars + 4 points ("tiny datasets"); ZZZ without a season counts alpha and l0."""
+    spec = SPECS["ets"](kind="ets")
+    assert spec.min_history(1, 1) == 7 and spec.min_history(12, 1) == 26  # a season needs two and 2 points
+    y = np.array([3.0, 5.0, 4.0, 6.0, 7.0, 6.0, 8.0])
+    assert np.isfinite(build(spec, 1, 1).fit(y).predict(2)).all()  # 7 points: fits
+    with pytest.raises(NotImplementedError, match="tiny datasets"):
+        build(spec, 1, 1).fit(y[:6])  # 6: the boundary min_history guards, so the panels fall back instead
+
+
 def test_theta_on_a_seasonal_series_adjusts_for_the_season_and_not_on_noise():
     t = np.arange(60)
     seasonal = 50 + 10 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(4).normal(scale=0.5, size=60)

@@ -296,3 +296,79 @@ def test_seeds_that_all_agree_leave_the_grid_as_the_only_limit():
     h = horizon_interval(points, draws=200)
     assert h["horizon"] == pytest.approx(np.sqrt(32 * 64))  # halfway in log seq
     assert (h["low"], h["high"]) == (32, 64) and h["outside_share"] == 0.0
+
+
+def seeded_run(seq: int, model: str, seeds: tuple[int, ...], remembered: int, timestamp: str) -> dict:
+    """A run of ``model`` at ``seq`` with these seeds, ``remembered`` of them remembering x[0]."""
+    data = run(seq, {model: remembered * 2 > len(seeds)}, timestamp)
+    memory = data["metrics"]["reports/metrics/memory.json"]["data"][model]
+    memory.update(remembers_first_fraction=remembered / len(seeds), seeds=len(seeds), change_first_pct=10.0 * remembered)
+    data["params"]["params.yaml"]["data"]["train_memory"]["seeds"] = list(seeds)
+    return data
+
+
+def test_runs_of_disjoint_seeds_at_one_seq_add_up_and_a_rerun_of_the_same_seeds_replaces():
+    shown = runs_from_exp_show(exp_show(
+        ("main", run(8, {"lstm": True})),
+        ("a", seeded_run(16, "lstm", (0, 1, 2), 2, "2026-01-01T00:00:00")),
+        ("b", seeded_run(16, "lstm", (3, 4, 5), 1, "2026-01-02T00:00:00")),
+        ("c", seeded_run(17, "lstm", (0, 1, 2), 1, "2026-01-01T00:00:00")),
+        ("d", seeded_run(17, "lstm", (0, 1, 2), 2, "2026-01-03T00:00:00"))))  # a rerun: the newest wins
+    combined = horizon_table(shown).set_index("seq")
+    assert combined.loc[16, "seeds"] == 6 and combined.loc[16, "remembers_first_fraction"] == pytest.approx(0.5)
+    assert not combined.loc[16, "remembers_first"]  # 3 of 6 is no majority
+    assert combined.loc[16, "experiment"] == "a+b" and combined.loc[16, "seed_list"] == (0, 1, 2, 3, 4, 5)
+    assert combined.loc[16, "change_first_pct"] == pytest.approx((20.0 * 3 + 10.0 * 3) / 6)
+    assert combined.loc[17, "experiment"] == "d" and combined.loc[17, "seeds"] == 3
+    # The ledger keeps one row per experiment; the search's bracket reads the base seeds' runs only.
+    each = horizon_table(shown, combine=False)
+    assert sorted(each.loc[each["seq"] == 16, "experiment"]) == ["a", "b"]
+    assert verdicts_of(each, "lstm", "default", (0, 1, 2))[16] is True
+
+
+def test_the_refinement_adds_a_seq_where_the_grid_is_coarser_than_the_goal_then_seeds_where_least_certain():
+    from stages.tools.horizon import horizon_interval, new_seeds, next_refinement
+
+    # The LSTM's default-budget points: 2 of 3 seeds at 16, 1 of 3 at 17 and 19: nothing tried below 16.
+    points = pd.DataFrame({"seq": [16, 17, 19, 23, 32], "k": [2, 1, 1, 0, 0], "n": [3, 3, 3, 3, 3]})
+    h = horizon_interval(points, draws=300)
+    assert not h["within_goal"]
+    target = next_refinement(points, h)
+    assert h["low"] == 0 and target == 14  # draws below every seq tried: one goal's width (15%) below 16
+    # Neighbours inside the band on both sides: seeds go to the least certain seq of the band.
+    grid = pd.DataFrame({"seq": [40, 44, 48, 52, 56, 80], "k": [3, 3, 2, 1, 0, 0], "n": [3, 3, 3, 6, 3, 3]})
+    hg = horizon_interval(grid, draws=300)
+    if not hg["within_goal"]:
+        assert next_refinement(grid, hg) == 48  # p(1 - p) / n is largest there: 3 seeds against 52's 6
+    assert next_refinement(grid, {**hg, "within_goal": True}) is None
+    assert new_seeds({0, 1, 2}, 3) == (3, 4, 5) and new_seeds(set(), 3) == (0, 1, 2)
+    # Every seed remembers everywhere: the range widens upwards.
+    assert next_refinement(pd.DataFrame({"seq": [8, 16], "k": [3, 3], "n": [3, 3]}), {"horizon": None}) == 32
+
+
+def test_a_simulated_refinement_narrows_a_known_horizon_to_the_goal_within_its_budget():
+    """Seeds drawn with P(remember) = 1 / (1 + (seq / 40)^8); the search's own functions choose every next
+    experiment of three seeds: bracket first, then refinement. The 50% point is 40."""
+    from stages.tools.horizon import horizon_interval, new_seeds, next_refinement, seed_outcomes
+
+    rng = np.random.default_rng(3)
+    k_of = lambda seq, seeds: int(rng.binomial(seeds, 1 / (1 + (seq / 40.0) ** 8)))  # noqa: E731
+    points: dict[int, list[int]] = {}  # seq -> [k, n]
+    experiments = 0
+    while (seq := next_seq({s: 2 * k > n for s, (k, n) in points.items()})) is not None:
+        points[seq] = [k_of(seq, 3), 3]
+        experiments += 1
+    for _ in range(60):
+        table = pd.DataFrame({"seq": list(points), "k": [v[0] for v in points.values()],
+                              "n": [v[1] for v in points.values()]}).sort_values("seq", ignore_index=True)
+        h = horizon_interval(table, draws=300)
+        target = next_refinement(table, h)
+        if target is None:
+            break
+        k, n = points.get(target, [0, 0])
+        points[target] = [k + k_of(target, 3), n + 3]
+        experiments += 1
+    assert h["within_goal"] and h["low"] <= 40 <= h["high"], h
+    assert experiments <= 60
+    assert set(seed_outcomes(pd.DataFrame({"seq": [16], "remembers_first_fraction": [0.5], "seeds": [6]}))["k"]) == {3}
+    assert new_seeds({0, 1, 2, 3, 4, 5}, 3) == (6, 7, 8)

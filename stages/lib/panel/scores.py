@@ -27,8 +27,8 @@ def score_series(y: np.ndarray, forecasts: dict[str, np.ndarray], horizon: int, 
 
 
 def undefined_mase(scores: pd.DataFrame) -> int:
-    """Series whose MASE is undefined for every forecaster: a flat history, whose in-sample seasonal naive
-    error is 0. The mean MASE leaves them out; the count says how many."""
+    """Series whose MASE is undefined for every forecaster: a history that is flat (its in-sample seasonal naive
+    error is 0) or no longer than a season (it has none). The mean MASE leaves them out; the count says how many."""
     return int(scores.groupby("id", sort=False)["mase"].apply(lambda s: s.isna().all()).sum())
 
 

@@ -65,6 +65,16 @@ def against_best(errors: pd.DataFrame) -> tuple[str, dict[str, float | None]]:
                   for name in errors.columns if name != best}
 
 
+def significance(errors: pd.DataFrame) -> dict:
+    """The tests behind a panel's verdicts, on per-series sMAPE (``errors``: a row per series, a column per
+    forecaster): Friedman with the Nemenyi critical difference of mean ranks (5%), and each forecaster's Wilcoxon
+    signed-rank p-value against the best mean sMAPE."""
+    test = friedman(errors)
+    best, pvalues = against_best(errors)
+    return {"friedman_statistic": test.get("statistic"), "friedman_p": test.get("p_value"), "cd": test.get("cd"),
+            "best": best, "wilcoxon_p_vs_best": pvalues}
+
+
 def verdict(p_value: float | None, alpha: float = ALPHA) -> str:
     """How a report words a test's outcome."""
     if p_value is None:

@@ -1,0 +1,134 @@
+"""Prediction intervals on a panel: split-conformal across the series.
+
+A series of a competition panel is forecast from one origin, so it has no past
+errors of its own to calibrate an interval (a 95% split-conformal interval needs
+19 of them, and an M3 yearly series has 14 to 41 points). The errors come from
+the other series instead, at an earlier origin:
+
+1. every series is forecast once more from ``horizon`` points before its test
+   origin (its history with the last ``horizon`` points held out: the
+   competition protocol on the shortened series);
+2. each error there is divided by that history's scale, the in-sample MAE of the
+   seasonal naive forecast (MASE's and MSIS's denominator), so that series of
+   different levels can be pooled;
+3. at each step ahead, the radius is the split-conformal quantile of the pooled
+   scaled errors (the ceil((n + 1) * level / 100)-th smallest of the n series);
+4. a series' interval is its forecast ± that radius times its own history's scale.
+
+For a series exchangeable with the calibration series (in its scaled error) the
+interval covers with probability at least ``level`` % (Vovk et al. 2005; Lei et
+al. 2018), and the measured coverage over a panel says how far that holds. A
+forecaster's calibration set leaves out a series whose shortened history is too
+short for it (the fallback would forecast it: those would be another model's
+errors) or has no scale (a flat history). A level with too few calibration
+series (19 for 95%) gets no interval, and the stage says so.
+
+Hand-written rather than statsforecast's ConformalIntervals: that one calibrates
+each series on its own past windows (``n_windows`` origins per series), which the
+short competition series cannot give at 95%.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from stages.lib.forecast.backtest import conformal_radius
+from stages.lib.forecast.scoring import naive_scale
+from stages.lib.forecast.specs import NaiveSpec, min_calibration
+from stages.lib.panel.load import fallback_spec
+
+
+def series_scale(history: np.ndarray, season_length: int) -> float:
+    """The in-sample MAE of the seasonal naive forecast (of the naive one where the history is no longer than a
+    season); NaN where it is 0 or undefined."""
+    lag = season_length if len(history) > season_length else 1
+    scale = naive_scale(history, lag)
+    return scale if scale > 0 else float("nan")
+
+
+def shortened(series: list[tuple[str, np.ndarray]], horizon: int, season_length: int
+              ) -> list[tuple[str, np.ndarray]]:
+    """Each series without its test part, where what is left still has a history before its own last
+    ``horizon`` points (the calibration origin)."""
+    need = horizon + NaiveSpec(kind="naive").min_history(season_length, 1)
+    return [(sid, np.asarray(y, dtype=float)[:-horizon]) for sid, y in series if len(y) - horizon >= need]
+
+
+def scaled_errors(calibration: list[tuple[str, dict[str, np.ndarray]]], shortened_: dict[str, np.ndarray],
+                  specs: dict, horizon: int, season_length: int, num_steps: int) -> dict[str, np.ndarray]:
+    """Per forecaster, the absolute errors of its calibration forecasts divided by their history's scale: an
+    array (series, step), a row per series it could fit itself and that has a scale.
+
+    ``calibration``: each shortened series' id and forecasts (forecaster -> ``horizon`` values);
+    ``shortened_``: the shortened series by id.
+    """
+    out: dict[str, list[np.ndarray]] = {name: [] for name in specs}
+    for sid, forecasts in calibration:
+        y = shortened_[sid]
+        history, actual = y[:-horizon], y[-horizon:]
+        scale = series_scale(history, season_length)
+        if not np.isfinite(scale):
+            continue
+        for name, spec in specs.items():
+            if fallback_spec(spec, len(history), horizon, season_length, num_steps) is spec and name in forecasts:
+                out[name].append(np.abs(actual - forecasts[name]) / scale)
+    return {name: np.array(rows).reshape(-1, horizon) for name, rows in out.items()}
+
+
+def radii(errors: dict[str, np.ndarray], levels: list[int]) -> dict[str, dict[int, np.ndarray]]:
+    """Per forecaster and level, the scaled radius at each step ahead (NaN where the series are too few)."""
+    return {name: {level: np.array([conformal_radius(e[:, h], level) for h in range(e.shape[1])])
+                   for level in levels}
+            for name, e in errors.items()}
+
+
+def too_few(errors: dict[str, np.ndarray], levels: list[int]) -> dict[int, list[str]]:
+    """Per level, the forecasters with fewer calibration series than it needs."""
+    return {level: short for level in levels
+            if (short := [n for n, e in errors.items() if len(e) < min_calibration(level)])}
+
+
+def with_intervals(table: pd.DataFrame, radius: dict[str, dict[int, np.ndarray]], scales: dict[str, float],
+                   levels: list[int]) -> pd.DataFrame:
+    """The forecast table (``id, forecaster, h, ...``) with ``lo<level>`` and ``hi<level>`` columns: the forecast
+    ± the step's radius times the series' scale; NaN for a forecaster without a radius or a series without a
+    scale."""
+    out = table.copy()
+    scale = out["id"].map(scales).to_numpy(dtype=float)
+    for level in levels:
+        r = np.array([radius[name][level][h - 1] if name in radius else np.nan
+                      for name, h in zip(out["forecaster"], out["h"])], dtype=float)
+        out[f"lo{level}"] = out["forecast"] - r * scale
+        out[f"hi{level}"] = out["forecast"] + r * scale
+    return out
+
+
+def interval_scores(table: pd.DataFrame, scales: dict[str, float], levels: list[int]) -> dict[str, dict[str, float]]:
+    """Per forecaster with intervals: at each level the coverage over its points with an interval and the MSIS
+    (M4's interval score, scaled per series as MASE) averaged over those series. A series without a scale (a flat
+    history) has no interval: ``missing_intervals`` counts them."""
+    from stages.lib.forecast.scoring import msis
+
+    out: dict[str, dict[str, float]] = {}
+    for name, rows in table.groupby("forecaster", sort=False):
+        scores: dict[str, float] = {}
+        for level in levels:
+            column = f"lo{level}"
+            if column not in rows or rows[column].isna().all():
+                continue
+            has = rows[rows[column].notna()]
+            actual = has["actual"].to_numpy(dtype=float)
+            scores[f"coverage_{level}"] = float(np.mean((actual >= has[column]) & (actual <= has[f"hi{level}"])))
+            per_series = [msis(part["actual"].to_numpy(dtype=float), part[column].to_numpy(dtype=float),
+                               part[f"hi{level}"].to_numpy(dtype=float), level, np.full(len(part), scales[sid]))
+                          for sid, part in has.groupby("id", sort=False)]
+            scores[f"msis_{level}"] = float(np.mean(per_series))
+        if scores:
+            out[str(name)] = scores
+    return out
+
+
+def missing_intervals(scales: dict[str, float]) -> int:
+    """Series that get no interval: their history has no scale (flat)."""
+    return sum(not np.isfinite(v) for v in scales.values())
