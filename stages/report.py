@@ -16,7 +16,7 @@ from stages.lib.infra import cli
 from stages.lib.infra.io import read_json, write_text
 from stages.lib.memory.tasks import IDEAL_CHANGE_PCT, TASKS
 from stages.lib.panel.scores import owa
-from stages.lib.panel.significance import significance, verdict
+from stages.lib.panel.significance import p_text, significance, verdict
 
 MEMORY_COLUMNS = [
     ("val_mse", "val MSE", "{:.4f}"),
@@ -299,7 +299,7 @@ def friedman_line(name: str, p: dict) -> list[str]:
         return []
     differ = "differ" if t["friedman_p"] < 0.05 else "do **not** differ significantly"
     return [f"Friedman test over the {p['series']} series (per-series sMAPE): χ² = {t['friedman_statistic']:.1f}, "
-            f"p = {t['friedman_p']:.2g}: the forecasters' ranks {differ} at 5%. Nemenyi critical difference of mean "
+            f"{p_text(t['friedman_p'])}: the forecasters' ranks {differ} at 5%. Nemenyi critical difference of mean "
             f"ranks at 5%: **{t['cd']:.2f}**; two mean ranks closer than that are not significantly different "
             f"([diagram](figures/cd-{name}.png)). sMAPE against the best: Wilcoxon signed-rank test on the "
             "per-series sMAPE, two-sided.", ""]
@@ -358,7 +358,7 @@ def group_tests_line(group: str, total: int, tests: dict) -> list[str]:
         return []
     differ = "differ" if tests["friedman_p"] < 0.05 else "do **not** differ significantly"
     return [f"Over all {total} series of {group} pooled: Friedman χ² = {tests['friedman_statistic']:.1f}, "
-            f"p = {tests['friedman_p']:.2g}, the forecasters' ranks {differ} at 5%; Nemenyi critical difference of "
+            f"{p_text(tests['friedman_p'])}, the forecasters' ranks {differ} at 5%; Nemenyi critical difference of "
             f"mean ranks at 5%: **{tests['cd']:.3f}** (two mean ranks closer than that are not significantly "
             "different). Against the best: Wilcoxon signed-rank test on the per-series sMAPE of all the series, "
             "two-sided.", ""]

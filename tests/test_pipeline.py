@@ -332,7 +332,7 @@ def test_horizon_search_on_two_workers_lands_a_bracket_and_resumes(project):
               "--jobs", "2", "--poll", "3")
     first = sh(*search, leaves_daemons=True, timeout=900)
     sh("dvc", "queue", "stop")
-    queued = re.findall(r"queue seq=(\d+) \((hz-default-\w+-\d+)\)", first.stdout)
+    queued = re.findall(r"queue seq=(\d+), seeds \[[\d, ]+\] \((hz-default-\w+-\d+(?:-s\d+)?)\)", first.stdout)
     # From min(64, --max-seq) = 4 down to 2 for each model, or done at 4 if it remembers there.
     assert {name for _, name in queued} >= {"hz-default-lstm-4", "hz-default-tcn-4"}, first.stdout
     shown = json.loads(sh("dvc", "exp", "show", "--json", "--all-commits").stdout)

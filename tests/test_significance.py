@@ -123,3 +123,10 @@ def test_the_published_m3_rows_by_frequency_sit_above_ours_on_the_same_basis():
     assert "| N-BEATS-I+G | published | 15.93 | 8.84 | 13.11 | 4.24 | 12.37 |" in lines
     assert "| theta | ours | 16.00 | 9.00 | 14.00 | 5.00 | 13.04 |" in lines
     assert m3_by_frequency({k: v for k, v in panels.items() if k != "m3_other"}, list(panels)[:3], {}) == []
+
+
+def test_a_p_value_that_underflows_reads_as_a_bound_not_as_zero():
+    from stages.lib.panel.significance import p_text
+
+    assert p_text(0.0123) == "p = 0.012" and p_text(0.0) == "p < 1e-300"
+    assert verdict(0.0) == "p < 1e-300" and verdict(0.2) == "p = 0.2, not significant at 5%"

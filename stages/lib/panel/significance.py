@@ -75,11 +75,16 @@ def significance(errors: pd.DataFrame) -> dict:
             "best": best, "wilcoxon_p_vs_best": pvalues}
 
 
+def p_text(p_value: float) -> str:
+    """``p = 0.012``; a p-value that underflows to 0 (a statistic of thousands over 3003 series) as a bound."""
+    return f"p = {p_value:.2g}" if p_value > 0 else "p < 1e-300"
+
+
 def verdict(p_value: float | None, alpha: float = ALPHA) -> str:
     """How a report words a test's outcome."""
     if p_value is None:
         return "identical"
-    return f"p = {p_value:.2g}" + ("" if p_value < alpha else ", not significant at 5%")
+    return p_text(p_value) + ("" if p_value < alpha else ", not significant at 5%")
 
 
 def cd_diagram(errors: pd.DataFrame, path: Path, title: str) -> None:
