@@ -465,7 +465,10 @@ def render(table: pd.DataFrame, found: dict[tuple[str, str], dict], searches: di
                       if pd.notna(row.change_first_pct) else "n/a (every prediction near 0)")
             lines.append(f"| {row.model} | {row.seq} | {change} | {row.blind_first_mse:.3f} | {seeds} | {row.epochs_run} | "
                          f"{row.samples_seen} | {budget_text} | {row.experiment} |")
-    lines += ["", "Wall time per stage is in MLflow (`wall_time_s` of the runs tagged with each `dvc.exp`)."]
+    lines += ["", "Where several experiments of disjoint seeds share a seq (`a+b` in the experiment column), their seeds "
+              "add up: the share and the majority verdict are over all of them, the Δpred median is their "
+              "seed-weighted mean, its range the widest. Wall time per stage is in MLflow (`wall_time_s` of the "
+              "runs tagged with each `dvc.exp`)."]
     return "\n".join(lines) + "\n"
 
 
