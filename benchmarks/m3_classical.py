@@ -11,7 +11,7 @@ then the report stage, and writes --report: each stage's wall time, and the copy
 Each stage's result is kept in --results as soon as it is done, and a rerun skips it, so a run cut short
 loses only the stage it was in; --fresh starts again (after a change to the code or params.yaml).
 
-    nohup python benchmarks/m3_classical.py > benchmarks/results/m3_classical.log 2>&1 &   # about 35 min on 2 cores
+    nohup python benchmarks/m3_classical.py > benchmarks/results/m3_classical.log 2>&1 &   # 45 min measured on 2 cores
     python benchmarks/m3_classical.py --panels m3_other --sample 24 --results <dir> --report <file>  # the CI test's
 """
 

@@ -329,7 +329,7 @@ def test_horizon_search_on_two_workers_lands_a_bracket_and_resumes(project):
     repo, sh, _ = project
     search = ("python", "-m", "stages.tools.horizon", "--out", "reports/search.md", "--figure", "search.png",
               "--log", "search.json", "--points", "points.csv", "--min-seeds", "2", "search", "--models", "lstm", "tcn", "--max-seq", "4", "--seeds", "0", "1",
-              "--jobs", "2", "--poll", "3")
+              "--jobs", "2", "--poll", "3", "--max-experiments", "0")
     first = sh(*search, leaves_daemons=True, timeout=900)
     sh("dvc", "queue", "stop")
     queued = re.findall(r"queue seq=(\d+), seeds \[[\d, ]+\] \((hz-default-\w+-\d+(?:-s\d+)?)\)", first.stdout)

@@ -207,7 +207,7 @@ def next_refinement(points: pd.DataFrame, h: dict, width: float = WIDTH_GOAL, lo
         fitted = remember_curve(seq, k, n)
         target = 2 * int(seq.max()) if fitted[-1] >= 0.5 else int(seq.min()) // 2
         return target if lowest <= target <= highest and target not in seq else None
-    if h["within_goal"]:
+    if h["half_width"] <= width:
         return None
     point = h["horizon"]
     # Draws that put the horizon outside the seqs tried (every seed forgetting at each, or remembering): a seq
@@ -338,14 +338,16 @@ def per_seq(frame: pd.DataFrame) -> pd.DataFrame:
         if len(rows) == 1:
             return first
         n = rows["seeds"].astype(int)
-        share = float((rows["remembers_first_fraction"] * n).sum() / n.sum())
+        # Whole seeds: the ledger keeps shares to 6 digits, and 2/3 * 3 + 2/3 * 3 + 0 + 0 must be 4 of 12, not more.
+        k = (rows["remembers_first_fraction"] * n).round().astype(int)
+        share = float(k.sum() / n.sum())
         return {**first, "experiment": "+".join(rows["experiment"]), "timestamp": max(rows["timestamp"]),
                 "seed_list": tuple(sorted(s for seeds in rows["seed_list"] for s in seeds)),
                 "change_first_pct": float((rows["change_first_pct"] * n).sum() / n.sum()),
                 "change_first_pct_min": float(rows["change_first_pct_min"].min()),
                 "change_first_pct_max": float(rows["change_first_pct_max"].max()),
                 "blind_first_mse": float((rows["blind_first_mse"] * n).sum() / n.sum()),
-                "remembers_first": share > 0.5, "remembers_first_fraction": share, "seeds": int(n.sum()),
+                "remembers_first": bool(2 * k.sum() > n.sum()), "remembers_first_fraction": share, "seeds": int(n.sum()),
                 "epochs_run": int(rows["epochs_run"].max()), "samples_seen": int(rows["samples_seen"].max())}
     if frame.empty:
         return frame
