@@ -292,17 +292,18 @@ def bands_table(forecasters: dict[str, dict]) -> list[str]:
             *(f"| {n} | " + " | ".join(f"{rows[n][b]:.2f}" for b in bands) + " |" for n in order), ""]
 
 
-def friedman_line(name: str, p: dict) -> list[str]:
-    """The panel's Friedman test and Nemenyi critical difference, in words."""
-    t = p.get("significance") or {}
+def friedman_line(scope: str, tests: dict | None, cd_digits: int = 2, diagram: str | None = None) -> list[str]:
+    """A Friedman test and its Nemenyi critical difference in words (a panel's, or a group's pooled):
+    ``scope`` opens the sentence ("Over all 3003 series of M3 pooled")."""
+    t = tests or {}
     if t.get("friedman_p") is None:
         return []
     differ = "differ" if t["friedman_p"] < 0.05 else "do **not** differ significantly"
-    return [f"Friedman test over the {p['series']} series (per-series sMAPE): χ² = {t['friedman_statistic']:.1f}, "
-            f"{p_text(t['friedman_p'])}: the forecasters' ranks {differ} at 5%. Nemenyi critical difference of mean "
-            f"ranks at 5%: **{t['cd']:.2f}**; two mean ranks closer than that are not significantly different "
-            f"([diagram](figures/cd-{name}.png)). sMAPE against the best: Wilcoxon signed-rank test on the "
-            "per-series sMAPE, two-sided.", ""]
+    link = f" ([diagram](figures/cd-{diagram}.png))" if diagram else ""
+    return [f"{scope}: Friedman χ² = {t['friedman_statistic']:.1f}, {p_text(t['friedman_p'])}, the forecasters' "
+            f"ranks {differ} at 5%; Nemenyi critical difference of mean ranks at 5%: **{t['cd']:.{cd_digits}f}** (two "
+            f"mean ranks closer than that are not significantly different){link}. Against the best: Wilcoxon "
+            "signed-rank test on the per-series sMAPE, two-sided.", ""]
 
 
 def pooled(panels: list[dict], names: list[str]) -> dict[str, dict]:
@@ -350,18 +351,6 @@ def group_errors(scores: Path, members: list[str], aggregates: dict[str, dict]) 
         frames.append(wide)
     ranked = [n for n in aggregates if not (n.endswith("_single") and n.removesuffix("_single") in aggregates)]
     return pd.concat(frames)[ranked]
-
-
-def group_tests_line(group: str, total: int, tests: dict) -> list[str]:
-    """The pooled group's Friedman test and critical difference, in words."""
-    if tests.get("friedman_p") is None:
-        return []
-    differ = "differ" if tests["friedman_p"] < 0.05 else "do **not** differ significantly"
-    return [f"Over all {total} series of {group} pooled: Friedman χ² = {tests['friedman_statistic']:.1f}, "
-            f"{p_text(tests['friedman_p'])}, the forecasters' ranks {differ} at 5%; Nemenyi critical difference of "
-            f"mean ranks at 5%: **{tests['cd']:.3f}** (two mean ranks closer than that are not significantly "
-            "different). Against the best: Wilcoxon signed-rank test on the per-series sMAPE of all the series, "
-            "two-sided.", ""]
 
 
 def panel_groups(panels: dict[str, dict], names: list[str]) -> dict[str, tuple[list[str], dict[str, dict]]]:
@@ -431,7 +420,7 @@ def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str]
                 "panels): " + ", ".join(f"{n} {k}" for n, k in fell_back.items() if k) + ".") \
             if any(fell_back.values()) else ""
         lines += [f"## {group}: {total} series ({', '.join(members)})", "", *([note, ""] if note else []),
-                  *panel_table(aggregates, baselines, tests), "", *(group_tests_line(group, total, tests) if tests else [])]
+                  *panel_table(aggregates, baselines, tests), "", *friedman_line(f"Over all {total} series of {group} pooled", tests, cd_digits=3)]
         if group == "M3":
             lines += ["*sMAPE* and *MASE*: the mean over the series of each series' mean, as Hyndman's recalculation; "
                       "*sMAPE, all points*: the mean over every forecast point, so a monthly series (18 points) "
@@ -454,7 +443,8 @@ def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str]
                     "in their place: " + ", ".join(f"{n} {k}" for n, k in fell_back.items())) if fell_back else ""
         lines += [f"## {name}", "", f"{p['series']} series{skipped}; horizon {p['horizon']}, season {p['season_length']}.",
                   "", *panel_table({n: p[n] for n in names if n in p}, baselines, p.get("significance")), "",
-                  *friedman_line(name, p), *bands_table({n: p[n] for n in names if n in p})]
+                  *friedman_line(f"Over the {p['series']} series (per-series sMAPE)", p.get("significance"),
+                                 diagram=name), *bands_table({n: p[n] for n in names if n in p})]
     return lines
 
 

@@ -94,7 +94,7 @@ def test_the_panel_table_shows_an_unranked_single_member_without_rank_or_wins():
 
 
 def test_a_group_is_tested_over_all_its_series_pooled_as_one_table(tmp_path):
-    from stages.report import group_errors, group_tests_line
+    from stages.report import friedman_line, group_errors
 
     # The hand table's series 1-2 in one panel, 3-4 in another (the same ids in both: kept apart by panel).
     table = hand_table()
@@ -106,7 +106,7 @@ def test_a_group_is_tested_over_all_its_series_pooled_as_one_table(tmp_path):
     assert list(errors.columns) == ["A", "B", "C"] and list(errors.index) == ["p1/s1", "p1/s2", "p2/s1", "p2/s2"]
     tests = significance(errors)
     assert tests["friedman_statistic"] == pytest.approx(4.5) and tests["best"] == "A"  # as the table by hand
-    line = group_tests_line("M3", 4, tests)[0]
+    line = friedman_line("Over all 4 series of M3 pooled", tests, cd_digits=3)[0]
     assert "Over all 4 series of M3 pooled: Friedman χ² = 4.5" in line and f"**{tests['cd']:.3f}**" in line
     assert group_errors(tmp_path, ["p1", "p3"], aggregates) is None  # a panel's scores missing: no pooled test
 

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.forecast.backtest import conformal_radius
-from stages.lib.forecast.scoring import naive_scale
+from stages.lib.forecast.scoring import msis, naive_scale
 from stages.lib.forecast.specs import NaiveSpec, min_calibration
 from stages.lib.panel.load import fallback_spec
 
@@ -108,8 +108,6 @@ def interval_scores(table: pd.DataFrame, scales: dict[str, float], levels: list[
     """Per forecaster with intervals: at each level the coverage over its points with an interval and the MSIS
     (M4's interval score, scaled per series as MASE) averaged over those series. A series without a scale (a flat
     history) has no interval: ``missing_intervals`` counts them."""
-    from stages.lib.forecast.scoring import msis
-
     out: dict[str, dict[str, float]] = {}
     for name, rows in table.groupby("forecaster", sort=False):
         scores: dict[str, float] = {}
