@@ -336,11 +336,13 @@ def test_the_refinement_adds_a_seq_where_the_grid_is_coarser_than_the_goal_then_
     target = next_refinement(points, h)
     assert h["low"] == 0 and target == 14  # draws below every seq tried: one goal's width (15%) below 16
     # Neighbours inside the band on both sides: seeds go to the least certain seq of the band.
-    grid = pd.DataFrame({"seq": [40, 44, 48, 52, 56, 80], "k": [3, 3, 2, 1, 0, 0], "n": [3, 3, 3, 6, 3, 3]})
+    grid = pd.DataFrame({"seq": [40, 44, 46, 48, 52, 56, 80], "k": [3, 3, 2, 2, 3, 0, 0], "n": [3, 3, 3, 3, 6, 3, 3]})
     hg = horizon_interval(grid, draws=300)
-    if not hg["within_goal"]:
-        assert next_refinement(grid, hg) == 48  # p(1 - p) / n is largest there: 3 seeds against 52's 6
-    assert next_refinement(grid, {**hg, "within_goal": True}) is None
+    assert hg["horizon"] == pytest.approx(52) and 0.10 < hg["half_width"] <= 0.15
+    # Within ±15%: nothing more. To ±10%, both neighbours (52 itself, 56) lie inside the band 46.8..57.2, so
+    # seeds go where p (1 - p) / n is largest: 48 (2 of 3 seeds) against 52's 3 of 6 and 56's none of 3.
+    assert next_refinement(grid, hg) is None
+    assert next_refinement(grid, hg, width=0.10) == 48
     assert new_seeds({0, 1, 2}, 3) == (3, 4, 5) and new_seeds(set(), 3) == (0, 1, 2)
     # Every seed remembers everywhere: the range widens upwards.
     assert next_refinement(pd.DataFrame({"seq": [8, 16], "k": [3, 3], "n": [3, 3]}), {"horizon": None}) == 32
@@ -372,3 +374,23 @@ def test_a_simulated_refinement_narrows_a_known_horizon_to_the_goal_within_its_b
     assert experiments <= 60
     assert set(seed_outcomes(pd.DataFrame({"seq": [16], "remembers_first_fraction": [0.5], "seeds": [6]}))["k"]) == {3}
     assert new_seeds({0, 1, 2, 3, 4, 5}, 3) == (6, 7, 8)
+
+
+def test_a_second_queue_worker_gets_more_seeds_instead_of_idling():
+    """With one model left refining and two queue workers, the experiment in flight counts: its seeds are used
+    and it counts against the budget of experiments, so the next one takes the next seeds at the same seq."""
+    from stages.tools.horizon import in_flight, refinement
+
+    states = {"hz-article-lstm-34-s3": "running", "hz-article-lstm-37": "queued", "hz-article-gru-34": "running",
+              "hz-default-lstm-34": "running", "hz-article-lstm-40": "failed", "other": "running"}
+    assert in_flight(states, "article", "lstm", (0, 1, 2)) == [(34, (3, 4, 5)), (37, (0, 1, 2))]
+    rows = [{"budget": "article", "model": "lstm", "seq": seq, "experiment": f"hz-article-lstm-{seq}",
+             "seed_list": (0, 1, 2), "remembers_first_fraction": share, "seeds": 3}
+            for seq, share in [(28, 1.0), (31, 2 / 3), (34, 2 / 3), (37, 1 / 3), (40, 1 / 3), (48, 1 / 3), (68, 0.0)]]
+    table = pd.DataFrame(rows)
+    target, seeds = refinement(table, "lstm", "article", (0, 1, 2), 0.15, 40, 1000)
+    assert target is not None and seeds == (3, 4, 5)
+    flying = [(target, (3, 4, 5))]
+    assert refinement(table, "lstm", "article", (0, 1, 2), 0.15, 40, 1000, flying) == (target, (6, 7, 8))
+    # In-flight experiments count against the budget: 7 finished + 1 flying reach a budget of 8.
+    assert refinement(table, "lstm", "article", (0, 1, 2), 0.15, 8, 1000, flying) == (None, (0, 1, 2))

@@ -35,6 +35,7 @@ import argparse
 import contextlib
 import fcntl
 import math
+import re
 import subprocess
 import tempfile
 import time
@@ -646,19 +647,39 @@ def record_search(log_file: Path, budget: str, models: list[str], highest: int, 
         write_json(log_file, log)
 
 
+def in_flight(states: Mapping[str, str], budget: str, model: str, seeds: tuple[int, ...]) -> list[tuple[int, tuple[int, ...]]]:
+    """The (seq, seeds) of a model's search experiments queued or running, read from their names
+    (``exp_name``, with ``-s<first seed>`` for more seeds at a seq; every experiment of a search has as many
+    seeds as ``seeds``)."""
+    name = re.compile(rf"hz-{re.escape(budget)}-{re.escape(model)}-(\d+)(?:-s(\d+))?")
+    flying = []
+    for exp, state in sorted(states.items()):
+        if state in ("queued", "running") and (found := name.fullmatch(exp)):
+            first = found.group(2)
+            flying.append((int(found.group(1)),
+                           seeds if first is None else tuple(range(int(first), int(first) + len(seeds)))))
+    return flying
+
+
 def refinement(table: pd.DataFrame, model: str, budget: str, seeds: tuple[int, ...], width: float,
-               max_experiments: int, highest: int) -> tuple[int | None, tuple[int, ...]]:
+               max_experiments: int, highest: int,
+               flying: list[tuple[int, tuple[int, ...]]] = ()) -> tuple[int | None, tuple[int, ...]]:
     """The next experiment that narrows a bracketed model's horizon interval (``next_refinement``): its seq and
     seeds (``seeds`` at a new seq, the next unused ones at a seq tried), or None when the interval is within
-    ±``width`` or the model has ``max_experiments`` experiments at this budget."""
+    ±``width`` or the model has ``max_experiments`` experiments at this budget.
+
+    ``flying`` (``in_flight``) are experiments queued or running: they count against ``max_experiments`` and
+    their seeds are used, so a second queue worker gets more seeds where the finished verdicts say, rather
+    than idling until the first experiment ends."""
     rows = table[(table["model"] == model) & (table["budget"] == budget)]
-    if rows.empty or len(rows) >= max_experiments:
+    if rows.empty or len(rows) + len(flying) >= max_experiments:
         return None, seeds
     points = seed_outcomes(per_seq(rows))
     target = next_refinement(points, horizon_interval(points), width, highest=highest)
     if target is None:
         return None, seeds
     used = {s for listed in rows.loc[rows["seq"] == target, "seed_list"] for s in listed}
+    used |= {s for seq, listed in flying if seq == target for s in listed}
     return target, (new_seeds(used, len(seeds)) if used else seeds)
 
 
@@ -681,13 +702,27 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
             runs, states = shown_runs(all_commits)
             keep(runs, ledger)
             table = horizon_table(runs, known=read_ledger(ledger), combine=False)  # one row per experiment
-            pending, todo = [], []
+            pending, todo, steps = [], [], []
             for model in models:
                 seq = next_seq(verdicts_of(table, model, budget, seeds), highest=highest, include=include)
-                point_seeds, name = seeds, exp_name(budget, model, seq) if seq is not None else ""
+                if seq is not None:  # bracketing: one point at a time, each chosen by the verdicts before it
+                    steps.append((model, seq, exp_name(budget, model, seq), seeds))
+                    continue
+                # Bracketed: add seeds until the 50% horizon's interval is within ±width, or the budget is spent.
+                flying = in_flight(states, budget, model, seeds)
+                pending += [(model, seq, exp_name(budget, model, seq) + ("" if listed == seeds else f"-s{listed[0]}"),
+                             listed) for seq, listed in flying]
+                if flying or refinement(table, model, budget, seeds, width, max_experiments, highest)[0] is not None:
+                    steps.append((model, None, "", flying))
+            # The queue workers are shared among the models still searching: a model left alone gets them all.
+            slots = max(1, jobs // max(1, len(steps)))
+            for model, seq, name, point_seeds in steps:
                 if seq is None:
-                    # Bracketed: add seeds until the 50% horizon's interval is within ±width, or the budget is spent.
-                    seq, point_seeds = refinement(table, model, budget, seeds, width, max_experiments, highest)
+                    flying = point_seeds
+                    if len(flying) >= slots:
+                        continue
+                    seq, point_seeds = refinement(table, model, budget, seeds, width, max_experiments, highest,
+                                                  flying)
                     if seq is None:
                         continue
                     name = exp_name(budget, model, seq) + ("" if point_seeds == seeds else f"-s{point_seeds[0]}")
