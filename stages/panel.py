@@ -28,7 +28,8 @@ from stages.lib.infra.cluster import where
 from stages.lib.infra.cores import cores
 from stages.lib.infra.io import write_csv
 from stages.lib.infra.tracking import stage_run
-from stages.lib.panel.intervals import radii, scaled_errors, series_scale, shortened, too_few, with_intervals
+from stages.lib.panel.intervals import (borrowed_radii, radii, scaled_errors, series_scale, shortened, too_few,
+                                       with_intervals)
 from stages.lib.panel.run import eta, fallback_lines, forecast_panel, forecast_table, kept_series, skipped_line
 from stages.lib.panel.scores import holdout
 
@@ -52,10 +53,16 @@ def add_intervals(table: pd.DataFrame, series: list[tuple[str, np.ndarray]], spe
               f"calibration series it needs ({min(len(errors[n]) for n in names)})")
     scales = {sid: series_scale(holdout(y, spec.horizon)[0], spec.season_length) for sid, y in series}
     radius = radii(errors, spec.levels)
+    borrowed = borrowed_radii({sid: len(y) for sid, y in series}, specs, spec.horizon, spec.season_length, 1)
+    if borrowed:
+        lent = sum(v is not None for v in borrowed.values())
+        print(f"{stage}: {lent} fallback forecasts take the interval of the forecaster of their kind"
+              + (f"; {len(borrowed) - lent} get none (no forecaster of their kind in the set)"
+                 if lent < len(borrowed) else ""))
     facts = {f"{n}.calibration_series": len(e) for n, e in errors.items()}
     facts.update({f"{n}.radius{lv}_h{h}": float(r[lv][h - 1]) for n, r in radius.items() for lv in spec.levels
                   for h in (1, spec.horizon) if np.isfinite(r[lv][h - 1])})
-    return with_intervals(table, radius, scales, spec.levels), facts
+    return with_intervals(table, radius, scales, spec.levels, borrowed), facts
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -394,3 +394,17 @@ def test_a_second_queue_worker_gets_more_seeds_instead_of_idling():
     assert refinement(table, "lstm", "article", (0, 1, 2), 0.15, 40, 1000, flying) == (target, (6, 7, 8))
     # In-flight experiments count against the budget: 7 finished + 1 flying reach a budget of 8.
     assert refinement(table, "lstm", "article", (0, 1, 2), 0.15, 8, 1000, flying) == (None, (0, 1, 2))
+
+
+def test_a_horizon_between_two_neighbouring_whole_seqs_wider_than_the_goal_spends_no_more_seeds():
+    from stages.tools.horizon import horizon_interval, next_refinement
+
+    # 2 of 3 seeds remember at 3, 1 of 3 at 4: the 50% point is 3.46 (halfway in log seq), 3 and 4 lie 13% and
+    # 15.5% from it, and there is no whole seq between them to try: the goal of ±15% cannot be reached.
+    points = pd.DataFrame({"seq": [2, 3, 4, 6], "k": [3, 2, 1, 0], "n": [3, 3, 3, 3]})
+    h = horizon_interval(points, draws=300)
+    assert 3 <= h["horizon"] <= 4 and h["half_width"] > 0.15
+    assert next_refinement(points, h) is None
+    # The same shape ten times larger has room for another seq, and gets one.
+    wide = points.assign(seq=points["seq"] * 10)
+    assert next_refinement(wide, horizon_interval(wide, draws=300)) is not None

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.forecast.specs import AutoArimaSpec, NaiveSpec
-from stages.lib.panel.intervals import (interval_scores, radii, scaled_errors, series_scale, shortened, too_few,
-                                        with_intervals)
+from stages.lib.forecast.specs import AutoArimaSpec, NaiveSpec, SeasonalNaiveSpec
+from stages.lib.panel.intervals import (borrowed_radii, interval_scores, radii, scaled_errors, series_scale,
+                                        shortened, too_few, with_intervals)
 from stages.lib.panel.run import forecast_panel
 
 
@@ -55,6 +55,25 @@ def test_intervals_are_the_forecast_plus_minus_radius_times_scale_and_scored_by_
     # b: widths 1 and 2, 0 misses by 1 -> (1 + 12) / 2 / 0.5 (2.2 is inside).
     assert scores["msis_80"] == pytest.approx(((3 + 16) / 2 / 1.5 + (1 + 12) / 2 / 0.5) / 2)
     assert np.isnan(series_scale(np.array([4.0, 4.0, 4.0]), 1))
+
+
+def test_a_fallback_forecast_takes_the_radius_of_the_forecaster_of_its_kind():
+    # AutoARIMA needs 10 points of history: series 'short' (8 points, 6 of history at horizon 2) is forecast by
+    # the fallback, naive without a season; 'long' by AutoARIMA itself.
+    specs = {"naive": NaiveSpec(kind="naive"), "arima": AutoArimaSpec(kind="auto_arima")}
+    borrowed = borrowed_radii({"short": 8, "long": 30}, specs, 2, 1, 1)
+    assert borrowed == {("arima", "short"): "naive"}
+    # Without a naive forecaster in the set there is none to lend its radius: no interval.
+    assert borrowed_radii({"short": 8}, {"arima": specs["arima"]}, 2, 1, 1) == {("arima", "short"): None}
+    # With a season of 4 and 6 points of history, the fallback is seasonal naive, lent by its own forecaster.
+    seasonal = {**specs, "snaive": SeasonalNaiveSpec(kind="seasonal_naive")}
+    assert borrowed_radii({"short": 8}, seasonal, 2, 4, 1)[("arima", "short")] == "snaive"
+    table = pd.DataFrame({"id": ["short", "long"], "forecaster": "arima", "h": 1, "actual": 0.0, "forecast": 10.0})
+    radius = {"arima": {80: np.array([1.0])}, "naive": {80: np.array([3.0])}}
+    out = with_intervals(table, radius, {"short": 1.0, "long": 1.0}, [80], borrowed)
+    assert out["lo80"].tolist() == [7.0, 9.0]  # the short series takes naive's radius 3, the long its own 1
+    none = with_intervals(table, radius, {"short": 1.0, "long": 1.0}, [80], {("arima", "short"): None})
+    assert np.isnan(none["lo80"][0]) and none["lo80"][1] == 9.0
 
 
 def simulated_coverage(panels: int, series: int, calibration: int, level: int, seed: int) -> float:

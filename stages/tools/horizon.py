@@ -195,7 +195,8 @@ def horizon_interval(points: pd.DataFrame, draws: int = BOOTSTRAP_DRAWS, level: 
 def next_refinement(points: pd.DataFrame, h: dict, width: float = WIDTH_GOAL, lowest: int = SEQ_MIN,
                     highest: int = SEQ_MAX) -> int | None:
     """Where to add seeds next for a horizon ``h`` (horizon_interval of ``points``: seq, k, n) to reach ±``width``,
-    or None where it is within it (or cannot be located inside lowest..highest).
+    or None where it is within it, or cannot be: outside lowest..highest, or so small that the whole seqs next
+    to it are already further apart than the goal (seq 4 and 5 around a horizon of 4.4 are ±14%, 2 and 3 ±40%).
 
     Where bootstrap draws put the horizon outside the seqs tried, a seq one goal's width beyond them comes
     first. The interval is never narrower than the gap between the seqs tried around the horizon, so next a seq
@@ -218,6 +219,9 @@ def next_refinement(points: pd.DataFrame, h: dict, width: float = WIDTH_GOAL, lo
     if not np.isfinite(h["high"]) and (target := min(highest, round(seq.max() * (1 + width)))) not in seq:
         return int(target)
     below, above = seq[seq <= point], seq[seq > point]
+    if len(below) and len(above) and above.min() - below.max() <= 1 \
+            and max(point - below.max(), above.min() - point) > point * width:
+        return None  # seqs are whole numbers: next to each other around a small horizon, no seed narrows it more
     if not len(below) or below.max() < point * (1 - width):
         target = max(lowest, round(point * (1 - width) ** 0.5))
         if target not in seq and target < point:

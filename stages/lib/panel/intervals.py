@@ -89,16 +89,35 @@ def too_few(errors: dict[str, np.ndarray], levels: list[int]) -> dict[int, list[
             if (short := [n for n, e in errors.items() if len(e) < min_calibration(level)])}
 
 
+def borrowed_radii(lengths: dict[str, int], specs: dict, horizon: int, season_length: int, num_steps: int
+                   ) -> dict[tuple[str, str], str | None]:
+    """Per (forecaster, series id) that the fallback forecasts (``short_series: fallback``): the forecaster of the
+    set whose radius its interval takes, the one of the fallback's own kind (naive, seasonal naive), whose
+    calibration errors are those of the same forecast; None where the set has none (no interval).
+
+    ``lengths``: each series' total length, test part included."""
+    out: dict[tuple[str, str], str | None] = {}
+    for name, spec in specs.items():
+        for sid, n in lengths.items():
+            used = fallback_spec(spec, n - horizon, horizon, season_length, num_steps)
+            if used is not spec:
+                out[(name, sid)] = next((other for other, s in specs.items() if s.kind == used.kind), None)
+    return out
+
+
 def with_intervals(table: pd.DataFrame, radius: dict[str, dict[int, np.ndarray]], scales: dict[str, float],
-                   levels: list[int]) -> pd.DataFrame:
+                   levels: list[int], borrowed: dict[tuple[str, str], str | None] | None = None) -> pd.DataFrame:
     """The forecast table (``id, forecaster, h, ...``) with ``lo<level>`` and ``hi<level>`` columns: the forecast
     ± the step's radius times the series' scale; NaN for a forecaster without a radius or a series without a
-    scale."""
+    scale. A forecast the fallback made takes the radius ``borrowed`` names (``borrowed_radii``): the
+    forecaster's own was calibrated on its own errors, not the fallback's."""
     out = table.copy()
     scale = out["id"].map(scales).to_numpy(dtype=float)
+    borrowed = borrowed or {}
+    names = [borrowed.get((name, sid), name) for name, sid in zip(out["forecaster"], out["id"])]
     for level in levels:
         r = np.array([radius[name][level][h - 1] if name in radius else np.nan
-                      for name, h in zip(out["forecaster"], out["h"])], dtype=float)
+                      for name, h in zip(names, out["h"])], dtype=float)
         out[f"lo{level}"] = out["forecast"] - r * scale
         out[f"hi{level}"] = out["forecast"] + r * scale
     return out
