@@ -177,10 +177,11 @@ def goal_lines(tables: dict[str, tuple[list[dict], dict]]) -> list[str]:
                    f"{r['all_points']:.2f}, " + ("met" if r["all_points"] <= 12.37 else
                                                  f"missed by {r['all_points'] - 12.37:.2f}"))
     combination = dict(zip(PANELS, OURS["combination ETS+AutoARIMA+Theta"]))
-    wins = sorted({f"{model} on {p.removeprefix('m3_')} ({r[p]:.2f} against {combination[p]:.2f})"
-                   for model, (rows, _) in tables.items() for r in rows for p in PANELS if r[p] <= combination[p]})
-    out.append("- a global model at or below the classical combination on at least one frequency: "
-               + ("; ".join(wins[:6]) + (" and more" if len(wins) > 6 else "") if wins else "not reached"))
+    # Each model's ensemble of every member, for the reason best() gives.
+    wins = [f"{model} of {r['k']} on {p.removeprefix('m3_')} ({r[p]:.2f} against {combination[p]:.2f})"
+            for model in tables if (r := best(model)) is not None for p in PANELS if r[p] <= combination[p]]
+    out.append("- a global model (all its members) at or below the classical combination on at least one frequency: "
+               + ("; ".join(wins) if wins else "not reached"))
     for model in ("lstm_direct", "gru_direct", "tcn_direct"):
         if model in tables:
             r = tables[model][0][0]
@@ -190,28 +191,33 @@ def goal_lines(tables: dict[str, tuple[list[dict], dict]]) -> list[str]:
 
 def paired_tests(tables: dict[str, tuple[list[dict], dict]], classical: Path) -> list[str]:
     """Each deep ensemble (all its members) against the classical forecasters on the same series: the mean of the
-    per-series sMAPE of both, and the Wilcoxon signed-rank test on the pairs (two-sided), over all 3003 series.
+    per-series sMAPE of both, and the Wilcoxon signed-rank test on the pairs (two-sided), over every series the
+    deep run forecast (all 3003, or its --sample), the classical scores restricted to them.
     ``classical``: evaluate_panel's per-series scores of the same panels (benchmarks/m3_classical.py's)."""
     from stages.lib.panel.significance import verdict, wilcoxon_p
 
     paths = [classical / f"{p}.csv" for p in PANELS]
     if not all(path.exists() for path in paths):
-        return []
+        return ["", f"No paired tests against the classical set: no per-series scores at {classical} "
+                    "(run benchmarks/m3_classical.py, or name them with --classical).", ""]
     scores = pd.concat([pd.read_csv(path, dtype={"id": str}) for path in paths])
     wide = scores.pivot(index="id", columns="forecaster", values="smape")
-    lines = ["", "Against the classical set on the same series (per-series sMAPE, mean over series; Wilcoxon "
-             "signed-rank test on the pairs, two-sided; the classical scores are benchmarks/m3_classical.py's):", "",
-             "| ensemble | against | ensemble | classical | Wilcoxon |", "|---|---|---:|---:|---|"]
-    for model, (rows, members) in tables.items():
-        k = rows[-1]["k"]
+    rows = []
+    for model, (_, members) in tables.items():
+        k = tables[model][0][-1]["k"]
         ours = pd.concat([ensemble_errors(members[p], k) for p in PANELS]).groupby("id")["smape"].mean()
+        missing = ours.index.difference(wide.index)
+        if len(missing):  # the classical side must hold every series the deep side forecast, or the pairs differ
+            return ["", f"No paired tests against the classical set: its scores at {classical} lack {len(missing)} "
+                        f"of the {len(ours)} series {model} forecast (first: {missing[0]}).", ""]
         for name in [n for n in ("combination", "theta", "ets", "comb_shd") if n in wide]:
             pair = pd.concat([ours.rename("deep"), wide[name].rename("classical")], axis=1, join="inner").dropna()
-            if len(pair) != len(ours):
-                return []  # not the same series (a sample on one side): no test
-            lines.append(f"| {model} ({k}) | {name} | {pair['deep'].mean():.2f} | {pair['classical'].mean():.2f} | "
-                         f"{verdict(wilcoxon_p(pair['deep'].to_numpy(), pair['classical'].to_numpy()))} |")
-    return [*lines, ""]
+            rows.append(f"| {model} ({k}) | {name} | {len(pair)} | {pair['deep'].mean():.2f} | "
+                        f"{pair['classical'].mean():.2f} | "
+                        f"{verdict(wilcoxon_p(pair['deep'].to_numpy(), pair['classical'].to_numpy()))} |")
+    return ["", "Against the classical set on the same series (per-series sMAPE, mean over series; Wilcoxon "
+                "signed-rank test on the pairs, two-sided; the classical scores are benchmarks/m3_classical.py's):", "",
+            "| ensemble | against | series | ensemble | classical | Wilcoxon |", "|---|---|---:|---:|---:|---|", *rows, ""]
 
 
 def write_report(cache: Path, models: list[str], report: Path, figure: Path, sample: int | None,

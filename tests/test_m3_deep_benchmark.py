@@ -47,3 +47,27 @@ def test_the_benchmark_trains_each_member_once_and_reports_its_ensembles(tmp_pat
     mean, sd = (float(v) for v in spread.split("alone ")[1].split(" (")[0].split(" ± "))
     # The table rounds each member to 2 decimals: a hundredth of slack.
     assert abs(mean - np.mean(alone)) <= 0.011 and abs(sd - np.std(alone, ddof=1)) <= 0.011
+    # Paired tests against a classical set's per-series scores, named with --classical so that the test takes
+    # the same path everywhere: the ensemble's per-series sMAPE against the classical one on the same series.
+    classical = tmp_path / "panels"
+    classical.mkdir()
+    ours = {}
+    for panel in ("m3_yearly", "m3_quarterly", "m3_monthly", "m3_other"):
+        pair = [pd.read_csv(tmp_path / f"cache/nbeats_g/{panel}/00{i}.csv", dtype={"id": str}) for i in (0, 1)]
+        pair[0]["forecast"] = (pair[0]["forecast"] + pair[1]["forecast"]) / 2
+        f, a = pair[0]["forecast"], pair[0]["actual"]
+        ours.update((200 * (a - f).abs() / (a.abs() + f.abs())).groupby(pair[0]["id"]).mean().to_dict())
+        ids = sorted(pair[0]["id"].unique())
+        pd.DataFrame({"id": ids, "forecaster": "theta", "smape": [10.0, 20.0]}).to_csv(classical / f"{panel}.csv",
+                                                                                     index=False)
+    tested = run(tmp_path, "--report-only", "--classical", str(classical))
+    assert tested.returncode == 0, tested.stderr[-2000:]
+    row = next(line for line in (tmp_path / "m3_deep.md").read_text().splitlines()
+               if line.startswith("| nbeats_g (2) | theta |"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[2] == "8" and cells[3] == f"{np.mean(list(ours.values())):.2f}" and cells[4] == "15.00"
+    assert cells[5].startswith("p = ")
+    # A classical set that lacks one of the deep run's series gives no test, and says which.
+    pd.DataFrame({"id": ["other"], "forecaster": "theta", "smape": [1.0]}).to_csv(classical / "m3_other.csv", index=False)
+    assert run(tmp_path, "--report-only", "--classical", str(classical)).returncode == 0
+    assert "lack 2 of the 8 series nbeats_g forecast" in (tmp_path / "m3_deep.md").read_text()
