@@ -328,8 +328,13 @@ def pooled(panels: list[dict], names: list[str]) -> dict[str, dict]:
                 and k != "owa"  # a ratio of means: recomputed from the pooled means below
                 and (k != "mean_rank" or all(r == ran[0] for r in ran))]
         out[name] = {k: sum(p["series"] * p[name][k] for p in panels) / total for k in keys}
-        for k in [k for k in keys if k.startswith("coverage_")]:  # a share of points: weighted by them
-            out[name][k] = sum(p["series"] * p["horizon"] * p[name][k] for p in panels) / points
+        for k in [k for k in keys if k.startswith(("coverage_", "msis_"))]:
+            # Over the series with an interval at that level: coverage a share of their points, MSIS a mean over them.
+            with_one = [p[name].get(f"interval_series_{k.split('_')[1]}", p["series"])
+                        * (p["horizon"] if k.startswith("coverage_") else 1) for p in panels]
+            out[name][k] = sum(w * p[name][k] for w, p in zip(with_one, panels)) / sum(with_one)
+        for k in [k for k in keys if k.startswith("interval_series_")]:
+            out[name][k] = sum(p[name][k] for p in panels)
         out[name]["mase"] = sum((p["series"] - p["mase_undefined"]) * p[name]["mase"] for p in panels) / defined
         out[name]["smape_points"] = sum(p["series"] * p["horizon"] * p[name]["smape"] for p in panels) / points
     for name, value in owa(out).items():

@@ -310,6 +310,18 @@ def test_pooled_mase_leaves_out_series_without_one_and_ranks_only_alike_sets():
     assert "mean_rank" not in out["f"] and "g" not in out  # ranked among different forecasters; g ran on one panel
 
 
+def test_pooled_coverage_and_msis_are_over_the_series_with_an_interval():
+    """Coverage is a share of the points with an interval, MSIS a mean over the series with one: pooled, each
+    panel weighs by those, not by all its series (here one of panel one's 4 series has none)."""
+    one = {"series": 4, "horizon": 2, "mase_undefined": 0,
+           "f": {"smape": 1.0, "mase": 1.0, "coverage_80": 0.5, "msis_80": 6.0, "interval_series_80": 3}}
+    two = {"series": 1, "horizon": 6, "mase_undefined": 0,
+           "f": {"smape": 1.0, "mase": 1.0, "coverage_80": 1.0, "msis_80": 2.0, "interval_series_80": 1}}
+    out = pooled([one, two], ["f"])["f"]
+    assert out["coverage_80"] == pytest.approx((0.5 * 3 * 2 + 1.0 * 1 * 6) / (3 * 2 + 6))  # 9 of 12 points
+    assert out["msis_80"] == pytest.approx((6.0 * 3 + 2.0) / 4) and out["interval_series_80"] == 4
+
+
 
 class NeedsTwenty:
     """A global model that needs 20 points of history, scored under two names as an ensemble is."""

@@ -50,7 +50,7 @@ def test_intervals_are_the_forecast_plus_minus_radius_times_scale_and_scored_by_
     out = with_intervals(table, radius, {"a": 1.5, "b": 0.5}, [80])
     assert out["lo80"].tolist() == [8.5, 7.0, 1.5, 1.0] and out["hi80"].tolist() == [11.5, 13.0, 2.5, 3.0]
     scores = interval_scores(out, {"a": 1.5, "b": 0.5}, [80])["f"]
-    assert scores["coverage_80"] == 0.5  # 14 above 13 and 0 below 1
+    assert scores["coverage_80"] == 0.5 and scores["interval_series_80"] == 2  # 14 above 13 and 0 below 1
     # MSIS per series, then the mean: a: widths 3 and 6, 14 misses by 1 (2 / 0.2 * 1 = 10) -> (3 + 16) / 2 / 1.5;
     # b: widths 1 and 2, 0 misses by 1 -> (1 + 12) / 2 / 0.5 (2.2 is inside).
     assert scores["msis_80"] == pytest.approx(((3 + 16) / 2 / 1.5 + (1 + 12) / 2 / 0.5) / 2)

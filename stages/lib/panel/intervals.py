@@ -125,8 +125,9 @@ def with_intervals(table: pd.DataFrame, radius: dict[str, dict[int, np.ndarray]]
 
 def interval_scores(table: pd.DataFrame, scales: dict[str, float], levels: list[int]) -> dict[str, dict[str, float]]:
     """Per forecaster with intervals: at each level the coverage over its points with an interval and the MSIS
-    (M4's interval score, scaled per series as MASE) averaged over those series. A series without a scale (a flat
-    history) has no interval: ``missing_intervals`` counts them."""
+    (M4's interval score, scaled per series as MASE) averaged over those series, and ``interval_series_<level>``,
+    how many series have one. A series without a scale (a flat history) has no interval: ``missing_intervals``
+    counts them; nor has a fallback forecast without a forecaster of its kind in the set (``borrowed_radii``)."""
     out: dict[str, dict[str, float]] = {}
     for name, rows in table.groupby("forecaster", sort=False):
         scores: dict[str, float] = {}
@@ -141,6 +142,8 @@ def interval_scores(table: pd.DataFrame, scales: dict[str, float], levels: list[
                                part[f"hi{level}"].to_numpy(dtype=float), level, np.full(len(part), scales[sid]))
                           for sid, part in has.groupby("id", sort=False)]
             scores[f"msis_{level}"] = float(np.mean(per_series))
+            # What the two are over: pooling panels weighs each by it (stages/report.py, pooled).
+            scores[f"interval_series_{level}"] = len(per_series)
         if scores:
             out[str(name)] = scores
     return out
