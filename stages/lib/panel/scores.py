@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stages.lib.forecast.scoring import mase, mean_ranks, smape
+from stages.lib.forecast.scoring import mase, mean_ranks, smape, symmetric_ratio
 
 
 def holdout(y: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,8 +65,7 @@ def smape_by_band(values: dict[str, np.ndarray], predicted: dict[str, dict[str, 
     for name in names:
         actual = np.stack([values[sid][-horizon:] for sid in predicted])
         forecast = np.stack([f[name] for f in predicted.values()])
-        denom = (np.abs(actual) + np.abs(forecast)) / 2
-        points = 100.0 * np.divide(np.abs(actual - forecast), denom, out=np.zeros_like(denom), where=denom > 0)
+        points = 100.0 * symmetric_ratio(actual, forecast)
         out[name] = {f"h{lo}_{min(hi, horizon)}": float(points[:, lo - 1:min(hi, horizon)].mean())
                      for lo, hi in BANDS if lo <= horizon}
     return out
