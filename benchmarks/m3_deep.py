@@ -199,8 +199,8 @@ def paired_tests(tables: dict[str, tuple[list[dict], dict]], classical: Path) ->
     scores = pd.concat([pd.read_csv(path, dtype={"id": str}) for path in paths])
     wide = scores.pivot(index="id", columns="forecaster", values="smape")
     rows = []
-    for model, (_, members) in tables.items():
-        k = tables[model][0][-1]["k"]
+    for model, (sizes, members) in tables.items():
+        k = sizes[-1]["k"]
         ours = pd.concat([ensemble_errors(members[p], k) for p in PANELS]).groupby("id")["smape"].mean()
         missing = ours.index.difference(wide.index)
         if len(missing):  # the classical side must hold every series the deep side forecast, or the pairs differ

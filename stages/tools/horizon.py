@@ -579,8 +579,10 @@ def plot(table: pd.DataFrame, path: Path, ideal: float = IDEAL_CHANGE_PCT,
 
 # ------------------------------------------------------------ commands
 
-def exp_name(budget: str, model: str, seq: int) -> str:
-    return f"hz-{budget}-{model}-{seq}"
+def exp_name(budget: str, model: str, seq: int, point_seeds: tuple[int, ...] = (), seeds: tuple[int, ...] = ()) -> str:
+    """A search experiment's name; ``-s<first seed>`` where ``point_seeds`` are more seeds than the search's
+    ``seeds`` at a seq (``in_flight`` reads it back)."""
+    return f"hz-{budget}-{model}-{seq}" + (f"-s{point_seeds[0]}" if point_seeds and point_seeds != seeds else "")
 
 
 def transient(message: str) -> bool:
@@ -714,22 +716,23 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
                     continue
                 # Bracketed: add seeds until the 50% horizon's interval is within ±width, or the budget is spent.
                 flying = in_flight(states, budget, model, seeds)
-                pending += [(model, seq, exp_name(budget, model, seq) + ("" if listed == seeds else f"-s{listed[0]}"),
-                             listed) for seq, listed in flying]
-                if flying or refinement(table, model, budget, seeds, width, max_experiments, highest)[0] is not None:
-                    steps.append((model, None, "", flying))
+                pending += [(model, seq, exp_name(budget, model, seq, listed, seeds), listed) for seq, listed in flying]
+                # Nothing in flight: this choice is the one to queue, and is not bootstrapped a second time below.
+                first = None if flying else refinement(table, model, budget, seeds, width, max_experiments, highest)
+                if flying or first[0] is not None:
+                    steps.append((model, None, "", (flying, first)))
             # The queue workers are shared among the models still searching: a model left alone gets them all.
             slots = max(1, jobs // max(1, len(steps)))
             for model, seq, name, point_seeds in steps:
                 if seq is None:
-                    flying = point_seeds
+                    flying, first = point_seeds
                     if len(flying) >= slots:
                         continue
-                    seq, point_seeds = refinement(table, model, budget, seeds, width, max_experiments, highest,
-                                                  flying)
+                    seq, point_seeds = first or refinement(table, model, budget, seeds, width, max_experiments,
+                                                           highest, flying)
                     if seq is None:
                         continue
-                    name = exp_name(budget, model, seq) + ("" if point_seeds == seeds else f"-s{point_seeds[0]}")
+                    name = exp_name(budget, model, seq, point_seeds, seeds)
                 state = states.get(name)
                 if state == "failed":
                     raise CommandError(f"experiment {name} failed: see `dvc queue logs {name}`, "
