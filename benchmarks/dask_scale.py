@@ -6,7 +6,8 @@ docs/dask_scale.md and the Dask section of docs/speed.md (issue 26).
    exp(N(0, 0.5)), with multiplicative noise N(0, 0.03) on every point; lengths are M3's (66 to 144).
 2. The classical set's throughput on the first --sample of them: the stage panel@ on today's joblib
    path (2 processes), then on a real `dask scheduler` with 1 and with 2 `dask worker` processes (one
-   thread each), each output checked byte for byte against the joblib run.
+   thread each), each output checked byte for byte against the first joblib run; --rounds times over
+   (default 3), the report taking the median, since one run's wall time varies by 10-15% here.
 3. The whole panel through the real stages, in a throwaway copy of the project (--results/project):
    ingest_panel, panel@ with the fast part of the classical set (naive, seasonal naive, drift, Naive2),
    the global model's stage (one N-BEATS-G network, the paper's settings of params.yaml), evaluate_panel
@@ -149,7 +150,15 @@ def on_cluster(copy: Path, env: dict, workers: int, out: str, reference: Path) -
     return result
 
 
-def measure_all(results: Path, n: int, sample: int, seed: int, quick: bool = False) -> dict:
+ENGINES = ("joblib", "dask1", "dask2")
+
+
+def round_key(engine: str, r: int) -> str:
+    """``sample_dask2`` for round 0 (the key of a run with one round), ``sample_dask2-r1`` after."""
+    return f"sample_{engine}" + (f"-r{r}" if r else "")
+
+
+def measure_all(results: Path, n: int, sample: int, seed: int, quick: bool = False, rounds: int = 1) -> dict:
     copy = make_project(results, n, sample, seed, quick)
     env = {**clean_env(), "PIPELINE_TRACKING": "off", "PIPELINE_CORES": "2"}
     m: dict = {}
@@ -157,13 +166,19 @@ def measure_all(results: Path, n: int, sample: int, seed: int, quick: bool = Fal
         m[f"ingest_{panel}"] = cached(results, f"ingest_{panel}", lambda p=panel: run_stage(
             copy, ["stages.ingest_panel", "--panel", p, "--out", f"data/panel/{p}/series.csv"], env,
             copy / f"data/panel/{p}/series.csv"))
-    joblib_out = "data/panel/synthetic_sample/forecasts.csv"
-    m["sample_joblib"] = cached(results, "sample_joblib", lambda: run_stage(
-        copy, panel_args("synthetic_sample", joblib_out), env, copy / joblib_out))
-    for k in (1, 2):
-        out = f"data/panel/synthetic_sample/forecasts-dask{k}.csv"
-        m[f"sample_dask{k}"] = cached(results, f"sample_dask{k}",
-                                      lambda k=k, out=out: on_cluster(copy, env, k, out, copy / joblib_out))
+    reference = copy / "data/panel/synthetic_sample/forecasts.csv"  # round 0's joblib output
+    for r in range(rounds):  # joblib, 1 worker, 2 workers, then again: each round's ratios side by side
+        for engine in ENGINES:
+            key = round_key(engine, r)
+            out = f"data/panel/synthetic_sample/forecasts{'' if key == 'sample_joblib' else '-' + key[7:]}.csv"
+            if engine == "joblib":
+                def measure(out=out):
+                    result = run_stage(copy, panel_args("synthetic_sample", out), env, copy / out)
+                    return {**result, "identical": (copy / out).read_bytes() == reference.read_bytes()}
+            else:
+                def measure(k=int(engine[-1]), out=out):
+                    return on_cluster(copy, env, k, out, reference)
+            m[key] = cached(results, key, measure)
     out = "data/panel/synthetic/forecasts.csv"
     m["panel_fast"] = cached(results, "panel_fast", lambda: run_stage(copy, panel_args("synthetic", out), env,
                                                                      copy / out))
@@ -183,9 +198,14 @@ def measure_all(results: Path, n: int, sample: int, seed: int, quick: bool = Fal
     return m
 
 
-def report(m: dict, n: int, sample: int, seed: int) -> str:
+def report(m: dict, n: int, sample: int, seed: int, rounds: int = 1) -> str:
     """docs/dask_scale.md from the measurements."""
-    rate = {k: sample / m[f"sample_{k}"]["wall_s"] for k in ("joblib", "dask1", "dask2")}
+    walls = {e: [m[round_key(e, r)]["wall_s"] for r in range(rounds)] for e in ENGINES}
+    wall = {e: float(np.median(w)) for e, w in walls.items()}
+    rate = {e: sample / wall[e] for e in ENGINES}
+    # The cluster's overhead in each round, joblib and the cluster measured one after the other: a ratio side
+    # by side, which the machine's drift between rounds does not enter.
+    overheads = [walls["dask2"][r] / walls["joblib"][r] - 1 for r in range(rounds)]
     per_series = 1 / rate["dask1"]  # core-seconds of the classical set per series, one worker
     efficiency = rate["dask2"] / (2 * rate["dask1"])
     # The classical set on all n series: the measured per-series cost of the whole set on 2 processes.
@@ -196,21 +216,31 @@ def report(m: dict, n: int, sample: int, seed: int) -> str:
         f"panel of {n:,} monthly series drawn from M3's monthly series (seed {seed}; "
         "benchmarks/dask_scale.py says how), horizon 18, season 12. The Dask runs use a real `dask scheduler` and "
         "`dask worker` processes started as docs/team.md says (one thread each, the profiler off), on the same two "
-        "cores as the scheduler and the stage: on one machine the cluster's processes compete with its workers. "
-        "Each figure is one run; joblib's wall time varied by about 15% between three runs of this benchmark.", "",
+        "cores as the scheduler and the stage: on one machine the cluster's processes compete with its workers.", "",
         f"## Throughput of the classical set ({sample} series, every forecaster of `baselines:` and "
         "`statistical:`)", "",
-        "| engine | wall s | series/s | against joblib | worker peak MiB | output |", "|---|---|---|---|---|---|"]
+        f"{rounds} round{'s' if rounds > 1 else ''} (`--rounds`), each running joblib, then 1 worker, then 2 workers; "
+        "the median wall time over the rounds, their range beside it.", "",
+        "| engine | wall s (median) | range over rounds | series/s | against joblib | worker peak MiB | output |",
+        "|---|---|---|---|---|---|---|"]
     for key, label in (("joblib", "joblib, 2 processes (today's path)"), ("dask1", "Dask, 1 worker"),
                        ("dask2", "Dask, 2 workers")):
-        r = m[f"sample_{key}"]
-        same = "reference" if key == "joblib" else ("byte-identical" if r["identical"] else "**differs**")
-        peak = f"{r['worker_peak_mb']:.0f}" if "worker_peak_mb" in r else "—"
-        lines.append(f"| {label} | {r['wall_s']:.1f} | {rate[key]:.2f} | "
-                     f"{m['sample_joblib']['wall_s'] / r['wall_s']:.2f}× | {peak} | {same} |")
+        runs = [m[round_key(key, r)] for r in range(rounds)]
+        same = all(run.get("identical", True) for run in runs)  # round 0's joblib run is the reference itself
+        if key == "joblib":
+            output = "reference" + ("; every round byte-identical" if same and rounds > 1 else "") + \
+                ("" if same else "; **differs between rounds**")
+        else:
+            output = "byte-identical" if same else "**differs**"
+        peaks = [run["worker_peak_mb"] for run in runs if "worker_peak_mb" in run]
+        peak = f"{max(peaks):.0f}" if peaks else "—"
+        lines.append(f"| {label} | {wall[key]:.1f} | {min(walls[key]):.1f}–{max(walls[key]):.1f} | {rate[key]:.2f} | "
+                     f"{wall['joblib'] / wall[key]:.2f}× | {peak} | {output} |")
+    per_round = ", ".join(f"{o * 100:+.1f}%" for o in overheads)
     lines += ["", f"From 1 worker to 2: {rate['dask2'] / rate['dask1']:.2f}× the throughput "
               f"(parallel efficiency {efficiency:.0%}). The cluster path against joblib on the same 2 cores: "
-              f"{(m['sample_dask2']['wall_s'] / m['sample_joblib']['wall_s'] - 1) * 100:+.1f}% wall time.", "",
+              f"{float(np.median(overheads)) * 100:+.1f}% wall time, the median of the rounds' ratios "
+              f"({per_round}).", "",
               f"## Every stage at {n:,} series", "",
               "| stage | wall s | peak MiB (largest process) |", "|---|---|---|"]
     stages = [("ingest_panel", "ingest_synthetic"), ("panel@ (naive, seasonal naive, drift, Naive2)", "panel_fast"),
@@ -247,6 +277,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "dask_scale")
     parser.add_argument("--report", type=Path, default=ROOT / "docs" / "dask_scale.md")
     parser.add_argument("--quick", action="store_true", help="a tiny N-BEATS network: the CI test's, numbers meaningless")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="throughput rounds (joblib, 1 worker, 2 workers each); a rerun with more adds rounds")
     args = parser.parse_args(argv)
     if args.sample > args.series or args.sample < 2:
         raise SystemExit(f"--sample {args.sample}: between 2 and --series ({args.series})")
@@ -258,9 +290,11 @@ def main(argv: list[str] | None = None) -> None:
                          "give another --results or remove it")
     stamp.write_text(json.dumps(settings))
     started = time.perf_counter()
-    measurements = measure_all(args.results, args.series, args.sample, args.seed, args.quick)
+    if args.rounds < 1:
+        raise SystemExit(f"--rounds {args.rounds}: at least 1")
+    measurements = measure_all(args.results, args.series, args.sample, args.seed, args.quick, args.rounds)
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(report(measurements, args.series, args.sample, args.seed))
+    args.report.write_text(report(measurements, args.series, args.sample, args.seed, args.rounds))
     print(f"dask_scale: wrote {args.report} ({time.perf_counter() - started:.0f} s)")
 
 

@@ -17,12 +17,18 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_scale_benchmark_runs_every_stage_checks_the_cluster_bytes_and_resumes(tmp_path):
     results, report = tmp_path / "results", tmp_path / "scale.md"
     command = [sys.executable, "benchmarks/dask_scale.py", "--series", "30", "--sample", "6", "--quick",
-               "--results", str(results), "--report", str(report)]
+               "--rounds", "2", "--results", str(results), "--report", str(report)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     text = report.read_text()
     # Both cluster runs gave the joblib run's forecasts byte for byte.
     assert text.count("| byte-identical |") == 2 and "**differs**" not in text
+    assert "reference; every round byte-identical" in text
+    # Two rounds: each engine's median and range, and the overhead as the median of the two rounds' ratios.
+    walls = {e + s: json.loads((results / f"sample_{e}{s}.json").read_text())["wall_s"]
+             for e in ("joblib", "dask2") for s in ("", "-r1")}
+    ratios = [walls[f"dask2{s}"] / walls[f"joblib{s}"] - 1 for s in ("", "-r1")]
+    assert f"{sum(ratios) / 2 * 100:+.1f}% wall time, the median of the rounds' ratios" in text
     for stage in ("ingest_panel", "evaluate_panel", "report", "panel_model (one N-BEATS-G network, global)"):
         assert re.search(rf"\| {re.escape(stage)} \| [0-9.]+ \| [0-9]+ \|", text), stage
     # The projection is the measured cost spread over the cores: 4x the cores, a quarter of the time.
