@@ -132,8 +132,8 @@ def test_a_per_series_keras_model_on_the_cluster_is_byte_for_byte_the_local_run(
     with dask_cluster(workers=2) as cluster:
         code, out, err = finish(stage(series, tmp_path / "cluster.csv", cluster.address, command))
         assert code == 0, err
-        # Dask's key prefix stops at the first word that is not all letters ("lstm_series").
-        assert ran_on_workers(cluster.address, "panel_model@m3_yearly")
+        # The dashboard groups the tasks under the whole stage name, model included.
+        assert ran_on_workers(cluster.address, "panel_model@m3_yearly:lstm_series")
     assert "4/4 series" in out
     forecasts = pd.read_csv(tmp_path / "cluster.csv")
     assert len(forecasts) == 4 * 6 and forecasts["forecast"].notna().all()

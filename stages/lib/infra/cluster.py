@@ -200,8 +200,8 @@ def map_ordered(fn: Callable, items: Sequence, args: tuple = (), workers: int = 
 
     ``on_done(result)`` is called as each result arrives (progress lines). Fewer than
     two items run here; so do fewer than two workers without a cluster. ``name``
-    prefixes the cluster's task keys, so that the dashboard says which stage a task
-    belongs to.
+    prefixes the cluster's task keys (with ':' for '-'), so that the dashboard says
+    which stage a task belongs to.
     """
     on_done = on_done or (lambda result: None)
     if len(items) >= 2 and address() is not None:
@@ -231,11 +231,14 @@ def _on_cluster(fn: Callable, items: Sequence, args: tuple, on_done: Callable, n
     futures: list = []
     results: list = [None] * len(items)
     run = uuid.uuid4().hex[:12]  # keys unique to this call: a key the scheduler knows would return its result
+    # Dask groups tasks by the key's prefix up to the first '-'-separated word that is not all letters, which
+    # would cut "panel_model@m3_yearly-lstm_series" at the panel: with ':' for '-', the whole stage name is it.
+    prefix = name.replace("-", ":")
     try:
         # One task per item: a worker receives its own items, never the whole panel. A worker that dies has its
         # tasks rerun on another (Dask's own bookkeeping).
         futures = [client.submit(alone, pickle.dumps((code_version(), fn, item, args), protocol=PROTOCOL),
-                                 key=f"{name}-{run}-{i}") for i, item in enumerate(items)]
+                                 key=f"{prefix}-{run}-{i}") for i, item in enumerate(items)]
         index = {future.key: i for i, future in enumerate(futures)}
         for future in as_completed(futures, loop=client.loop):
             i = index[future.key]
