@@ -4,8 +4,9 @@ Runs the ``panel_models:`` entries of params.yaml that have ``output: direct`` (
 --models) on every series of the four M3 panels by the competition protocol, through the same code as the
 stage panel_model@<panel>-<model> (stages/lib/forecast/global_direct.py): each ensemble member is trained
 on the histories only (validation on each series' last horizon, then the refit) and forecasts the held-out
-points. Each (model, member, panel) is written to --cache as soon as it is done, with its CPU seconds, so a
-run cut short loses only the member it was training; running the command again skips what exists.
+points. Each (model, member, panel) is written to --cache as soon as it is done, with its CPU seconds and a
+digest of the settings it was trained under, so a run cut short loses only the member it was training; running
+the command again skips what exists, and stops, naming the file, at a member cached under other settings.
 
 Then it writes the report (--report, a Markdown file) and the figure (--figure): sMAPE over all forecast
 points, the basis of the published tables (Makridakis and Hibon 2000; Oreshkin et al. 2020), by frequency
@@ -21,6 +22,7 @@ file's, chosen from the paper or by the members' own validation windows.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -64,7 +66,29 @@ def cache_path(cache: Path, model: str, panel: str, label: str) -> Path:
     return cache / model / panel / f"{label}.csv"
 
 
-def run_member(params, model: str, index: int, panel: str, series, cache: Path) -> None:
+def settings_digest(params, model: str, panel: str, index: int, sample: int | None) -> str:
+    """What member ``index`` of ``model`` on ``panel`` is trained with: the model's settings (all but the lists
+    that say which members exist), the member's own seed, look-back and loss, the panel's horizon and season,
+    and the series sampled. The cache keeps it beside each member, so that a member trained under other
+    settings is never reported as today's."""
+    spec, panel_spec = params.panel_model(model), params.panel(panel)
+    H, m = panel_spec.horizon, panel_spec.season_length
+    settings = spec.model_dump(mode="json", exclude={"datasets", "seeds", "lookback", "loss"})
+    member = spec.members(H, m, params.num_steps)[index].label
+    payload = json.dumps({"settings": settings, "member": member, "horizon": H, "season_length": m,
+                          "sample": sample}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def check_cached(path: Path, digest: str) -> None:
+    """Stop, naming the file, where a cached member was trained under other settings than today's."""
+    cached = json.loads(path.with_suffix(".json").read_text()).get("settings")
+    if cached != digest:
+        raise SystemExit(f"{path}: trained under other settings than params.yaml's today (settings {cached}, "
+                         f"today {digest}); give another --cache, or move this one aside to keep it")
+
+
+def run_member(params, model: str, index: int, panel: str, series, cache: Path, sample: int | None) -> None:
     """Train member ``index`` of ``model`` on ``panel`` and write its forecasts, unless they exist."""
     from stages.lib.forecast.global_direct import fit_member
 
@@ -75,7 +99,9 @@ def run_member(params, model: str, index: int, panel: str, series, cache: Path) 
         return
     config = members[index]
     path = cache_path(cache, model, panel, f"{index:03d}")
+    digest = settings_digest(params, model, panel, index, sample)
     if path.exists():
+        check_cached(path, digest)
         return
     histories = [holdout(y, H)[0] for _, y in series]
     started = time.perf_counter()
@@ -91,7 +117,7 @@ def run_member(params, model: str, index: int, panel: str, series, cache: Path) 
     tmp = path.with_suffix(".tmp")
     frame.to_csv(tmp, index=False)
     meta = {"member": config.label, "cpu_s": member.cpu_s, "wall_s": time.perf_counter() - started,
-            "epochs": member.epochs, "best_val_loss": member.best_val_loss}
+            "epochs": member.epochs, "best_val_loss": member.best_val_loss, "settings": digest}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
     tmp.replace(path)  # the CSV last: its presence means the member is complete
     print(f"{model} member {index} ({config.label}) on {panel}: {member.epochs} epochs, "
@@ -100,13 +126,15 @@ def run_member(params, model: str, index: int, panel: str, series, cache: Path) 
 
 # ------------------------------------------------------------------ the report
 
-def load_members(cache: Path, model: str) -> dict[str, list[tuple[pd.DataFrame, dict]]]:
-    """Per panel, the cached members in order, stopping at the first gap."""
+def load_members(cache: Path, model: str, params, sample: int | None) -> dict[str, list[tuple[pd.DataFrame, dict]]]:
+    """Per panel, the cached members in order, stopping at the first gap; each checked against today's settings."""
     out = {}
     for panel in PANELS:
         found, i = [], 0
-        while cache_path(cache, model, panel, f"{i:03d}").exists():
+        configured = len(params.panel_model(model).members(params.panel(panel).horizon, 1, 1))
+        while i < configured and cache_path(cache, model, panel, f"{i:03d}").exists():
             path = cache_path(cache, model, panel, f"{i:03d}")
+            check_cached(path, settings_digest(params, model, panel, i, sample))
             found.append((pd.read_csv(path, dtype={"id": str}), json.loads(path.with_suffix(".json").read_text())))
             i += 1
         out[panel] = found
@@ -216,14 +244,14 @@ def paired_tests(tables: dict[str, tuple[list[dict], dict]], classical: Path) ->
             "| ensemble | against | series | ensemble | classical | Wilcoxon |", "|---|---|---:|---:|---:|---|", *rows, ""]
 
 
-def write_report(cache: Path, models: list[str], report: Path, figure: Path, sample: int | None,
+def write_report(cache: Path, models: list[str], report: Path, figure: Path, params, sample: int | None,
                  classical: Path | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tables, loaded = {}, {model: load_members(cache, model) for model in models}
+    tables, loaded = {}, {model: load_members(cache, model, params, sample) for model in models}
     if all(m in loaded for m in COMBINED):
         # Alternating G and I members, so that every ensemble size mixes both, as far as both go.
         loaded["nbeats_i+g"] = {p: [m for pair in zip(loaded[COMBINED[0]][p], loaded[COMBINED[1]][p]) for m in pair]
@@ -239,7 +267,7 @@ def write_report(cache: Path, models: list[str], report: Path, figure: Path, sam
              "An ensemble of k is the median of its first k members; CPU minutes are the k members' training "
              "and forecasting (process time, both cores), wall minutes the same on the 2-core machine (other jobs "
              "shared it at times, so CPU minutes are the steadier figure). Members trained so far: "
-             + ", ".join(f"{m} {min(len(v) for v in load_members(cache, m).values())}" for m in models)
+             + ", ".join(f"{m} {min(len(v) for v in loaded[m].values())}" for m in models)
              + " (of the ensembles params.yaml configures; the command resumes where it stopped). A difference "
              "of a few hundredths is not a verdict: the paired tests against the classical set are below the "
              "goals, where the classical per-series scores are at hand (--classical).", "",
@@ -321,8 +349,8 @@ def main(argv: list[str] | None = None) -> None:
         for index in range(args.members):
             for model in models:
                 for panel in args.panels:
-                    run_member(params, model, index, panel, series[panel], args.cache)
-    write_report(args.cache, models, args.report, args.figure, args.sample, args.classical)
+                    run_member(params, model, index, panel, series[panel], args.cache, args.sample)
+    write_report(args.cache, models, args.report, args.figure, params, args.sample, args.classical)
 
 
 if __name__ == "__main__":
