@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.dask
@@ -29,7 +30,11 @@ def test_the_scale_benchmark_runs_every_stage_checks_the_cluster_bytes_and_resum
              for e in ("joblib", "dask2") for s in ("", "-r1")}
     ratios = [walls[f"dask2{s}"] / walls[f"joblib{s}"] - 1 for s in ("", "-r1")]
     assert f"{sum(ratios) / 2 * 100:+.1f}% wall time, the median of the rounds' ratios" in text
-    for stage in ("ingest_panel", "evaluate_panel", "report", "panel_model (one N-BEATS-G network, global)"):
+    # The output-volume run: nine forecasters on every series, as many as the whole classical set.
+    volume = pd.read_csv(results / "project" / "data" / "panel" / "synthetic" / "forecasts-volume.csv")
+    assert volume["forecaster"].nunique() == 9 and volume["id"].nunique() == 30
+    for stage in ("ingest_panel", "evaluate_panel", "report", "panel_model (one N-BEATS-G network, global)",
+                  "panel@ with the classical set's output volume (9 forecasters: the four above and 5 copies of Naive2)"):
         assert re.search(rf"\| {re.escape(stage)} \| [0-9.]+ \| [0-9]+ \|", text), stage
     # The projection is the measured cost spread over the cores: 4x the cores, a quarter of the time.
     minutes = {int(c): int(m) for c, m in re.findall(r"\| (\d+) \| [0-9.]+ h \((\d+) min\) \|", text)}
