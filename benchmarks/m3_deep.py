@@ -66,42 +66,70 @@ def cache_path(cache: Path, model: str, panel: str, label: str) -> Path:
     return cache / model / panel / f"{label}.csv"
 
 
-def settings_digest(params, model: str, panel: str, index: int, sample: int | None) -> str:
-    """What member ``index`` of ``model`` on ``panel`` is trained with: the model's settings (all but the lists
-    that say which members exist), the member's own seed, look-back and loss, the panel's horizon and season,
-    and the series sampled. The cache keeps it beside each member, so that a member trained under other
-    settings is never reported as today's."""
+# The entry's fields that fit_member reads (run_member below); the others (datasets, refit_every, ...) do not
+# change a member, so a new one with a default leaves the cache valid.
+TRAINED_WITH = {"model", "output", "arch", "fit", "batches_per_epoch", "history_limit", "refit"}
+
+
+def member_of(params, model: str, panel: str, index: int):
+    """``(spec, horizon, season, member config)`` of member ``index``, or None where params configures fewer."""
     spec, panel_spec = params.panel_model(model), params.panel(panel)
     H, m = panel_spec.horizon, panel_spec.season_length
-    settings = spec.model_dump(mode="json", exclude={"datasets", "seeds", "lookback", "loss"})
-    member = spec.members(H, m, params.num_steps)[index].label
-    payload = json.dumps({"settings": settings, "member": member, "horizon": H, "season_length": m,
-                          "sample": sample}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    members = spec.members(H, m, params.num_steps)
+    return (spec, H, m, members[index]) if index < len(members) else None
 
 
-def check_cached(path: Path, digest: str) -> None:
-    """Stop, naming the file, where a cached member was trained under other settings than today's."""
-    cached = json.loads(path.with_suffix(".json").read_text()).get("settings")
-    if cached != digest:
-        raise SystemExit(f"{path}: trained under other settings than params.yaml's today (settings {cached}, "
-                         f"today {digest}); give another --cache, or move this one aside to keep it")
+def trained_with(params, model: str, panel: str, index: int, sample: int | None) -> dict:
+    """What member ``index`` of ``model`` on ``panel`` is trained with: the settings fit_member reads, the
+    member's own seed, look-back and loss, the panel's horizon and season, and the series sampled. The cache
+    keeps it beside each member, so that a member trained under other settings is never reported as today's."""
+    spec, H, m, config = member_of(params, model, panel, index)
+    return {"settings": spec.model_dump(mode="json", include=TRAINED_WITH), "member": config.label,
+            "horizon": H, "season_length": m, "sample": sample}
+
+
+def digest(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def first_difference(cached, today, key: str = "") -> str:
+    """The first key (dotted) whose value differs, with both values."""
+    if isinstance(cached, dict) and isinstance(today, dict):
+        for k in sorted(set(cached) | set(today)):
+            if cached.get(k) != today.get(k):
+                return first_difference(cached.get(k), today.get(k), f"{key}.{k}" if key else k)
+    return f"{key or 'settings'}: {cached!r} then, {today!r} today"
+
+
+def check_cached(path: Path, today: dict) -> None:
+    """Stop with one line naming the file (and the setting) where a cached member is not today's."""
+    meta_path = path.with_suffix(".json")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{meta_path}: cannot read the member's record ({type(exc).__name__}); "
+                         "remove the member's .csv to train it again") from None
+    if "settings" not in meta:
+        raise SystemExit(f"{path}: has no record of the settings it was trained under; give another --cache, "
+                         "or move this one aside to keep it")
+    if meta["settings"] != digest(today):
+        what = first_difference(meta["trained_with"], today) if "trained_with" in meta else "settings differ"
+        raise SystemExit(f"{path}: trained under other settings than params.yaml's today ({what}); give another "
+                         "--cache, or move this one aside to keep it")
 
 
 def run_member(params, model: str, index: int, panel: str, series, cache: Path, sample: int | None) -> None:
     """Train member ``index`` of ``model`` on ``panel`` and write its forecasts, unless they exist."""
     from stages.lib.forecast.global_direct import fit_member
 
-    spec, panel_spec = params.panel_model(model), params.panel(panel)
-    H, m = panel_spec.horizon, panel_spec.season_length
-    members = spec.members(H, m, params.num_steps)
-    if index >= len(members):
+    found = member_of(params, model, panel, index)
+    if found is None:
         return
-    config = members[index]
+    spec, H, m, config = found
     path = cache_path(cache, model, panel, f"{index:03d}")
-    digest = settings_digest(params, model, panel, index, sample)
+    today = trained_with(params, model, panel, index, sample)
     if path.exists():
-        check_cached(path, digest)
+        check_cached(path, today)
         return
     histories = [holdout(y, H)[0] for _, y in series]
     started = time.perf_counter()
@@ -117,7 +145,8 @@ def run_member(params, model: str, index: int, panel: str, series, cache: Path, 
     tmp = path.with_suffix(".tmp")
     frame.to_csv(tmp, index=False)
     meta = {"member": config.label, "cpu_s": member.cpu_s, "wall_s": time.perf_counter() - started,
-            "epochs": member.epochs, "best_val_loss": member.best_val_loss, "settings": digest}
+            "epochs": member.epochs, "best_val_loss": member.best_val_loss, "settings": digest(today),
+            "trained_with": today}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
     tmp.replace(path)  # the CSV last: its presence means the member is complete
     print(f"{model} member {index} ({config.label}) on {panel}: {member.epochs} epochs, "
@@ -131,12 +160,12 @@ def load_members(cache: Path, model: str, params, sample: int | None) -> dict[st
     out = {}
     for panel in PANELS:
         found, i = [], 0
-        configured = len(params.panel_model(model).members(params.panel(panel).horizon, 1, 1))
-        while i < configured and cache_path(cache, model, panel, f"{i:03d}").exists():
-            path = cache_path(cache, model, panel, f"{i:03d}")
-            check_cached(path, settings_digest(params, model, panel, i, sample))
+        path = cache_path(cache, model, panel, "000")
+        while member_of(params, model, panel, i) is not None and path.exists():
+            check_cached(path, trained_with(params, model, panel, i, sample))
             found.append((pd.read_csv(path, dtype={"id": str}), json.loads(path.with_suffix(".json").read_text())))
             i += 1
+            path = cache_path(cache, model, panel, f"{i:03d}")
         out[panel] = found
     return out
 

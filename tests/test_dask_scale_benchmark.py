@@ -50,3 +50,4 @@ def test_the_scale_benchmark_runs_every_stage_checks_the_cluster_bytes_and_resum
     # Other settings in the same folder are refused, naming it.
     other = subprocess.run([*command[:3], "31", *command[4:]], cwd=ROOT, capture_output=True, text=True)
     assert other.returncode != 0 and str(results) in other.stderr
+

@@ -71,12 +71,15 @@ def test_the_benchmark_trains_each_member_once_and_reports_its_ensembles(tmp_pat
     pd.DataFrame({"id": ["other"], "forecaster": "theta", "smape": [1.0]}).to_csv(classical / "m3_other.csv", index=False)
     assert run(tmp_path, "--report-only", "--classical", str(classical)).returncode == 0
     assert "lack 2 of the 8 series nbeats_g forecast" in (tmp_path / "m3_deep.md").read_text()
-    # A cache trained under other settings is never reported as today's: without --quick, the same members have
-    # other epochs and batches, and the run stops at the first cached member, naming it, before training anything.
-    other = subprocess.run([sys.executable, str(ROOT / "benchmarks/m3_deep.py"), "--models", "nbeats_g", "--members",
-                            "2", "--sample", "2", "--cache", str(tmp_path / "cache"), "--report-only",
-                            "--report", str(tmp_path / "other.md"), "--figure", str(tmp_path / "other.png")],
-                           cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert other.returncode != 0 and not (tmp_path / "other.md").exists()
-    assert other.stderr.strip().splitlines()[-1].startswith(f"{tmp_path / 'cache/nbeats_g/m3_yearly/000.csv'}: "
-                                                            "trained under other settings")
+    # A cache trained under other settings is never reported as today's, nor resumed: without --quick the same
+    # members have other epochs and batches, so the run stops at the first cached member, naming it and the first
+    # setting that differs, before it trains anything; so does the report alone.
+    for extra in ([], ["--report-only"]):
+        other = subprocess.run([sys.executable, str(ROOT / "benchmarks/m3_deep.py"), "--models", "nbeats_g",
+                                "--members", "2", "--sample", "2", "--cache", str(tmp_path / "cache"),
+                                "--report", str(tmp_path / "other.md"), "--figure", str(tmp_path / "other.png"),
+                                *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert other.returncode != 0 and not (tmp_path / "other.md").exists() and "member" not in other.stdout
+        assert other.stderr.strip().splitlines()[-1] == (
+            f"{tmp_path / 'cache/nbeats_g/m3_yearly/000.csv'}: trained under other settings than params.yaml's today "
+            "(settings.batches_per_epoch: 2 then, 50 today); give another --cache, or move this one aside to keep it")
