@@ -374,3 +374,18 @@ def test_a_global_model_with_no_series_long_enough_is_not_trained_and_every_seri
     assert set(forecasts["forecaster"]) == {"nbeats_g", "nbeats_g_single"} and list(forecasts["id"].unique()) == ["a", "b"]
     last = {"a": 40.0, "b": 60.0}  # the last point of each history (10 - 6 and 12 - 6 points): the naive forecast
     assert all(np.allclose(part["forecast"], last[sid]) for sid, part in forecasts.groupby("id"))
+
+
+def test_the_forecast_table_has_a_row_per_series_forecaster_and_step_in_the_results_order():
+    from stages.lib.panel.run import FORECAST_COLUMNS, forecast_table
+
+    values = {"b": np.array([1.0, 2.0, 3.0, 4.0]), "a": np.array([5.0, 6.0, 7.0, 8.0])}
+    results = [("b", {"naive": np.array([2.0, 2.0]), "drift": np.array([2.5, 3.0])}, {}),
+               ("a", {"naive": np.array([6.0, 6.0]), "drift": np.array([6.5, 7.0])}, {})]
+    table = forecast_table(results, values, 2)
+    assert list(table.columns) == FORECAST_COLUMNS
+    assert table.values.tolist() == [["b", "naive", 1, 3.0, 2.0], ["b", "naive", 2, 4.0, 2.0],
+                                     ["b", "drift", 1, 3.0, 2.5], ["b", "drift", 2, 4.0, 3.0],
+                                     ["a", "naive", 1, 7.0, 6.0], ["a", "naive", 2, 8.0, 6.0],
+                                     ["a", "drift", 1, 7.0, 6.5], ["a", "drift", 2, 8.0, 7.0]]
+    assert forecast_table([], values, 2).empty

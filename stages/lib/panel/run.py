@@ -93,11 +93,18 @@ FORECAST_COLUMNS = ["id", "forecaster", "h", "actual", "forecast"]
 
 
 def forecast_table(results: list[Result], values: dict[str, np.ndarray], horizon: int) -> pd.DataFrame:
-    """The forecasts, one row per series, forecaster and step ahead (``id, forecaster, h, actual, forecast``)."""
-    frames = [pd.DataFrame({"id": sid, "forecaster": name, "h": np.arange(1, horizon + 1),
-                            "actual": values[sid][-horizon:], "forecast": f})
-              for sid, predicted, _ in results for name, f in predicted.items()]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=FORECAST_COLUMNS)
+    """The forecasts, one row per series, forecaster and step ahead (``id, forecaster, h, actual, forecast``).
+
+    Built column by column: a small frame per series and forecaster, then their concatenation, took 1.5 GB
+    beside a 460 MB table at 20,000 series and nine forecasters (docs/dask_scale.md)."""
+    pairs = [(sid, name, f) for sid, predicted, _ in results for name, f in predicted.items()]
+    if not pairs:
+        return pd.DataFrame(columns=FORECAST_COLUMNS)
+    return pd.DataFrame({"id": np.repeat(np.array([sid for sid, _, _ in pairs], dtype=object), horizon),
+                         "forecaster": np.repeat(np.array([name for _, name, _ in pairs], dtype=object), horizon),
+                         "h": np.tile(np.arange(1, horizon + 1), len(pairs)),
+                         "actual": np.concatenate([values[sid][-horizon:] for sid, _, _ in pairs]),
+                         "forecast": np.concatenate([np.asarray(f) for _, _, f in pairs])})
 
 
 def kept_series(path, params, name: str, specs: dict, num_steps: int
