@@ -180,8 +180,8 @@ def measure_all(results: Path, n: int, sample: int, seed: int, quick: bool = Fal
     for r in range(rounds):
         for engine in ENGINES:
             key = round_key(engine, r)
-            out = f"data/panel/synthetic_sample/forecasts{'' if key == 'sample_joblib' else '-' + engine}" \
-                  f"{f'-r{r}' if r else ''}.csv"
+            name = "forecasts" if key == "sample_joblib" else f"forecasts-{key.removeprefix('sample_')}"
+            out = f"data/panel/synthetic_sample/{name}.csv"
             if engine == "joblib":
                 def measure(out=out):
                     result = run_stage(copy, panel_args("synthetic_sample", out), env, copy / out)
@@ -306,6 +306,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.sample > args.series or args.sample < 2:
         raise SystemExit(f"--sample {args.sample}: between 2 and --series ({args.series})")
+    if args.rounds < 1:
+        raise SystemExit(f"--rounds {args.rounds}: at least 1")
     args.results.mkdir(parents=True, exist_ok=True)
     settings = {"series": args.series, "sample": args.sample, "seed": args.seed, "quick": args.quick}
     stamp = args.results / "settings.json"
@@ -314,8 +316,6 @@ def main(argv: list[str] | None = None) -> None:
                          "give another --results or remove it")
     stamp.write_text(json.dumps(settings))
     started = time.perf_counter()
-    if args.rounds < 1:
-        raise SystemExit(f"--rounds {args.rounds}: at least 1")
     measurements = measure_all(args.results, args.series, args.sample, args.seed, args.quick, args.rounds)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(report(measurements, args.series, args.sample, args.seed, args.rounds))

@@ -101,8 +101,8 @@ def first_difference(cached, today, key: str = "") -> str:
     return f"{key or 'settings'}: {cached!r} then, {today!r} today"
 
 
-def check_cached(path: Path, today: dict) -> None:
-    """Stop with one line naming the file (and the setting) where a cached member is not today's."""
+def check_cached(path: Path, today: dict) -> dict:
+    """The member's record; stop with one line naming the file (and the setting) where it is not today's."""
     meta_path = path.with_suffix(".json")
     try:
         meta = json.loads(meta_path.read_text())
@@ -116,6 +116,7 @@ def check_cached(path: Path, today: dict) -> None:
         what = first_difference(meta["trained_with"], today) if "trained_with" in meta else "settings differ"
         raise SystemExit(f"{path}: trained under other settings than params.yaml's today ({what}); give another "
                          "--cache, or move this one aside to keep it")
+    return meta
 
 
 def run_member(params, model: str, index: int, panel: str, series, cache: Path, sample: int | None) -> None:
@@ -162,8 +163,8 @@ def load_members(cache: Path, model: str, params, sample: int | None) -> dict[st
         found, i = [], 0
         path = cache_path(cache, model, panel, "000")
         while member_of(params, model, panel, i) is not None and path.exists():
-            check_cached(path, trained_with(params, model, panel, i, sample))
-            found.append((pd.read_csv(path, dtype={"id": str}), json.loads(path.with_suffix(".json").read_text())))
+            meta = check_cached(path, trained_with(params, model, panel, i, sample))
+            found.append((pd.read_csv(path, dtype={"id": str}), meta))
             i += 1
             path = cache_path(cache, model, panel, f"{i:03d}")
         out[panel] = found
