@@ -76,11 +76,12 @@ def main(argv: list[str] | None = None) -> None:
     spec = params.panel(args.panel)
     specs = params.panel_forecasters(args.panel)
     stage = f"panel@{args.panel}"
+    workers = cores()  # PIPELINE_CORES where set
+    place = where(workers)  # first: a cluster that does not answer stops the stage before it reads the panel
     # num_steps 1: the classical set has no input window, and the stage does not re-run when num_steps changes.
     series, skipped, need = kept_series(args.series, params, args.panel, specs, num_steps=1)
-    workers = cores()  # PIPELINE_CORES where set
     print(f"{stage}: {len(series)} series, horizon {spec.horizon}, season {spec.season_length}, "
-          f"{len(specs)} forecasters ({', '.join(specs)}), {where(workers)}")
+          f"{len(specs)} forecasters ({', '.join(specs)}), {place}")
     if skipped:
         print(skipped_line(stage, args.panel, skipped, need))
     for line in fallback_lines(stage, series, specs, spec.horizon, spec.season_length, 1):

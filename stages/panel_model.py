@@ -123,12 +123,14 @@ def main(argv: list[str] | None = None) -> None:
         write_csv(args.out, pd.DataFrame(columns=FORECAST_COLUMNS))
         print(f"{stage}: not run (panel_models.{args.model}.datasets does not list {args.panel})")
         return
+    workers = cores()  # PIPELINE_CORES where set
+    # first: a cluster that does not answer stops the stage before it reads the panel
+    place = f", {where(workers)}" if model.mode == "per_series" else ""
     series, skipped, need = kept_series(args.series, params, args.panel, {args.model: model}, params.num_steps)
     window = model.lookbacks(spec.horizon, spec.season_length, params.num_steps)
     window = window[0] if len(window) == 1 else window
-    workers = cores()  # PIPELINE_CORES where set
     print(f"{stage}: {len(series)} series, horizon {spec.horizon}, {model.model} {model.mode}, "
-          f"input_size {window}" + (f", {where(workers)}" if model.mode == "per_series" else ""))
+          f"input_size {window}" + place)
     if skipped:
         print(skipped_line(stage, args.panel, skipped, need))
     for line in fallback_lines(stage, series, {args.model: model}, spec.horizon, spec.season_length, params.num_steps):

@@ -144,7 +144,9 @@ def test_a_worker_killed_mid_run_loses_no_series_and_changes_no_number(local, tm
     series, expected = local["large"]
     with dask_cluster(workers=2) as cluster:
         process = stage(series, tmp_path / "forecasts.csv", cluster.address)
-        wait_for_line(process, "/120 series")  # the first chunks are done: the run is under way
+        # The first chunks are done: the run is under way, its progress line as on this machine, time left included.
+        progress = wait_for_line(process, "/120 series")[-1]
+        assert re.fullmatch(r"panel@m3_yearly: \d+/120 series, \d+:\d\d so far, about \d+:\d\d left\n", progress)
         os.kill(busy_worker_pid(cluster.address), signal.SIGKILL)  # its chunk is lost with it
         code, out, err = finish(process)
     assert code == 0, err
@@ -175,8 +177,10 @@ def test_a_worker_running_several_tasks_at_once_is_refused_by_name(local, tmp_pa
     assert not (tmp_path / "forecasts.csv").exists()
 
 
-def test_an_unreachable_scheduler_is_one_line_naming_it_and_nothing_is_written(local, tmp_path):
-    series, _ = local["small"]
+def test_an_unreachable_scheduler_is_one_line_naming_it_and_nothing_is_written(tmp_path):
+    # A panel file that does not exist: the stage checks the cluster before it reads the panel, so the error is
+    # the cluster's, not the file's.
+    series = tmp_path / "never-read.csv"
     address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     code, out, err = finish(stage(series, tmp_path / "forecasts.csv", address))
     assert code == 2

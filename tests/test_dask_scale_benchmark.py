@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_scale_benchmark_runs_every_stage_checks_the_cluster_bytes_and_resumes(tmp_path):
     results, report = tmp_path / "results", tmp_path / "scale.md"
-    command = [sys.executable, "benchmarks/dask_scale.py", "--series", "30", "--sample", "6", "--quick",
+    command = [sys.executable, "benchmarks/dask_scale.py", "--series", "30", "--sample", "6", "--classical", "8", "--quick",
                "--rounds", "2", "--results", str(results), "--report", str(report)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -33,9 +33,19 @@ def test_the_scale_benchmark_runs_every_stage_checks_the_cluster_bytes_and_resum
     # The output-volume run: nine forecasters on every series, as many as the whole classical set.
     volume = pd.read_csv(results / "project" / "data" / "panel" / "synthetic" / "forecasts-volume.csv")
     assert volume["forecaster"].nunique() == 9 and volume["id"].nunique() == 30
-    for stage in ("ingest_panel", "evaluate_panel", "report", "panel_model (one N-BEATS-G network, global)",
-                  "panel@ with the classical set's output volume (9 forecasters: the four above and 5 copies of Naive2)"):
-        assert re.search(rf"\| {re.escape(stage)} \| [0-9.]+ \| [0-9]+ \|", text), stage
+    for stage in ("ingest_panel", "evaluate_panel (the nine: the whole set's output volume)", "report",
+                  "panel_model (one N-BEATS-G network, global)", "the same on Dask, 2 workers",
+                  "panel@ with the classical set's output volume (9 forecasters: the four above and 5 copies of Naive2)",
+                  "panel@ on joblib, 2 processes", "panel@ on Dask, 2 workers"):
+        # Each stage's wall time, its largest process and its whole tree (the stage with its workers).
+        assert re.search(rf"\| {re.escape(stage)} \| [0-9.]+ \| [0-9]+ \| [0-9]+ \|", text), stage
+    # The whole classical set on 8 series through every stage, on the cluster byte for byte as on joblib.
+    whole = pd.read_csv(results / "project" / "data" / "panel" / "synthetic_classical" / "forecasts.csv")
+    assert whole["forecaster"].nunique() == 9 and whole["id"].nunique() == 8
+    assert "worker peak" in text and "forecasts byte-identical to joblib's" in text
+    assert "fast four's forecasts are byte-identical to joblib's" in text
+    joblib = json.loads((results / "classical_joblib.json").read_text())
+    assert joblib["tree_peak_mb"] >= joblib["peak_mb"] > 50  # the stage and its workers hold at least the largest
     # The projection is the measured cost spread over the cores: 4x the cores, a quarter of the time.
     minutes = {int(c): int(m) for c, m in re.findall(r"\| (\d+) \| [0-9.]+ h \((\d+) min\) \|", text)}
     assert set(minutes) == {8, 32, 128} and abs(minutes[8] / max(minutes[32], 1) - 4) < 0.2
