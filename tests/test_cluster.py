@@ -293,3 +293,34 @@ def test_autoarimas_refits_on_the_cluster_forecast_as_the_local_ones(monkeypatch
             statistical.forget_fits()
     for a, b in zip(here, there):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_cluster_left_without_workers_is_said_once_and_again_after_workers_came_back(capsys):
+    """Every worker died or was stopped: Dask keeps the stage's tasks for workers to come (an autoscaling
+    cluster's way), and the stage says so once rather than waiting without a word. A scripted client: the
+    cluster's worker count over the watcher's looks (no cluster needed for what the watcher decides)."""
+    import threading
+
+    from stages.lib.infra import cluster as engine
+
+    class Scripted:
+        def __init__(self, counts):
+            self.counts, self.looks = list(counts), 0
+
+        def nthreads(self):
+            self.looks += 1
+            if not self.counts:
+                raise OSError("the scheduler is gone")  # the watcher stops; the stage's loop reports it
+            return {f"w{i}": 1 for i in range(self.counts.pop(0))}
+
+    # Two workers, then none for five looks (said once, after 3 looks' patience), then one back, none again.
+    client = Scripted([2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+    engine._watch_workers(client, "tcp://h:8786", threading.Event(), every=0.01, patience=0.025)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and client.looks == 12
+    assert re.fullmatch(r"Dask cluster tcp://h:8786: no worker for \d+ s, the stage's tasks wait for one: start one "
+                        r"\(dask worker tcp://h:8786, docs/team.md\) or press Ctrl-C", lines[0])
+    stop = threading.Event()
+    stop.set()  # the stage's loop ended: the watcher looks no more
+    engine._watch_workers(Scripted([0] * 10), "tcp://h:8786", stop, every=0.01, patience=0.0)
+    assert capsys.readouterr().out == ""

@@ -36,6 +36,8 @@ import functools
 import hashlib
 import os
 import pickle
+import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,6 +48,7 @@ from stages.lib.errors import CommandError
 ENV = "DASK_SCHEDULER_ADDRESS"
 CONNECT_TIMEOUT_S = 5
 WORKER_WAIT_S = 30  # a scheduler started a moment ago: its workers are still starting
+WATCH_EVERY_S = 5  # how often a stage on the cluster looks whether any worker is left
 PACKAGE = Path(__file__).resolve().parents[2]  # the stages/ package
 
 
@@ -221,6 +224,31 @@ def map_ordered(fn: Callable, items: Sequence, args: tuple = (), workers: int = 
     return done
 
 
+def no_worker_line(where: str, since_s: float) -> str:
+    return (f"Dask cluster {where}: no worker for {since_s:.0f} s, the stage's tasks wait for one: start one "
+            f"(dask worker {where}, docs/team.md) or press Ctrl-C")
+
+
+def _watch_workers(client: Any, where: str, stop: threading.Event, every: float = WATCH_EVERY_S,
+                   patience: float = WORKER_WAIT_S) -> None:
+    """Say once, while the stage waits, that no worker has been on the cluster for ``patience`` s (every one
+    died or was stopped): Dask keeps the tasks for workers to come, as an autoscaling cluster wants, but on a
+    fixed one the stage would otherwise wait without a word. Runs in a thread beside the stage's loop."""
+    empty_since, said = None, False
+    while not stop.wait(every):
+        try:
+            workers = client.nthreads()
+        except Exception:  # the scheduler is gone: the stage's own loop says so
+            return
+        if workers:
+            empty_since, said = None, False
+            continue
+        empty_since = empty_since or time.monotonic()
+        if not said and time.monotonic() - empty_since >= patience:
+            print(no_worker_line(where, time.monotonic() - empty_since), flush=True)
+            said = True
+
+
 def _on_cluster(fn: Callable, items: Sequence, args: tuple, on_done: Callable, name: str) -> list:
     from distributed import as_completed
     from distributed.client import FutureCancelledError
@@ -234,6 +262,8 @@ def _on_cluster(fn: Callable, items: Sequence, args: tuple, on_done: Callable, n
     # Dask groups tasks by the key's prefix up to the first '-'-separated word that is not all letters, which
     # would cut "panel_model@m3_yearly-lstm_series" at the panel: with ':' for '-', the whole stage name is it.
     prefix = name.replace("-", ":")
+    stop = threading.Event()
+    threading.Thread(target=_watch_workers, args=(client, where, stop), daemon=True).start()
     try:
         # One task per item: a worker receives its own items, never the whole panel. A worker that dies has its
         # tasks rerun on another (Dask's own bookkeeping).
@@ -261,6 +291,8 @@ def _on_cluster(fn: Callable, items: Sequence, args: tuple, on_done: Callable, n
         _abandon()
         raise ClusterError(f"{ENV}={where}: lost the Dask scheduler mid-run ({type(exc).__name__}); "
                            "nothing written, run the stage again") from None
+    finally:
+        stop.set()
     error = future.exception()  # a task failed: its own exception, raised as here (a DataError is one line)
     client.cancel([f for f in futures if f is not None and f is not future])
     if isinstance(error, RuntimeError) and "deserialization of the task graph" in str(error):
