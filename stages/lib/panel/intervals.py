@@ -113,11 +113,28 @@ def with_intervals(table: pd.DataFrame, radius: dict[str, dict[int, np.ndarray]]
     forecaster's own was calibrated on its own errors, not the fallback's."""
     out = table.copy()
     scale = out["id"].map(scales).to_numpy(dtype=float)
-    borrowed = borrowed or {}
-    names = [borrowed.get((name, sid), name) for name, sid in zip(out["forecaster"], out["id"])]
+    # Each row's radius by a code per forecaster and an index, not a Python float per row: those lists took
+    # about 260 MiB beside the table at 20,000 series and nine forecasters (docs/dask_scale.md).
+    forecaster = pd.Categorical(out["forecaster"])
+    names = [str(n) for n in forecaster.categories]
+    names += sorted({n for n in (borrowed or {}).values() if n is not None} - set(names))
+    code = {n: i for i, n in enumerate(names)}
+    nowhere = len(names)  # a row that gets no radius
+    rows = forecaster.codes.astype(np.int64)
+    if borrowed:  # the fallback series' rows (few): the radius their forecast's kind lends, or none
+        ids, kinds = out["id"].to_numpy(), out["forecaster"].to_numpy()
+        for i in np.flatnonzero(out["id"].isin({sid for _, sid in borrowed}).to_numpy()):
+            if (kinds[i], ids[i]) in borrowed:
+                lender = borrowed[(kinds[i], ids[i])]
+                rows[i] = nowhere if lender is None else code[lender]
+    steps = out["h"].to_numpy(dtype=np.int64) - 1
     for level in levels:
-        r = np.array([radius[name][level][h - 1] if name in radius else np.nan
-                      for name, h in zip(names, out["h"])], dtype=float)
+        by_code = np.full((nowhere + 1, int(steps.max(initial=0)) + 1), np.nan)
+        for name in names:
+            if name in radius:
+                r = np.asarray(radius[name][level], dtype=float)[:by_code.shape[1]]
+                by_code[code[name], :len(r)] = r
+        r = by_code[rows, steps]
         out[f"lo{level}"] = out["forecast"] - r * scale
         out[f"hi{level}"] = out["forecast"] + r * scale
     return out
