@@ -365,10 +365,13 @@ def report(m: dict, n: int, sample: int, seed: int, rounds: int = 1, classical: 
               + " (evaluate_panel on the nine forecasters' output).", "",
               f"On the cluster the fast four's forecasts are "
               + ("byte-identical to joblib's" if fast_dask.get("identical") else "**different from joblib's**")
-              + f"; a worker's peak is {mib(fast_dask, 'worker_peak_mb')} MiB at {n:,} series against "
-              f"{max(m[round_key('dask2', r)]['worker_peak_mb'] for r in range(rounds)):.0f} MiB at {sample}: a "
-              "worker receives its own chunks of series, never the panel. On the cluster the stage's process holds "
-              "the panel and the table; on joblib its two worker processes add theirs (the last column).", "",
+              + f"; a worker's peak is {mib(fast_dask, 'worker_peak_mb')} MiB at {n:,} series with these four, "
+              f"against {mib(c_dask, 'worker_peak_mb')} MiB with the whole set at {classical:,} series and "
+              f"{max(m[round_key('dask2', r)]['worker_peak_mb'] for r in range(rounds)):.0f} MiB at {sample} (the "
+              "rounds above): it does not grow with the panel, since a worker receives its own chunks of series, "
+              "never the panel. On the cluster the stage's process holds the panel and the table; on joblib its two "
+              "worker processes add theirs. The last column sums the resident memory of the stage's processes, "
+              "sampled every 0.1 s (a shorter peak can be missed; pages they share count in each).", "",
               "The panel stage's own memory grows with its output (forecasts and intervals, a row per series, "
               "forecaster and step), not with the forecasters' fits, which run in the workers: the nine-forecaster "
               "run gives the stage the whole classical set's output at this size, in seconds rather than hours.", ""]
