@@ -9,7 +9,7 @@ docs/dask_scale.md and the Dask section of docs/speed.md (issue 26).
    thread each), each output checked byte for byte against the first joblib run; --rounds times over
    (default 3), the report taking the median, since one run's wall time varies by 10-15% here.
 3. The whole classical set on the first --classical series (default 1000: as many as it forecasts in about
-   ten minutes here), through every stage: ingest_panel, panel@ on joblib and on a 2-worker cluster (byte-checked
+   twelve minutes here), through every stage: ingest_panel, panel@ on joblib and on a 2-worker cluster (byte-checked
    against joblib's), evaluate_panel and report. Its forecasting time is measured, not projected, and so is the
    share of the other stages beside it.
 4. The whole panel through the real stages, in a throwaway copy of the project (--results/project):
@@ -162,10 +162,12 @@ def run_stage(copy: Path, args: list[str], env: dict, out: Path) -> dict:
     return result
 
 
-def cached(results: Path, key: str, measure, label: str = "dask_scale") -> dict:
-    """The measurement ``key`` from an earlier run, or measured now and written at once."""
+def cached(results: Path, key: str, measure, label: str = "dask_scale", after: tuple[str, ...] = ()) -> dict:
+    """The measurement ``key`` from an earlier run, or measured now and written at once. A stage that reads what
+    the steps ``after`` wrote is measured again where one of them is newer than it (it ran on other inputs)."""
     path = results / f"{key}.json"
-    if path.exists():
+    inputs = [results / f"{k}.json" for k in after]
+    if path.exists() and all(p.stat().st_mtime <= path.stat().st_mtime for p in inputs if p.exists()):
         return json.loads(path.read_text())
     print(f"{label}: {key} ...", flush=True)
     value = measure()
@@ -178,14 +180,11 @@ def panel_args(panel: str, out: str) -> list[str]:
     return ["stages.panel", "--panel", panel, "--series", f"data/panel/{panel}/series.csv", "--out", out]
 
 
-def on_cluster(copy: Path, env: dict, workers: int, out: str, reference: Path, panel: str = "synthetic_sample",
-               series: str | None = None) -> dict:
+def on_cluster(copy: Path, env: dict, workers: int, out: str, reference: Path, panel: str = "synthetic_sample") -> dict:
     """A panel stage on a fresh cluster of ``workers`` single-thread workers; byte-checked against ``reference``."""
     from distributed import Client
 
     args = panel_args(panel, out)
-    if series:
-        args[args.index("--series") + 1] = series
     with dask_cluster(workers=workers, pythonpath=copy) as cluster:
         result = run_stage(copy, args, {**env, "DASK_SCHEDULER_ADDRESS": cluster.address}, copy / out)
         with Client(cluster.address, timeout="30s") as client:
@@ -248,7 +247,7 @@ def measure_all(results: Path, n: int, sample: int, seed: int, quick: bool = Fal
     (copy / "data/panel/synthetic_classical/models").mkdir(exist_ok=True)  # no Keras model runs on this panel
     m["classical_evaluate"] = cached(results, "classical_evaluate", lambda: run_stage(
         copy, evaluate_args("synthetic_classical", "data/panel/synthetic_classical/series.csv", out), env,
-        copy / "reports/panels/synthetic_classical.csv"))
+        copy / "reports/panels/synthetic_classical.csv"), after=("classical_joblib",))
     out = "data/panel/synthetic/forecasts.csv"
     m["panel_fast"] = cached(results, "panel_fast", lambda: run_stage(copy, panel_args("synthetic", out), env,
                                                                      copy / out))
@@ -265,13 +264,14 @@ def measure_all(results: Path, n: int, sample: int, seed: int, quick: bool = Fal
                "data/panel/synthetic/series.csv", "--out", out], env, copy / out))
     m["evaluate"] = cached(results, "evaluate", lambda: run_stage(
         copy, evaluate_args("synthetic", "data/panel/synthetic/series.csv", "data/panel/synthetic/forecasts.csv"),
-        env, copy / "reports/panels/synthetic.csv"))
+        env, copy / "reports/panels/synthetic.csv"), after=("panel_fast", "global"))
     (copy / "data/panel/synthetic_volume/models").mkdir(parents=True, exist_ok=True)
     m["evaluate_volume"] = cached(results, "evaluate_volume", lambda: run_stage(
         copy, evaluate_args("synthetic_volume", "data/panel/synthetic/series.csv",
                             "data/panel/synthetic/forecasts-volume.csv"), env,
-        copy / "reports/panels/synthetic_volume.csv"))
-    m["report"] = cached(results, "report", lambda: run_stage(copy, REPORT_ARGS, env, copy / "reports/summary.md"))
+        copy / "reports/panels/synthetic_volume.csv"), after=("panel_volume",))
+    m["report"] = cached(results, "report", lambda: run_stage(copy, REPORT_ARGS, env, copy / "reports/summary.md"),
+                         after=("classical_evaluate", "evaluate"))
     return m
 
 
@@ -327,8 +327,14 @@ def report(m: dict, n: int, sample: int, seed: int, rounds: int = 1, classical: 
     header = ["| stage | wall s | peak MiB (largest process) | peak MiB (the stage and its workers together) |",
               "|---|---|---|---|"]
 
+    def together(run: dict) -> str:
+        # On the cluster the workers are not the stage's children: their peaks come from the workers themselves.
+        if "worker_peak_mb" in run:
+            return f"{mib(run, 'tree_peak_mb')} + 2 workers × {mib(run, 'worker_peak_mb')}"
+        return mib(run, "tree_peak_mb")
+
     def rows(stages: list[tuple[str, str]]) -> list[str]:
-        return [f"| {label} | {m[key]['wall_s']:.1f} | {mib(m[key], 'peak_mb')} | {mib(m[key], 'tree_peak_mb')} |"
+        return [f"| {label} | {m[key]['wall_s']:.1f} | {mib(m[key], 'peak_mb')} | {together(m[key])} |"
                 for label, key in stages]
 
     # The whole classical set through every stage: measured, not projected.
@@ -349,6 +355,7 @@ def report(m: dict, n: int, sample: int, seed: int, rounds: int = 1, classical: 
                           (("ingest_panel", "ingest_synthetic_classical"), ("evaluate_panel", "classical_evaluate"),
                            ("report", "report"))) + ".", ""]
     fast_dask = m["panel_fast_dask2"]
+    worker_peaks = [run["worker_peak_mb"] for run in m.values() if "worker_peak_mb" in run]
     lines += [f"## Every stage at {n:,} series", "", *header]
     stages = [("ingest_panel", "ingest_synthetic"), ("panel@ (naive, seasonal naive, drift, Naive2)", "panel_fast"),
               ("the same on Dask, 2 workers", "panel_fast_dask2"),
@@ -365,13 +372,12 @@ def report(m: dict, n: int, sample: int, seed: int, rounds: int = 1, classical: 
               + " (evaluate_panel on the nine forecasters' output).", "",
               f"On the cluster the fast four's forecasts are "
               + ("byte-identical to joblib's" if fast_dask.get("identical") else "**different from joblib's**")
-              + f"; a worker's peak is {mib(fast_dask, 'worker_peak_mb')} MiB at {n:,} series with these four, "
-              f"against {mib(c_dask, 'worker_peak_mb')} MiB with the whole set at {classical:,} series and "
-              f"{max(m[round_key('dask2', r)]['worker_peak_mb'] for r in range(rounds)):.0f} MiB at {sample} (the "
-              "rounds above): it does not grow with the panel, since a worker receives its own chunks of series, "
-              "never the panel. On the cluster the stage's process holds the panel and the table; on joblib its two "
-              "worker processes add theirs. The last column sums the resident memory of the stage's processes, "
-              "sampled every 0.1 s (a shorter peak can be missed; pages they share count in each).", "",
+              + f". A worker's peak stays between {min(worker_peaks):.0f} and {max(worker_peaks):.0f} MiB over "
+              f"every cluster run here, from {sample} to {n:,} series (the throughput rounds may come from an "
+              "earlier run of this benchmark, with the code of then): a worker receives its own chunks of series, "
+              "never the panel. The last column sums the resident memory of the stage's processes, its joblib workers "
+              "included, sampled every 0.1 s (a shorter peak can be missed; pages they share count in each); on the "
+              "cluster, whose workers are not the stage's processes, it adds each worker's own peak.", "",
               "The panel stage's own memory grows with its output (forecasts and intervals, a row per series, "
               "forecaster and step), not with the forecasters' fits, which run in the workers: the nine-forecaster "
               "run gives the stage the whole classical set's output at this size, in seconds rather than hours.", ""]

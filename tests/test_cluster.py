@@ -177,12 +177,14 @@ def test_a_worker_running_several_tasks_at_once_is_refused_by_name(local, tmp_pa
     assert not (tmp_path / "forecasts.csv").exists()
 
 
-def test_an_unreachable_scheduler_is_one_line_naming_it_and_nothing_is_written(tmp_path):
+@pytest.mark.parametrize("command", [("stages.panel", "--panel", "m3_yearly"),
+                                     ("stages.panel_model", "--panel", "m3_yearly", "--model", "lstm_series")])
+def test_an_unreachable_scheduler_is_one_line_naming_it_and_nothing_is_written(tmp_path, command):
     # A panel file that does not exist: the stage checks the cluster before it reads the panel, so the error is
-    # the cluster's, not the file's.
+    # the cluster's, not the file's (the classical set's stage, and a per-series Keras model's).
     series = tmp_path / "never-read.csv"
     address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
-    code, out, err = finish(stage(series, tmp_path / "forecasts.csv", address))
+    code, out, err = finish(stage(series, tmp_path / "forecasts.csv", address, command))
     assert code == 2
     assert err.strip().splitlines() == [
         f"error: DASK_SCHEDULER_ADDRESS={address}: no Dask scheduler answered within 5 s (OSError); "
@@ -304,20 +306,27 @@ def test_a_cluster_left_without_workers_is_said_once_and_again_after_workers_cam
     from stages.lib.infra import cluster as engine
 
     class Scripted:
+        """A worker count per look; ``None`` a look the scheduler does not answer."""
+
         def __init__(self, counts):
-            self.counts, self.looks = list(counts), 0
+            self.counts, self.looks, self.status = list(counts), 0, "running"
 
         def nthreads(self):
             self.looks += 1
             if not self.counts:
-                raise OSError("the scheduler is gone")  # the watcher stops; the stage's loop reports it
-            return {f"w{i}": 1 for i in range(self.counts.pop(0))}
+                self.status = "closed"  # the stage closed its client: the watcher stops
+                raise OSError("closed")
+            count = self.counts.pop(0)
+            if count is None:
+                raise TimeoutError("a busy scheduler")  # the watcher looks again
+            return {f"w{i}": 1 for i in range(count)}
 
-    # Two workers, then none for five looks (said once, after 3 looks' patience), then one back, none again.
-    client = Scripted([2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+    # Two workers, then none for five looks (said once, after 3 looks' patience; a look unanswered among them),
+    # then one back, none again.
+    client = Scripted([2, 0, 0, None, 0, 0, 0, 1, 0, 0, 0, 0])
     engine._watch_workers(client, "tcp://h:8786", threading.Event(), every=0.01, patience=0.025)
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and client.looks == 12
+    assert len(lines) == 2 and client.looks == 13
     assert re.fullmatch(r"Dask cluster tcp://h:8786: no worker for \d+ s, the stage's tasks wait for one: start one "
                         r"\(dask worker tcp://h:8786, docs/team.md\) or press Ctrl-C", lines[0])
     stop = threading.Event()

@@ -37,15 +37,20 @@ def test_the_scale_benchmark_runs_every_stage_checks_the_cluster_bytes_and_resum
                   "panel_model (one N-BEATS-G network, global)", "the same on Dask, 2 workers",
                   "panel@ with the classical set's output volume (9 forecasters: the four above and 5 copies of Naive2)",
                   "panel@ on joblib, 2 processes", "panel@ on Dask, 2 workers"):
-        # Each stage's wall time, its largest process and its whole tree (the stage with its workers).
-        assert re.search(rf"\| {re.escape(stage)} \| [0-9.]+ \| [0-9]+ \| [0-9]+ \|", text), stage
+        # Each stage's wall time, its largest process and its whole tree (the stage with its workers; on the cluster
+        # the workers' own peaks beside it).
+        assert re.search(rf"\| {re.escape(stage)} \| [0-9.]+ \| [0-9]+ \| [0-9]+( \+ 2 workers × [0-9]+)? \|",
+                         text), stage
+    assert text.count(" + 2 workers × ") == 2
     # The whole classical set on 8 series through every stage, on the cluster byte for byte as on joblib.
     whole = pd.read_csv(results / "project" / "data" / "panel" / "synthetic_classical" / "forecasts.csv")
     assert whole["forecaster"].nunique() == 9 and whole["id"].nunique() == 8
-    assert "worker peak" in text and "forecasts byte-identical to joblib's" in text
+    assert re.search(r"worker peak [0-9]+ MiB, forecasts byte-identical to joblib's", text)
     assert "fast four's forecasts are byte-identical to joblib's" in text
     joblib = json.loads((results / "classical_joblib.json").read_text())
-    assert joblib["tree_peak_mb"] >= joblib["peak_mb"] > 50  # the stage and its workers hold at least the largest
+    # The stage and its workers hold at least the largest of them. (8 series are enough for joblib's two processes,
+    # stages/lib/panel/run.py's MIN_SERIES_PER_CORE; a stage alone, sampled, can read a little under its ru_maxrss.)
+    assert joblib["tree_peak_mb"] >= joblib["peak_mb"] > 50
     # The projection is the measured cost spread over the cores: 4x the cores, a quarter of the time.
     minutes = {int(c): int(m) for c, m in re.findall(r"\| (\d+) \| [0-9.]+ h \((\d+) min\) \|", text)}
     assert set(minutes) == {8, 32, 128} and abs(minutes[8] / max(minutes[32], 1) - 4) < 0.2

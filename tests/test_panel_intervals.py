@@ -76,6 +76,27 @@ def test_a_fallback_forecast_takes_the_radius_of_the_forecaster_of_its_kind():
     assert np.isnan(none["lo80"][0]) and none["lo80"][1] == 9.0
 
 
+def test_several_forecasters_in_one_table_each_take_their_own_radius_by_hand():
+    """Rows of three forecasters interleaved across two series, two levels: each row takes its forecaster's
+    radius at its step, 'c' has none (NaN), and the fallback rows take the radius lent or none."""
+    table = pd.DataFrame({"id": ["s1"] * 6 + ["s2"] * 6, "forecaster": ["a", "b", "c"] * 4,
+                          "h": [1, 1, 1, 2, 2, 2] * 2, "actual": 0.0, "forecast": 10.0})
+    radius = {"a": {80: np.array([1.0, 2.0]), 95: np.array([3.0, 4.0])},
+              "b": {80: np.array([5.0, 6.0]), 95: np.array([7.0, 8.0])}}
+    borrowed = {("b", "s2"): "a", ("a", "s2"): None}  # s2's 'b' forecast takes 'a''s radius, its 'a' none
+    out = with_intervals(table, radius, {"s1": 2.0, "s2": 0.5}, [80, 95], borrowed)
+    #            s1: a h1, b h1, c h1, a h2, b h2, c h2 (scale 2)    s2: a, b (as a), c at h1 and h2 (scale 0.5)
+    expected80 = [10 - 2, 10 - 10, None, 10 - 4, 10 - 12, None, None, 10 - 0.5, None, None, 10 - 1, None]
+    expected95 = [10 - 6, 10 - 14, None, 10 - 8, 10 - 16, None, None, 10 - 1.5, None, None, 10 - 2, None]
+    for column, expected in (("lo80", expected80), ("lo95", expected95)):
+        got = out[column].tolist()
+        assert [None if np.isnan(v) else v for v in got] == expected, column
+    assert (out["hi80"] - 10).fillna(0).tolist() == [-(v - 10) if v is not None else 0 for v in expected80]
+    # A radius shorter than the steps in the table is a bug upstream: named, not a silent NaN.
+    with pytest.raises(ValueError, match="a: steps ahead 1 to 2 need a radius each, got 1"):
+        with_intervals(table, {"a": {80: np.array([1.0])}}, {"s1": 2.0, "s2": 0.5}, [80])
+
+
 def simulated_coverage(panels: int, series: int, calibration: int, level: int, seed: int) -> float:
     """Mean coverage of the naive forecast's intervals over ``panels`` panels of random walks of different scales,
     each calibrated on ``calibration`` series and scored on the others, through the stage's functions."""

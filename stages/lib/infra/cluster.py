@@ -238,13 +238,18 @@ def _watch_workers(client: Any, where: str, stop: threading.Event, every: float 
     while not stop.wait(every):
         try:
             workers = client.nthreads()
-        except Exception:  # the scheduler is gone: the stage's own loop says so
-            return
+        except Exception:
+            if client.status in ("closing", "closed"):  # the stage is done with the cluster, or lost it
+                return
+            continue  # a busy scheduler's slow answer: look again
+
         if workers:
             empty_since, said = None, False
             continue
         empty_since = empty_since or time.monotonic()
         if not said and time.monotonic() - empty_since >= patience:
+            if stop.is_set():  # the stage's loop ended while the scheduler answered: nothing to wait for
+                return
             print(no_worker_line(where, time.monotonic() - empty_since), flush=True)
             said = True
 

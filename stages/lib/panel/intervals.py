@@ -113,8 +113,9 @@ def with_intervals(table: pd.DataFrame, radius: dict[str, dict[int, np.ndarray]]
     forecaster's own was calibrated on its own errors, not the fallback's."""
     out = table.copy()
     scale = out["id"].map(scales).to_numpy(dtype=float)
-    # Each row's radius by a code per forecaster and an index, not a Python float per row: those lists took
-    # about 260 MiB beside the table at 20,000 series and nine forecasters (docs/dask_scale.md).
+    # Each row's radius by a code per forecaster and an index, not a Python float per row: a list of 3.2 million
+    # floats per level at 20,000 series and nine forecasters (the stage's peak went from 1106 to 1059 MiB,
+    # docs/speed.md).
     forecaster = pd.Categorical(out["forecaster"])
     names = [str(n) for n in forecaster.categories]
     names += sorted({n for n in (borrowed or {}).values() if n is not None} - set(names))
@@ -128,12 +129,16 @@ def with_intervals(table: pd.DataFrame, radius: dict[str, dict[int, np.ndarray]]
                 lender = borrowed[(kinds[i], ids[i])]
                 rows[i] = nowhere if lender is None else code[lender]
     steps = out["h"].to_numpy(dtype=np.int64) - 1
+    width = int(steps.max(initial=0)) + 1
+    for name in names:  # a step without a radius is a bug upstream, not a missing interval
+        if name in radius and (steps.min(initial=0) < 0 or any(len(radius[name][lv]) < width for lv in levels)):
+            raise ValueError(f"{name}: steps ahead 1 to {width} need a radius each, "
+                             f"got {min(len(radius[name][lv]) for lv in levels)}")
     for level in levels:
-        by_code = np.full((nowhere + 1, int(steps.max(initial=0)) + 1), np.nan)
+        by_code = np.full((nowhere + 1, width), np.nan)
         for name in names:
             if name in radius:
-                r = np.asarray(radius[name][level], dtype=float)[:by_code.shape[1]]
-                by_code[code[name], :len(r)] = r
+                by_code[code[name]] = np.asarray(radius[name][level], dtype=float)[:width]
         r = by_code[rows, steps]
         out[f"lo{level}"] = out["forecast"] - r * scale
         out[f"hi{level}"] = out["forecast"] + r * scale
