@@ -242,7 +242,6 @@ def _watch_workers(client: Any, where: str, stop: threading.Event, every: float 
             if client.status in ("closing", "closed"):  # the stage is done with the cluster, or lost it
                 return
             continue  # a busy scheduler's slow answer: look again
-
         if workers:
             empty_since, said = None, False
             continue
