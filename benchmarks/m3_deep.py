@@ -68,7 +68,10 @@ def cache_path(cache: Path, model: str, panel: str, label: str) -> Path:
 
 # The entry's fields that fit_member reads (run_member below); the others (datasets, refit_every, ...) do not
 # change a member, so a new one with a default leaves the cache valid.
-TRAINED_WITH = {"model", "output", "arch", "fit", "batches_per_epoch", "history_limit", "refit"}
+TRAINED_WITH = {"model", "output", "arch", "fit", "batches_per_epoch", "history_limit", "refit", "start"}
+# Settings added after members were cached, with the value those members were trained under: left out of the
+# record while they keep it, so that the cache stays valid until one of them changes.
+ADDED_LATER = {"start": "mean"}
 
 
 def member_of(params, model: str, panel: str, index: int):
@@ -84,7 +87,9 @@ def trained_with(params, model: str, panel: str, index: int, sample: int | None)
     member's own seed, look-back and loss, the panel's horizon and season, and the series sampled. The cache
     keeps it beside each member, so that a member trained under other settings is never reported as today's."""
     spec, H, m, config = member_of(params, model, panel, index)
-    return {"settings": spec.model_dump(mode="json", include=TRAINED_WITH), "member": config.label,
+    settings = {k: v for k, v in spec.model_dump(mode="json", include=TRAINED_WITH).items()
+                if k not in ADDED_LATER or v != ADDED_LATER[k]}
+    return {"settings": settings, "member": config.label,
             "horizon": H, "season_length": m, "sample": sample}
 
 
@@ -138,7 +143,7 @@ def run_member(params, model: str, index: int, panel: str, series, cache: Path, 
     member = fit_member(config, histories, horizon=H, season_length=m,
                         build=lambda steps, outputs: arch.build(steps, 1, outputs), fit=spec.fit,
                         batches_per_epoch=spec.batches_per_epoch, history_limit=spec.history_limit,
-                        refit=spec.refit)
+                        refit=spec.refit, start=spec.start)
     frame = pd.DataFrame({"id": np.repeat([sid for sid, _ in series], H), "h": np.tile(np.arange(1, H + 1), len(series)),
                           "actual": np.concatenate([y[-H:] for _, y in series]),
                           "forecast": member.forecast.reshape(-1)})

@@ -194,6 +194,21 @@ def test_a_direct_member_is_seeded_deterministic_and_learns():
     assert not np.array_equal(train_member(seed=4).forecast, first.forecast)
 
 
+@pytest.mark.parametrize(("start", "level"), [("mean", lambda x: 1.0), ("last", lambda x: x[:, -1, 0])])
+def test_the_forecast_starts_from_the_look_backs_mean_or_its_last_value(start, level):
+    import keras
+
+    from stages.lib.forecast.global_direct import from_the_window
+
+    silent = keras.Sequential([keras.Input((5, 1)), keras.layers.Flatten(), keras.layers.Dense(3, kernel_initializer="zeros")])
+    X = np.array([[0.5, 1.0, 1.5, 0.8, 1.2], [1.0, 1.0, 1.0, 1.0, 0.4]], dtype=np.float32)[..., None]
+    out = np.asarray(from_the_window(silent, start)(X))
+    # A network that adds nothing forecasts the start at every step: 1 (a scaled window's mean level) or x[-1].
+    np.testing.assert_allclose(out, np.broadcast_to(np.reshape(level(X), (-1, 1)), (2, 3)), rtol=1e-6)
+    with pytest.raises(ValueError, match="start: 'first' is not one of mean, last"):
+        from_the_window(silent, "first")
+
+
 @pytest.mark.parametrize("loss", ["mse", "mape", "mase"])
 def test_every_loss_trains(loss):
     member = train_member(loss=loss, refit=False)
@@ -224,6 +239,9 @@ def test_an_ensemble_is_every_seed_look_back_and_loss_and_adds_its_first_member_
     ({"seeds": []}, r"panel_models\.x\.seeds: an ensemble needs at least one member"),
     ({"lookback": []}, r"panel_models\.x: lookback: an ensemble needs at least one member"),
     ({"output": "recursive"}, r"panel_models\.x: lookback: only for output: direct"),
+    ({"output": "recursive", "lookback": None, "loss": "mse", "seeds": None, "model": "lstm", "arch": {},
+      "start": "last"}, r"panel_models\.x: start: only for output: direct"),
+    ({"start": "first"}, r"panel_models\.x\.start: Input should be 'mean' or 'last'"),
     ({"mode": "per_series"}, r"panel_models\.x: output: direct is for mode: global"),
 ])
 def test_bad_direct_settings_are_named_by_their_key(raw_params, changes, message):

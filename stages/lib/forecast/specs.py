@@ -310,6 +310,9 @@ class PanelKerasSpec(KerasSpec):
     batches_per_epoch: PositiveInt = 100  # sampled batches between two validations
     history_limit: PositiveFloat | None = None  # windows end in the last this-many horizons (N-BEATS' L_H)
     refit: bool = True  # retrain on every window, validation's included, for the epochs validation chose
+    # direct only: the level the forecast starts from, the network adding the departure (mean: the look-back's
+    # mean; last: its last value, as the official N-BEATS). global_direct.from_the_window says why.
+    start: Literal["mean", "last"] = "mean"
 
     @field_validator("loss")
     @classmethod
@@ -329,6 +332,7 @@ class PanelKerasSpec(KerasSpec):
             raise ValueError("output: direct is for mode: global (a per_series model forecasts recursively)")
         if self.output == "recursive":
             changed = [key for key in ("lookback", "history_limit") if getattr(self, key) is not None]
+            changed += ["start"] if self.start != "mean" else []
             changed += ["seeds"] if self.mode == "global" and self.seeds is not None else []
             changed += ["loss"] if self.loss != "mse" else []
             if changed:

@@ -1,0 +1,132 @@
+"""Training settings of the N-BEATS members chosen on validation windows only: the measurement behind the
+settings in params.yaml that this command names (docs/m3_deep.md, "How the training settings were chosen").
+
+Each variant changes one or more settings of a ``panel_models:`` entry (the level the forecast starts from,
+gradient clipping, the learning-rate schedule) and trains its first member's validation fit, on every M3 series
+of a panel with the test horizon removed: the network learns from what precedes each history's last horizon and
+is scored on that horizon (the protocol's own validation, global_direct.fit_member with ``refit: false``). The
+test points never reach it, so a setting chosen from this table is not chosen on the test set. Each (variant,
+panel, seed) is cached as JSON as soon as it is done: a run cut short loses only the fit in progress.
+
+    python benchmarks/nbeats_validation.py                              # every variant, monthly and yearly, 2 seeds
+    python benchmarks/nbeats_validation.py --sample 4 --quick --cache <dir>   # the CI test's tiny run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.m3_deep import panel_series  # noqa: E402
+from stages.lib.config import load_params  # noqa: E402
+from stages.lib.panel.scores import holdout  # noqa: E402
+
+# name: (changes to the entry, changes to its fit). "today" is params.yaml's entry as it stands.
+VARIANTS = {
+    "mean start (before)": ({"start": "mean"}, {}),
+    "last start": ({"start": "last"}, {}),
+    "last start, clipnorm 1": ({"start": "last"}, {"clipnorm": 1.0}),
+    "last start, clipnorm 1, lr halved every 10 of 30 epochs": (
+        {"start": "last"}, {"clipnorm": 1.0, "max_epochs": 30, "patience": None, "lr_decay_every": 10,
+                            "lr_decay_factor": 0.5}),
+    # Validation every 10 batches instead of 50, the same 1000 at most and the same 200 without improvement:
+    # yearly and quarterly members stop after 1 to 3 epochs of 50 (the paper trains them 20 to 250 batches).
+    "last start, clipnorm 1, 10-batch epochs": (
+        {"start": "last", "batches_per_epoch": 10}, {"clipnorm": 1.0, "max_epochs": 100, "patience": 20}),
+    # The paper's N-BEATS-G size (Oreshkin et al. 2020, Table 18), about 20 times the compute of each batch.
+    "paper's size, 30 stacks of 512 units": ({"arch": {"stacks": 30, "units": 512}}, {}),
+}
+
+
+def variant_spec(spec, changes: tuple[dict, dict]):
+    entry, fit = changes
+    if "arch" in entry:  # the architecture's changes, on top of the entry's
+        entry = {**entry, "arch": {**spec.arch, **entry["arch"]}}
+    return spec.model_copy(update={**entry, "fit": spec.fit.model_copy(update=fit)})
+
+
+def validate(spec, histories: list[np.ndarray], horizon: int, season: int, seed: int) -> dict:
+    """The first member's validation fit with ``seed``: its best validation loss, the epoch it came at, CPU s."""
+    from stages.lib.forecast.global_direct import fit_member
+
+    config = spec.members(horizon, season, 1)[0]
+    config = type(config)(seed, config.lookback, config.loss)
+    arch = spec.model_spec()
+    started = time.perf_counter()
+    member = fit_member(config, histories, horizon=horizon, season_length=season,
+                        build=lambda steps, outputs: arch.build(steps, 1, outputs), fit=spec.fit,
+                        batches_per_epoch=spec.batches_per_epoch, history_limit=spec.history_limit, refit=False,
+                        start=spec.start)
+    return {"member": config.label, "best_val_loss": member.best_val_loss, "epochs": member.epochs,
+            "cpu_s": member.cpu_s, "wall_s": time.perf_counter() - started}
+
+
+def table(cache: Path, model: str, panels: list[str], seeds: list[int]) -> list[str]:
+    """Markdown: per variant and panel, the validation loss of each seed and their mean, and the epochs."""
+    head = "| variant | panel | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | epochs | CPU min |"
+    lines = [head, "|---|---|" + "---:|" * (len(seeds) + 3)]
+    for name in VARIANTS:
+        for panel in panels:
+            rows = [json.loads(p.read_text()) for s in seeds if (p := cache_file(cache, model, name, panel, s)).exists()]
+            if len(rows) < len(seeds):
+                continue
+            losses = [r["best_val_loss"] for r in rows]
+            lines.append(f"| {name} | {panel.removeprefix('m3_')} | " + " | ".join(f"{v:.3f}" for v in losses)
+                         + f" | {np.mean(losses):.3f} | {'/'.join(str(r['epochs']) for r in rows)} | "
+                         f"{sum(r['cpu_s'] for r in rows) / 60:.1f} |")
+    return lines
+
+
+def cache_file(cache: Path, model: str, variant: str, panel: str, seed: int) -> Path:
+    slug = "".join(c if c.isalnum() else "-" for c in variant).strip("-")
+    return cache / model / slug / f"{panel}-seed{seed}.json"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="nbeats_g", help="a panel_models: entry with output: direct")
+    parser.add_argument("--panels", nargs="+", default=["m3_monthly", "m3_yearly"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--sample", type=int, default=None, help="series per panel (default: all)")
+    parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / "results" / "nbeats_validation")
+    parser.add_argument("--quick", action="store_true", help="2 epochs of 2 batches: the CI test's settings")
+    args = parser.parse_args(argv)
+    params = load_params()
+    spec = params.panel_model(args.model)
+    if spec.output != "direct":
+        raise SystemExit(f"--model: {args.model} is not an output: direct entry")
+    if args.quick:
+        spec = spec.model_copy(update={"batches_per_epoch": 2, "fit": spec.fit.model_copy(update={"max_epochs": 2})})
+    for panel in args.panels:
+        panel_spec = params.panel(panel)
+        H, m = panel_spec.horizon, panel_spec.season_length
+        histories = [holdout(y, H)[0] for _, y in panel_series(params, panel, args.sample)]
+        for name in args.variants:
+            changes = VARIANTS[name]
+            if args.quick:
+                changes = ({**changes[0], "batches_per_epoch": 2}, {**changes[1], "max_epochs": 2})
+            for seed in args.seeds:
+                path = cache_file(args.cache, args.model, name, panel, seed)
+                if path.exists():
+                    continue
+                result = validate(variant_spec(spec, changes), histories, H, m, seed)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps({"variant": name, "panel": panel, "seed": seed, **result}, indent=1))
+                print(f"{name} on {panel}, seed {seed}: validation {result['best_val_loss']:.3f} at epoch "
+                      f"{result['epochs']}, {result['cpu_s'] / 60:.1f} CPU min", flush=True)
+    print("\n".join(table(args.cache, args.model, args.panels, args.seeds)))
+
+
+if __name__ == "__main__":
+    from stages.lib.infra import cli
+
+    cli.run(main)
