@@ -38,9 +38,14 @@ def test_each_variant_is_validated_once_per_seed_and_tabled(tmp_path):
     assert by_variant[VARIANTS[0]] != by_variant[VARIANTS[1]]
     # Resumed: what is cached is not trained again.
     stamps = [p.stat().st_mtime_ns for p in records]
-    again = run(tmp_path, "--seeds", "0", "1", "--variants", *VARIANTS)
+    report = tmp_path / "report.md"
+    again = run(tmp_path, "--seeds", "0", "1", "--variants", *VARIANTS, "--report", str(report))
     assert again.returncode == 0 and " validation " not in again.stdout
     assert [p.stat().st_mtime_ns for p in records] == stamps
+    # The report is the printed table under its heading.
+    table = [line for line in again.stdout.splitlines() if line.startswith("|")]
+    assert report.read_text().startswith("# N-BEATS training settings") and report.read_text().endswith(
+        "\n".join(table) + "\n")
 
 
 def test_a_recursive_entry_is_refused_naming_the_option(tmp_path):
