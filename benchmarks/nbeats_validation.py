@@ -29,26 +29,37 @@ from benchmarks.m3_deep import panel_series  # noqa: E402
 from stages.lib.config import load_params  # noqa: E402
 from stages.lib.panel.scores import holdout  # noqa: E402
 
-# name: (changes to the entry, changes to its fit). "today" is params.yaml's entry as it stands.
+# name: (the entry's settings, its fit's settings), over params.yaml's entry. Every variant pins what it is
+# compared on, so that a name means the same settings whatever params.yaml says today: the settings the
+# members were first trained with (50 batches between two looks at validation, at most 20 looks, 4 of patience,
+# the look-back's mean as the start, no clipping, a constant learning rate) and what each variant changes.
+BEFORE = ({"start": "mean", "batches_per_epoch": 50},
+          {"max_epochs": 20, "patience": 4, "clipnorm": None, "lr_decay_every": None})
+
+
+def changed(entry: dict | None = None, fit: dict | None = None) -> tuple[dict, dict]:
+    return {**BEFORE[0], **(entry or {})}, {**BEFORE[1], **(fit or {})}
+
+
 VARIANTS = {
-    "mean start (before)": ({"start": "mean"}, {}),
-    "last start": ({"start": "last"}, {}),
-    "last start, clipnorm 1": ({"start": "last"}, {"clipnorm": 1.0}),
-    "last start, clipnorm 1, lr halved every 10 of 30 epochs": (
+    "mean start (before)": changed(),
+    "last start": changed({"start": "last"}),
+    "last start, clipnorm 1": changed({"start": "last"}, {"clipnorm": 1.0}),
+    "last start, clipnorm 1, lr halved every 10 of 30 epochs": changed(
         {"start": "last"}, {"clipnorm": 1.0, "max_epochs": 30, "patience": None, "lr_decay_every": 10,
                             "lr_decay_factor": 0.5}),
     # Validation every 10 batches instead of 50, the same 1000 at most and the same 200 without improvement:
-    # yearly and quarterly members stop after 1 to 3 epochs of 50 (the paper trains them 20 to 250 batches).
-    "10-batch epochs": ({"batches_per_epoch": 10}, {"max_epochs": 100, "patience": 20}),
+    # yearly and quarterly members stopped after 1 to 3 looks of 50 (the paper trains them 20 to 250 batches).
+    "10-batch epochs": changed({"batches_per_epoch": 10}, {"max_epochs": 100, "patience": 20}),
     # The paper's N-BEATS-G size (Oreshkin et al. 2020, Table 18), about 20 times the compute of each batch.
-    "paper's size, 30 stacks of 512 units": ({"arch": {"stacks": 30, "units": 512}}, {}),
+    "paper's size, 30 stacks of 512 units": changed({"arch": {"stacks": 30, "units": 512}}),
 }
 
 
 REPORT_HEAD = """# N-BEATS training settings, compared on validation windows only
 
-Written by `python benchmarks/nbeats_validation.py --report docs/nbeats_validation.md` from its cache. Each row is
-the first member of `{model}` (look-back 2 horizons, sMAPE loss) trained on every series of the panel by the
+Written by `python benchmarks/nbeats_validation.py [--model M] --report docs/nbeats_validation.md` from its cache.
+Each row is the first member of the model (look-back 2 horizons, sMAPE loss) trained on every series of the panel by the
 protocol's validation fit: the network learns from what precedes the last horizon of each history (the test
 horizon removed) and is scored on that horizon. The columns are that validation sMAPE, per seed ({seeds}) and
 their mean, and the epochs validation chose. The test points never reach any of it. A difference of about 0.1 is
@@ -136,12 +147,13 @@ def main(argv: list[str] | None = None) -> None:
                 path.write_text(json.dumps({"variant": name, "panel": panel, "seed": seed, **result}, indent=1))
                 print(f"{name} on {panel}, seed {seed}: validation {result['best_val_loss']:.3f} at epoch "
                       f"{result['epochs']}, {result['cpu_s'] / 60:.1f} CPU min", flush=True)
-    lines = table(args.cache, args.model, args.panels, args.seeds)
-    print("\n".join(lines))
+    print("\n".join(table(args.cache, args.model, args.panels, args.seeds)))
     if args.report is not None:
+        # Every model validated into this cache, each under its own heading: the report is the cache's.
+        parts = [f"## {model}\n\n" + "\n".join(table(args.cache, model, args.panels, args.seeds)) + "\n"
+                 for model in sorted(p.name for p in args.cache.iterdir() if p.is_dir())]
         args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(REPORT_HEAD.format(model=args.model, seeds=", ".join(map(str, args.seeds)))
-                               + "\n".join(lines) + "\n")
+        args.report.write_text(REPORT_HEAD.format(seeds=", ".join(map(str, args.seeds))) + "\n".join(parts))
         print(f"wrote {args.report}")
 
 

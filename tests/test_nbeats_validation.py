@@ -44,8 +44,8 @@ def test_each_variant_is_validated_once_per_seed_and_tabled(tmp_path):
     assert [p.stat().st_mtime_ns for p in records] == stamps
     # The report is the printed table under its heading.
     table = [line for line in again.stdout.splitlines() if line.startswith("|")]
-    assert report.read_text().startswith("# N-BEATS training settings") and report.read_text().endswith(
-        "\n".join(table) + "\n")
+    text = report.read_text()
+    assert text.startswith("# N-BEATS training settings") and text.endswith("## nbeats_g\n\n" + "\n".join(table) + "\n")
 
 
 def test_a_recursive_entry_is_refused_naming_the_option(tmp_path):
