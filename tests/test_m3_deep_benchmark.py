@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pandas as pd
 
+from stages.lib.config import load_params
 from tests.project import ROOT
 
 
@@ -80,6 +81,8 @@ def test_the_benchmark_trains_each_member_once_and_reports_its_ensembles(tmp_pat
                                 "--report", str(tmp_path / "other.md"), "--figure", str(tmp_path / "other.png"),
                                 *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert other.returncode != 0 and not (tmp_path / "other.md").exists() and "member" not in other.stdout
+        today = load_params().panel_model("nbeats_g").batches_per_epoch  # params.yaml's, not --quick's 2
         assert other.stderr.strip().splitlines()[-1] == (
             f"{tmp_path / 'cache/nbeats_g/m3_yearly/000.csv'}: trained under other settings than params.yaml's today "
-            "(settings.batches_per_epoch: 2 then, 50 today); give another --cache, or move this one aside to keep it")
+            f"(settings.batches_per_epoch: 2 then, {today} today); give another --cache, or move this one aside to "
+            "keep it")
