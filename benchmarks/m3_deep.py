@@ -126,7 +126,7 @@ def check_cached(path: Path, today: dict) -> dict:
 
 def run_member(params, model: str, index: int, panel: str, series, cache: Path, sample: int | None) -> None:
     """Train member ``index`` of ``model`` on ``panel`` and write its forecasts, unless they exist."""
-    from stages.lib.forecast.global_direct import fit_member
+    from stages.lib.forecast.global_direct import fit_entry_member
 
     found = member_of(params, model, panel, index)
     if found is None:
@@ -139,11 +139,7 @@ def run_member(params, model: str, index: int, panel: str, series, cache: Path, 
         return
     histories = [holdout(y, H)[0] for _, y in series]
     started = time.perf_counter()
-    arch = spec.model_spec()
-    member = fit_member(config, histories, horizon=H, season_length=m,
-                        build=lambda steps, outputs: arch.build(steps, 1, outputs), fit=spec.fit,
-                        batches_per_epoch=spec.batches_per_epoch, history_limit=spec.history_limit,
-                        refit=spec.refit, start=spec.start)
+    member = fit_entry_member(spec, config, histories, horizon=H, season_length=m)
     frame = pd.DataFrame({"id": np.repeat([sid for sid, _ in series], H), "h": np.tile(np.arange(1, H + 1), len(series)),
                           "actual": np.concatenate([y[-H:] for _, y in series]),
                           "forecast": member.forecast.reshape(-1)})

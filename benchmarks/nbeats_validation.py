@@ -1,8 +1,8 @@
 """Training settings of the N-BEATS members chosen on validation windows only: the measurement behind the
-settings in params.yaml that this command names (docs/m3_deep.md, "How the training settings were chosen").
+settings in params.yaml that this command names (docs/panels.md, "How the training settings were chosen").
 
 Each variant changes one or more settings of a ``panel_models:`` entry (the level the forecast starts from,
-gradient clipping, the learning-rate schedule) and trains its first member's validation fit, on every M3 series
+gradient clipping, the learning-rate schedule, how often validation is looked at, the network's size) and trains its first member's validation fit, on every M3 series
 of a panel with the test horizon removed: the network learns from what precedes each history's last horizon and
 is scored on that horizon (the protocol's own validation, global_direct.fit_member with ``refit: false``). The
 test points never reach it, so a setting chosen from this table is not chosen on the test set. Each (variant,
@@ -15,6 +15,7 @@ panel, seed) is cached as JSON as soon as it is done: a run cut short loses only
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -78,16 +79,11 @@ def variant_spec(spec, changes: tuple[dict, dict]):
 
 def validate(spec, histories: list[np.ndarray], horizon: int, season: int, seed: int) -> dict:
     """The first member's validation fit with ``seed``: its best validation loss, the epoch it came at, CPU s."""
-    from stages.lib.forecast.global_direct import fit_member
+    from stages.lib.forecast.global_direct import fit_entry_member
 
-    config = spec.members(horizon, season, 1)[0]
-    config = type(config)(seed, config.lookback, config.loss)
-    arch = spec.model_spec()
+    config = dataclasses.replace(spec.members(horizon, season, 1)[0], seed=seed)
     started = time.perf_counter()
-    member = fit_member(config, histories, horizon=horizon, season_length=season,
-                        build=lambda steps, outputs: arch.build(steps, 1, outputs), fit=spec.fit,
-                        batches_per_epoch=spec.batches_per_epoch, history_limit=spec.history_limit, refit=False,
-                        start=spec.start)
+    member = fit_entry_member(spec, config, histories, horizon=horizon, season_length=season, refit=False)
     return {"member": config.label, "best_val_loss": member.best_val_loss, "epochs": member.epochs,
             "cpu_s": member.cpu_s, "wall_s": time.perf_counter() - started}
 

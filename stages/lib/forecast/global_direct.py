@@ -234,18 +234,27 @@ def fit_member(config: MemberConfig, histories: list[np.ndarray], *, horizon: in
     return Member(config, forecast, epochs, best, time.process_time() - started, histories_out)
 
 
+def fit_entry_member(spec, config: MemberConfig, histories: list[np.ndarray], *, horizon: int, season_length: int,
+                     refit: bool | None = None, verbose: int = 0) -> Member:
+    """Member ``config`` of a ``panel_models:`` entry (a PanelKerasSpec), trained by the entry's own settings
+    (``refit``: the entry's unless given). The stage and the benchmarks call this, so a new setting of the
+    entry reaches them all from here."""
+    arch = spec.model_spec()
+    return fit_member(config, histories, horizon=horizon, season_length=season_length,
+                      build=lambda steps, outputs: arch.build(steps, 1, outputs), fit=spec.fit,
+                      batches_per_epoch=spec.batches_per_epoch, history_limit=spec.history_limit,
+                      refit=spec.refit if refit is None else refit, start=spec.start, verbose=verbose)
+
+
 def fit_ensemble(spec, histories: list[np.ndarray], *, horizon: int, season_length: int, num_steps: int,
                  on_member: Callable[[int, Member], None] | None = None, verbose: int = 0) -> list[Member]:
     """Every member of a ``panel_models:`` entry with ``output: direct``, trained one after another;
     ``on_member(i, member)`` after each (its MLflow child run, a log line)."""
-    model_spec = spec.model_spec()
     members = []
     for i, config in enumerate(spec.members(horizon, season_length, num_steps)):
         interrupts.check()
-        member = fit_member(config, histories, horizon=horizon, season_length=season_length,
-                            build=lambda steps, outputs: model_spec.build(steps, 1, outputs), fit=spec.fit,
-                            batches_per_epoch=spec.batches_per_epoch, history_limit=spec.history_limit,
-                            refit=spec.refit, start=spec.start, verbose=verbose)
+        member = fit_entry_member(spec, config, histories, horizon=horizon, season_length=season_length,
+                                  verbose=verbose)
         members.append(member)
         if on_member is not None:
             on_member(i, member)
