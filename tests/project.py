@@ -105,8 +105,16 @@ class Project:
         # worker can miss its own shutdown and never exit (seen once in a
         # two-worker queue: the monitor stopped it mid-task).
         with tempfile.TemporaryFile("w+") as out:
-            done = subprocess.run(cmd, cwd=self.path, env={**self.env, **(env or {})}, stdout=out,
-                                  stderr=subprocess.STDOUT, text=True, timeout=timeout)
+            try:
+                done = subprocess.run(cmd, cwd=self.path, env={**self.env, **(env or {})}, stdout=out,
+                                      stderr=subprocess.STDOUT, text=True, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                # What it printed and what the queue holds: a timeout alone says nothing about where it hung.
+                out.seek(0)
+                queue = subprocess.run(("dvc", "queue", "status"), cwd=self.path, env=self.env,
+                                       capture_output=True, text=True, timeout=120)
+                raise AssertionError(f"{' '.join(cmd)} timed out after {timeout} s:\n{out.read()[-4000:]}\n"
+                                     f"dvc queue status:\n{queue.stdout[-3000:]}{queue.stderr[-1000:]}") from None
             out.seek(0)
             return subprocess.CompletedProcess(cmd, done.returncode, out.read(), "")
 

@@ -408,3 +408,32 @@ def test_a_horizon_between_two_neighbouring_whole_seqs_wider_than_the_goal_spend
     # The same shape ten times larger has room for another seq, and gets one.
     wide = points.assign(seq=points["seq"] * 10)
     assert next_refinement(wide, horizon_interval(wide, draws=300)) is not None
+
+
+def test_the_search_starts_the_workers_again_while_a_point_waits_in_the_queue(tmp_path, monkeypatch):
+    """A worker shutting down as a point is queued answers `dvc queue start`, then exits: the point would wait
+    for ever. The search starts the workers at every look while a point is queued, not while it runs."""
+    from stages.tools import horizon
+
+    looks = iter([{}, {"hz-default-lstm-4": "queued"}, {"hz-default-lstm-4": "queued"},
+                  {"hz-default-lstm-4": "running"}])
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def shown_runs(all_commits):
+        try:
+            return [], next(looks)
+        except StopIteration:
+            raise Stop from None
+
+    monkeypatch.setattr(horizon, "shown_runs", shown_runs)
+    monkeypatch.setattr(horizon, "dvc", lambda *args: calls.append(args[:2]))
+    monkeypatch.setattr(horizon.time, "sleep", lambda s: None)
+    with pytest.raises(Stop):
+        horizon.search(["lstm"], "default", (0, 1), (), 4, jobs=2, poll_s=0, all_commits=False,
+                       log_file=tmp_path / "search.json", ledger=tmp_path / "points.csv")
+    # Look 1 queues the point and starts the workers; looks 2 and 3 find it queued; look 4 finds it running.
+    assert calls == [("exp", "run"), ("queue", "start"), ("queue", "start"), ("queue", "start")], calls
+    assert json.loads((tmp_path / "search.json").read_text())["default"]["experiments"] == 1

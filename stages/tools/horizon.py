@@ -746,8 +746,11 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
                     "-S", f"train_memory.seeds=[{','.join(map(str, point_seeds))}]", "-S", f"train_memory.budget={budget}",
                     "-S", "train_memory.truncate=null")
                 ran += 1
-            if todo or not workers_started:
-                # Workers stop when the queue is empty; starting them again is harmless.
+            if todo or not workers_started or any(states.get(name) == "queued" for _, _, name, _ in pending):
+                # Workers stop when the queue is empty; starting them again is harmless (`dvc queue start`
+                # skips a worker that answers). Again at every look while something waits in the queue: a worker
+                # that was shutting down as a point was queued answers the start, then exits and leaves the
+                # point queued with no worker (the search then waited for ever, seen once in CI).
                 dvc("queue", "start", "-j", str(jobs))
                 workers_started = True
             record_search(log_file, budget, models, highest, ran, time.monotonic() - started, before)
