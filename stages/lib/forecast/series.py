@@ -110,8 +110,9 @@ def delimiter_hint(header: list[str]) -> str:
 
 
 def check_order(times: list[tuple[int, int]], path: Path, col: str, allow_gaps: bool,
-                 label: Callable[[int], object] = lambda t: t) -> None:
-    """Times are period numbers here (dates already turned into period ordinals); ``label`` names them."""
+                 label: Callable[[int], object] = lambda t: t, owner: str = "dataset") -> None:
+    """Times are period numbers here (dates already turned into period ordinals); ``label`` names them;
+    ``owner`` is the params.yaml entry whose ``fill`` lets the gap through (a dataset or a panel)."""
     for (before, _), (t, line) in zip(times, times[1:]):
         if t == before:
             raise DataError(f"{path}: line {line}: duplicate time {label(t)} in column {col!r}")
@@ -120,7 +121,7 @@ def check_order(times: list[tuple[int, int]], path: Path, col: str, allow_gaps: 
                             "(rows must be sorted)")
         if t != before + 1 and not allow_gaps:
             raise DataError(f"{path}: line {line}: gap in column {col!r}, {label(before)} is followed by {label(t)} "
-                            f"(expected {label(before + 1)}; or set a fill policy for the dataset in params.yaml)")
+                            f"(expected {label(before + 1)}; or set a fill policy for the {owner} in params.yaml)")
 
 
 def _fill(path: Path, times: list[int], values: list[float], fill: str,
@@ -163,13 +164,14 @@ def period_parser(freq: str) -> Callable[[str, Path, int, str], int]:
     return parse
 
 
-def parse_float(cell: str, path: Path, line: int, col: str, allow_missing: bool = False) -> float:
+def parse_float(cell: str, path: Path, line: int, col: str, allow_missing: bool = False,
+                owner: str = "dataset") -> float:
     missing = not cell.strip() or cell.strip().lower() in ("nan", "na", "n/a", "null")
     if missing:
         if allow_missing:
             return float("nan")
         raise DataError(f"{path}: line {line}: missing value {cell.strip()!r} in column {col!r} "
-                        "(or set a fill policy for the dataset in params.yaml)")
+                        f"(or set a fill policy for the {owner} in params.yaml)")
     try:
         value = float(cell)
     except ValueError:

