@@ -59,7 +59,7 @@ def load_series(path: Path, time_col: str, value_col: str, fill: str = "none", f
         raise DataError(f"{path}: no data rows after the header")
     label = (lambda t: t) if freq is None else (lambda t: str(pd.Period(ordinal=t, freq=freq)))
     check_order(times, path, time_col, allow_gaps=fill != "none", label=label)
-    frame = _fill(path, [t for t, _ in times], values, fill, label)
+    frame = fill_missing(path, [t for t, _ in times], values, fill, label)
     frame["time"] = frame["time"].map(label)
     return frame
 
@@ -124,7 +124,7 @@ def check_order(times: list[tuple[int, int]], path: Path, col: str, allow_gaps: 
                             f"(expected {label(before + 1)}; or set a fill policy for the {owner} in params.yaml)")
 
 
-def _fill(path: Path, times: list[int], values: list[float], fill: str,
+def fill_missing(path: Path, times: list[int], values: list[float], fill: str,
           label: Callable[[int], object] = lambda t: t) -> pd.DataFrame:
     """Put every period from first to last on the index and fill what is missing."""
     observed = pd.Series(values, index=times, dtype=float)

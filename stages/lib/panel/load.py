@@ -17,8 +17,8 @@ import pandas as pd
 
 from stages.lib.errors import DataError
 from stages.lib.forecast.specs import NaiveSpec, SeasonalNaiveSpec
-from stages.lib.forecast.series import (_fill, check_order, column_positions, iter_rows, parse_float, parse_int,
-                                        period_parser)
+from stages.lib.forecast.series import (check_order, column_positions, fill_missing, iter_rows, parse_float,
+                                        parse_int, period_parser)
 
 # ------------------------------------------------------------------ loading
 
@@ -54,21 +54,22 @@ def load_panel(path: Path, id_col: str, time_col: str, value_col: str, freq: str
     if not series:
         raise DataError(f"{path}: no data rows after the header")
     label = (lambda t: t) if freq is None else (lambda t: str(pd.Period(ordinal=t, freq=freq)))
+    filled: dict[str, list[int]] = {}
     for sid, (times, values) in series.items():
         check_order(times, f"{path}: series {sid!r}", time_col, allow_gaps=fill != "none", label=label,
                     owner="panel")
-        if fill != "none" and (times[-1][0] - times[0][0] + 1 != len(times) or np.isnan(values).any()):
-            full = _fill(f"{path}: series {sid!r}", [t for t, _ in times], values, fill, label)
-            series[sid] = ([(t, 0) for t in full["time"]], full["value"].tolist(), full["filled"].tolist())
+        if fill != "none":  # every period from first to last, as load_series fills one series
+            full = fill_missing(f"{path}: series {sid!r}", [t for t, _ in times], values, fill, label)
+            series[sid] = ([(t, None) for t in full["time"]], full["value"].tolist())  # lines checked above
+            filled[sid] = full["filled"].tolist()
     # One frame built column by column, not a frame per series and their concatenation.
-    lengths = [len(entry[1]) for entry in series.values()]
+    lengths = [len(values) for _, values in series.values()]
     frame = pd.DataFrame({"id": np.repeat(np.array(list(series), dtype=object), lengths),
-                          "time": [label(t) for times, *_ in series.values() for t, _ in times],
-                          "value": np.fromiter((v for _, values, *_ in series.values() for v in values), dtype=float,
+                          "time": [label(t) for times, _ in series.values() for t, _ in times],
+                          "value": np.fromiter((v for _, values in series.values() for v in values), dtype=float,
                                                count=sum(lengths))})
-    if fill != "none":
-        frame["filled"] = [f for times, _, *filled in series.values()
-                           for f in (filled[0] if filled else [0] * len(times))]
+    if filled:
+        frame["filled"] = [f for sid in series for f in filled[sid]]
     return frame
 
 
