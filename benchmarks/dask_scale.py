@@ -210,7 +210,8 @@ def evaluate_args(panel: str, series: str, forecasts: str) -> list[str]:
 
 REPORT_ARGS = ["stages.report", "--metrics", "reports/metrics", "--out", "reports/summary.md", "--forecast-out",
                "reports/forecast.md", "--panels-out", "reports/panels.md", "--panels-figure",
-               "reports/figures/panels.png", "--panel-scores", "reports/panels"]
+               "reports/figures/panels.png", "--panel-scores", "reports/panels", "--groups-figure",
+               "reports/figures/cd-groups.png"]
 
 
 def measure_all(results: Path, n: int, sample: int, seed: int, quick: bool = False, rounds: int = 1,

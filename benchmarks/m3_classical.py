@@ -76,14 +76,12 @@ def measure(results: Path, panels: list[str], sample: int | None) -> dict:
             env, copy / f"reports/panels/{p}.csv"))
     # The report is cheap and reads every panel's metrics: always run again.
     (results / "report.json").unlink(missing_ok=True)
-    m["report"] = cached(results, "report", lambda: run_stage(
-        copy, ["stages.report", "--metrics", "reports/metrics", "--out", "reports/summary.md", "--forecast-out",
-               "reports/forecast.md", "--panels-out", "reports/panels.md", "--panels-figure",
-               "reports/figures/panels.png", "--panel-scores", "reports/panels"], env, copy / "reports/summary.md"))
+    m["report"] = cached(results, "report", lambda: run_stage(copy, dask_scale.REPORT_ARGS, env,
+                                                              copy / "reports/summary.md"))
     return m
 
 
-def report(m: dict, copy: Path, panels: list[str], sample: int | None, figures: Path) -> str:
+def report(m: dict, copy: Path, panels: list[str], sample: int | None, figures: Path, report_path: Path) -> str:
     """--report: the stages' wall times, then the copy's reports/panels.md with its figures beside --report."""
     scope = "every series" if sample is None else f"a sample of {sample} series per panel"
     lines = ["# The classical set on M3, with intervals", "",
@@ -102,10 +100,11 @@ def report(m: dict, copy: Path, panels: list[str], sample: int | None, figures: 
     body = [line for line in body if not line.startswith("<!--") and not line.startswith("# ")]
     figures.mkdir(parents=True, exist_ok=True)
     for png in sorted((copy / "reports" / "figures").glob("cd-*.png")):
-        if png.stem.removeprefix("cd-") in panels or png.stem == "cd-M3":
+        if png.stem.removeprefix("cd-") in panels or png.stem == "cd-groups":
             shutil.copy2(png, figures / png.name)
     shutil.copy2(copy / "reports" / "figures" / "panels.png", figures / "panels.png")
-    relative = figures.name
+    # The report's links are relative to reports/; this one's to the folder of --report.
+    relative = figures.relative_to(report_path.parent).as_posix()
     text = "\n".join(body).replace("](figures/", f"]({relative}/")
     return "\n".join(lines) + "\n\n---\n" + text + "\n"
 
@@ -128,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     stamp.write_text(settings)
     m = measure(args.results, args.panels, args.sample)
     figures = args.report.parent / "figures" / args.report.stem
-    args.report.write_text(report(m, args.results / "project", args.panels, args.sample, figures))
+    args.report.write_text(report(m, args.results / "project", args.panels, args.sample, figures, args.report))
     print(f"m3_classical: wrote {args.report}")
 
 

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     with stage_run("forecast", stage, run_params, inputs=[args.series, *sources], tags=tags) as run:
         write_csv(args.scores, scores)
         write_json(args.metrics, metrics)
-        cd_diagram(errors, args.cd_figure, f"{args.panel}: sMAPE")
+        cd_diagram({f"{args.panel}: sMAPE": errors}, args.cd_figure)
         run.log_metrics({"series": len(series), "skipped": len(skipped),
                          **{f"{n}.fallback": k for n, k in metrics.get("fallback", {}).items()}})
         run.log_metrics({f"{n}.{k}": v for n, agg in summary.items() for k, v in agg.items()})

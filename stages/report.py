@@ -70,14 +70,37 @@ def _mark(name: str, best: str) -> str:
 
 
 def forecast_verdict(f: dict) -> str:
-    """One plain-language line: did anything beat the naive baselines?"""
+    """One plain-language line: did anything beat the naive baselines, and is the difference significant?
+    With several origins, each claim carries its Diebold-Mariano p-value (evaluate_forecast's)."""
     best, baseline = f["best"], f["best_baseline"]
     mase = f[baseline]["all"]["mase"]
+    tested = "dm_p_vs_best_baseline" in f
+
+    def p(value: float | None) -> str:
+        return f", DM {verdict(value)}" if tested else ""
+
     if f["beats_baselines"]:
-        winners = ", ".join(f"{n} ({significant(f[n]['all']['mase'])})" for n in f["beats_baselines"])
-        return (f"Beat the best baseline, {baseline} (MASE {significant(mase)} over all horizons): {winners}. "
-                f"Best: **{best}**.")
-    return f"Nothing beat the best baseline, **{baseline}** (MASE {significant(mase)} over all horizons)."
+        winners = ", ".join(f"{n} ({significant(f[n]['all']['mase'])}{p(f['dm_p_vs_best_baseline'][n] if tested else None)})"
+                            for n in f["beats_baselines"])
+        line = (f"Beat the best baseline, {baseline} (MASE {significant(mase)} over all horizons): {winners}. "
+                f"Best: **{best}**")
+        if tested:
+            runner = f["runner_up"]
+            line += (f"; against the runner-up, {runner} ({significant(f[runner]['all']['mase'])}), "
+                     f"DM {verdict(f['dm_p_best_vs_runner_up'])}")
+        line += "."
+    else:
+        line = f"Nothing beat the best baseline, **{baseline}** (MASE {significant(mase)} over all horizons)."
+    if tested:
+        line += (f" DM: the Diebold-Mariano test of equal per-origin MASE over the {f['n_windows']} origins "
+                 "(two-sided, Harvey-Leybourne-Newbold correction, t distribution).")
+    return line
+
+
+def beaten_by(f: dict) -> str:
+    """The summary's cell: each forecaster that beat the best baseline, with its Diebold-Mariano p-value."""
+    tests = f.get("dm_p_vs_best_baseline")
+    return ", ".join(f"{n} (DM {verdict(tests[n])})" if tests else n for n in f["beats_baselines"]) or "nothing"
 
 
 def forecast_table(f: dict, names: list[str], levels: list[int]) -> list[str]:
@@ -381,6 +404,18 @@ def panel_figure(panels: dict[str, dict], names: list[str], sample: int | None, 
     panel_scores(smape, reference, path, f"Panels by the competition protocol ({scope})")
 
 
+def group_cd_figure(panels: dict[str, dict], names: list[str], scores: Path, path: Path) -> None:
+    """reports/figures/cd-groups.png: the critical-difference diagram over each group's pooled series."""
+    from stages.lib.panel.significance import cd_diagram
+
+    tables = {}
+    for group, (members, aggregates) in panel_groups(panels, names).items():
+        errors = group_errors(scores, members, aggregates)
+        if errors is not None and errors.shape[1] > 2:
+            tables[f"{group} pooled ({', '.join(members)}): sMAPE"] = errors
+    cd_diagram(tables, path)
+
+
 NO_PANELS = ("No panel ran: the M3 benchmark is opt-in (`run_panels` in params.yaml). Its command, and its "
              "results on all 3003 series beside the published ones: docs/panels.md.")
 
@@ -425,7 +460,7 @@ def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str]
                 "panels): " + ", ".join(f"{n} {k}" for n, k in fell_back.items() if k) + ".") \
             if any(fell_back.values()) else ""
         lines += [f"## {group}: {total} series ({', '.join(members)})", "", *([note, ""] if note else []),
-                  *panel_table(aggregates, baselines, tests), "", *friedman_line(f"Over all {total} series of {group} pooled", tests, cd_digits=3)]
+                  *panel_table(aggregates, baselines, tests), "", *friedman_line(f"Over all {total} series of {group} pooled", tests, cd_digits=3, diagram="groups")]
         if group == "M3":
             lines += ["*sMAPE* and *MASE*: the mean over the series of each series' mean, as Hyndman's recalculation; "
                       "*sMAPE, all points*: the mean over every forecast point, so a monthly series (18 points) "
@@ -460,8 +495,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--forecast-out", type=Path, required=True, help="the forecast report, one table per dataset")
     parser.add_argument("--panels-out", type=Path, required=True, help="the report of the panels, M3 beside its published results")
     parser.add_argument("--panels-figure", type=Path, required=True, help="PNG of every panel's mean sMAPE per forecaster")
-    parser.add_argument("--panel-scores", type=Path, help="folder of evaluate_panel's per-series scores "
-                        "(<panel>.csv), for the tests over each group's pooled series")
+    parser.add_argument("--panel-scores", type=Path, required=True, help="folder of evaluate_panel's per-series "
+                        "scores (<panel>.csv), for the tests over each group's pooled series")
+    parser.add_argument("--groups-figure", type=Path, required=True,
+                        help="PNG of the critical-difference diagram over each group's pooled series")
     args = parser.parse_args(argv)
 
     params = load_params()
@@ -470,11 +507,11 @@ def main(argv: list[str] | None = None) -> None:
     lines = ["# Summary", "", "<!-- Written by the `report` stage of `dvc repro`; do not edit by hand. -->", "",
              *memory_section(read_json(args.metrics / "memory.json"), params.train_memory.models),
              "## Forecast experiment", "", f"Details per dataset and horizon: [forecast.md]({args.forecast_out.name}).", "",
-             "| dataset | best (pooled MASE) | best baseline | beaten by | persistent |", "|---|---|---|---|---|"]
+             "| dataset | best (pooled MASE) | best baseline | beaten by (Diebold-Mariano p) | persistent |", "|---|---|---|---|---|"]
     for f in forecast:
         persistent = ", ".join(n for n in names if n in f and f[n]["persistence"]["persistent"]) or "none"
         lines.append(f"| {f['dataset']} | {f['best']} ({significant(f[f['best']]['all']['mase'])}) | {f['best_baseline']} "
-                     f"({significant(f[f['best_baseline']]['all']['mase'])}) | {', '.join(f['beats_baselines']) or 'nothing'} "
+                     f"({significant(f[f['best_baseline']]['all']['mase'])}) | {beaten_by(f)} "
                      f"| {persistent} |")
     lines += ["", *rank_section(forecast, names)]
     lines += window_section(forecast, window_pairs(params.forecasters),
@@ -489,6 +526,7 @@ def main(argv: list[str] | None = None) -> None:
         lines += [NO_PANELS]
     modes = {name: spec.mode for name, spec in params.panel_models.items()}
     panel_figure(panels, params.panel_names, params.panel_sample, args.panels_figure)
+    group_cd_figure(panels, params.panel_names, args.panel_scores, args.groups_figure)
     write_text(args.panels_out, "\n".join(panel_report(panels, params.panel_names, list(params.baselines),
                                                        params.panel_sample, modes, args.panel_scores)).rstrip() + "\n")
     write_text(args.out, "\n".join(lines).rstrip() + "\n")

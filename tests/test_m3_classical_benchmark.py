@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,9 @@ def test_the_m3_classical_benchmark_reports_coverage_and_resumes(tmp_path):
     metrics = json.loads((results / "project" / "reports" / "metrics" / "panel-m3_other.json").read_text())
     assert metrics["series"] == 24 and 0 < metrics["theta"]["coverage_95"] <= 1
     assert (tmp_path / "figures" / "m3" / "cd-m3_other.png").exists()
+    assert "([diagram](figures/m3/cd-groups.png))" in text  # the pooled group's diagram, linked
+    links = re.findall(r"\]\(([^)]+\.png)\)", text)
+    assert links and all((report.parent / link).exists() for link in links), links  # every figure link resolves
     # A rerun runs only the report again: every stage is read from --results.
     again = subprocess.run(cmd, check=True, capture_output=True, text=True)
     assert "panel_m3_other ..." not in again.stdout and "report ..." in again.stdout

@@ -93,6 +93,9 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
     report = (repo / "reports/forecast.md").read_text()
     assert "### sales: 45 points, no season" in report and "### elnino: 156 points, season 12" in report
     assert "## The article's own protocol (sales)" in report and "★" in report
+    # The best's claim carries its test: Diebold-Mariano over the origins, against the runner-up.
+    assert seasonal["runner_up"] != seasonal["best"] and 0 < seasonal["dm_p_best_vs_runner_up"] <= 1
+    assert f"against the runner-up, {seasonal['runner_up']} (" in report and "Diebold-Mariano test" in report
     assert "## Memory experiment" in (repo / "reports/summary.md").read_text()
 
 
@@ -129,6 +132,9 @@ def test_a_handful_of_m3_series_are_forecast_scored_per_series_and_pooled(projec
     assert 0 <= tests["friedman_p"] <= 1 and tests["cd"] > 0 and tests["best"] in metrics
     assert (repo / "reports/figures/cd-m3_quarterly.png").stat().st_size > 1000
     assert "Nemenyi critical difference of mean ranks at 5%" in report
+    # The pooled group's diagram: drawn by the report stage, linked from the group's section.
+    assert "Over all 6 series of M3 pooled" in report and "([diagram](figures/cd-groups.png))" in report
+    assert (repo / "reports/figures/cd-groups.png").stat().st_size > 5000
     with sqlite3.connect(repo / "mlflow.db") as db:
         def keys(run: str) -> set[str]:
             return {k for (k,) in db.execute("select m.key from metrics m join runs r on m.run_uuid = r.run_uuid "

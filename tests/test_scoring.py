@@ -58,6 +58,17 @@ def test_scores_with_and_without_season_by_hand():
     assert set(by_h) == {"h1", "h2", "all"} and by_h["h2"]["mae"] == pytest.approx(3.0)
 
 
+def test_origin_losses_are_each_origins_mase_in_origin_order():
+    # origin 6 (scale 1): errors 2, 0; origin 7 (scale 2): errors 1, 3, each divided by 2.
+    rows = pd.DataFrame({"origin": [7, 7, 6, 6], "h": [1, 2, 1, 2], "actual": [1.0, 4.0, 3.0, 5.0],
+                         "forecast": [2.0, 1.0, 1.0, 5.0]})
+    losses = scoring.origin_losses(rows, {6: 1.0, 7: 2.0})
+    assert list(losses.index) == [6, 7]
+    assert losses.tolist() == pytest.approx([(2 + 0) / 2, (0.5 + 1.5) / 2])
+    # Their mean over equal-sized origins is the pooled MASE.
+    assert losses.mean() == pytest.approx(scoring.score(rows, {6: 1.0, 7: 2.0}, [])["mase"])
+
+
 RULE = {"min_lag_corr": 0.7, "lag_margin": 0.1, "min_change_ratio": 0.1}
 
 

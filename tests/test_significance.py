@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.lib.panel.significance import (against_best, cd_diagram, critical_difference, friedman, significance,
-                                           verdict, wilcoxon_p)
+from stages.lib.panel.significance import (against_best, cd_diagram, critical_difference, diebold_mariano, friedman,
+                                           significance, verdict, wilcoxon_p)
 
 
 def hand_table() -> pd.DataFrame:
@@ -54,6 +54,40 @@ def test_wilcoxon_against_the_best():
     assert wilcoxon_p(table["worse"], table["good"]) == pytest.approx(wilcoxon(table["worse"], table["good"]).pvalue)
 
 
+def test_diebold_mariano_one_step_ahead_is_the_one_sample_t_test():
+    # h = 1: no autocovariance, and the HLN factor sqrt((T - 1) / T) turns the biased variance into the
+    # unbiased one, so the statistic is exactly the one-sample t statistic of the loss differences.
+    from scipy.stats import ttest_1samp
+
+    rng = np.random.default_rng(3)
+    a, b = rng.uniform(0.5, 1.5, size=12), rng.uniform(0.4, 1.4, size=12)
+    assert diebold_mariano(a, b, horizon=1) == pytest.approx(ttest_1samp(a - b, 0.0).pvalue, rel=1e-10)
+
+
+def test_diebold_mariano_two_steps_ahead_by_hand():
+    from scipy.stats import t
+
+    # d = [1, 0, 2, 1, 3], horizon 2: mean 1.4, centred [-0.4, -1.4, 0.6, -0.4, 1.6];
+    # gamma0 = 5.2 / 5 = 1.04; gamma1 = (0.56 - 0.84 - 0.24 - 0.64) / 5 = -0.232; variance 1.04 - 2 * 0.232 = 0.576;
+    # HLN factor sqrt((5 + 1 - 4 + 2 / 5) / 5) = sqrt(0.48); statistic sqrt(0.48) * 1.4 / sqrt(0.576 / 5).
+    statistic = np.sqrt(0.48) * 1.4 / np.sqrt(0.576 / 5)
+    a = np.array([2.0, 1.0, 3.0, 2.0, 4.0])
+    assert diebold_mariano(a, a - [1, 0, 2, 1, 3], horizon=2) == pytest.approx(2 * t.sf(statistic, 4), rel=1e-10)
+    # Alternating differences: the lag-1 autocovariance makes the sum negative, and the variance alone is used.
+    # d = [2, 0, 2, 0, 2, 0]: gamma0 = 1, gamma1 = -5 / 6; statistic sqrt((6 + 1 - 4 + 1 / 3) / 6) * 1 / sqrt(1 / 6).
+    d = np.array([2.0, 0.0] * 3)
+    statistic = np.sqrt((3 + 1 / 3) / 6) / np.sqrt(1 / 6)
+    assert diebold_mariano(d, np.zeros(6), horizon=2) == pytest.approx(2 * t.sf(statistic, 5), rel=1e-10)
+    # Symmetric: which forecaster is A does not matter.
+    assert diebold_mariano(np.zeros(6), d, horizon=2) == diebold_mariano(d, np.zeros(6), horizon=2)
+
+
+def test_diebold_mariano_identical_losses_and_too_few_origins():
+    assert diebold_mariano(np.ones(5), np.ones(5), horizon=3) is None
+    with pytest.raises(ValueError, match="at least 2 origins, got 1"):
+        diebold_mariano(np.ones(1), np.zeros(1))
+
+
 def test_the_report_says_not_significant_where_it_is_not():
     assert verdict(0.2) == "p = 0.2, not significant at 5%"
     assert verdict(0.001) == "p = 0.001"
@@ -63,8 +97,14 @@ def test_the_report_says_not_significant_where_it_is_not():
 def test_the_cd_diagram_is_drawn(tmp_path):
     rng = np.random.default_rng(1)
     table = pd.DataFrame({n: rng.uniform(size=40) + shift for n, shift in (("a", 0), ("b", 0.1), ("c", 0.5))})
-    cd_diagram(table, tmp_path / "cd.png", "test")
-    assert (tmp_path / "cd.png").stat().st_size > 5000
+    cd_diagram({"test": table}, tmp_path / "cd.png")
+    cd_diagram({"one": table, "two": table}, tmp_path / "two.png")
+    cd_diagram({}, tmp_path / "none.png")  # no group ran: the file DVC expects, saying so
+    from matplotlib.image import imread
+
+    one, two, none = (imread(tmp_path / f"{n}.png") for n in ("cd", "two", "none"))
+    assert one.shape[1] == two.shape[1] and two.shape[0] > 1.8 * one.shape[0]  # two diagrams, one under another
+    assert none.shape[0] < one.shape[0]
 
 
 def test_smape_by_band_by_hand():
@@ -130,3 +170,19 @@ def test_a_p_value_that_underflows_reads_as_a_bound_not_as_zero():
 
     assert p_text(0.0123) == "p = 0.012" and p_text(0.0) == "p < 1e-300"
     assert verdict(0.0) == "p < 1e-300" and verdict(0.2) == "p = 0.2, not significant at 5%"
+
+
+def test_a_single_series_claim_carries_its_diebold_mariano_p_value():
+    from stages.report import beaten_by, forecast_verdict
+
+    scores = {n: {"all": {"mase": m}} for n, m in (("drift", 0.570), ("ets", 0.566), ("theta", 1.10))}
+    f = {"best": "ets", "best_baseline": "drift", "beats_baselines": ["ets"], "n_windows": 10, **scores,
+         "dm_p_vs_best_baseline": {"ets": 0.83, "theta": 0.01}, "runner_up": "drift", "dm_p_best_vs_runner_up": 0.83}
+    line = forecast_verdict(f)
+    assert "ets (0.566, DM p = 0.83, not significant at 5%)" in line
+    assert "against the runner-up, drift (0.570), DM p = 0.83, not significant at 5%" in line
+    assert "over the 10 origins" in line
+    assert beaten_by(f) == "ets (DM p = 0.83, not significant at 5%)"
+    # One origin (the competition's holdout): no test to quote, and no claim of one.
+    untested = {k: v for k, v in f.items() if not k.startswith(("dm_", "runner"))}
+    assert "DM" not in forecast_verdict(untested) and beaten_by(untested) == "ets"

@@ -127,6 +127,13 @@ def msis(actual: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: int, scales:
     return float(np.mean(score / scales))
 
 
+def origin_losses(rows: pd.DataFrame, scales: dict[int, float]) -> pd.Series:
+    """Each origin's MASE over its steps ahead (mean |error| / that origin's naive scale), in origin order:
+    the loss series of a Diebold-Mariano test between two forecasters of one series."""
+    loss = (rows["actual"] - rows["forecast"]).abs() / rows["origin"].map(scales)
+    return loss.groupby(rows["origin"]).mean().sort_index()
+
+
 def score_by_horizon(rows: pd.DataFrame, scales: dict[int, float], levels: list[int]) -> dict[str, dict[str, float]]:
     """``h1`` .. ``hH`` (each step ahead) and ``all`` (every step pooled)."""
     out = {f"h{h}": score(part, scales, levels) for h, part in rows.groupby("h")}
