@@ -69,29 +69,30 @@ def _mark(name: str, best: str) -> str:
     return f"**{name}** ★" if name == best else name
 
 
+def dm_note(f: dict, name: str) -> str:
+    """", DM p = 0.6, not significant at 5%": ``name``'s Diebold-Mariano test against the best baseline
+    (evaluate_forecast's); empty where the dataset has one origin and so no test."""
+    tests = f.get("dm_p_vs_best_baseline")
+    return f", DM {verdict(tests[name])}" if tests else ""
+
+
 def forecast_verdict(f: dict) -> str:
     """One plain-language line: did anything beat the naive baselines, and is the difference significant?
-    With several origins, each claim carries its Diebold-Mariano p-value (evaluate_forecast's)."""
+    With several origins, each claim carries its Diebold-Mariano p-value."""
     best, baseline = f["best"], f["best_baseline"]
     mase = f[baseline]["all"]["mase"]
-    tested = "dm_p_vs_best_baseline" in f
-
-    def p(value: float | None) -> str:
-        return f", DM {verdict(value)}" if tested else ""
-
-    if f["beats_baselines"]:
-        winners = ", ".join(f"{n} ({significant(f[n]['all']['mase'])}{p(f['dm_p_vs_best_baseline'][n] if tested else None)})"
-                            for n in f["beats_baselines"])
+    if not f["beats_baselines"]:
+        line = f"Nothing beat the best baseline, **{baseline}** (MASE {significant(mase)} over all horizons)."
+    else:
+        winners = ", ".join(f"{n} ({significant(f[n]['all']['mase'])}{dm_note(f, n)})" for n in f["beats_baselines"])
         line = (f"Beat the best baseline, {baseline} (MASE {significant(mase)} over all horizons): {winners}. "
                 f"Best: **{best}**")
-        if tested:
+        if "runner_up" in f:
             runner = f["runner_up"]
             line += (f"; against the runner-up, {runner} ({significant(f[runner]['all']['mase'])}), "
                      f"DM {verdict(f['dm_p_best_vs_runner_up'])}")
         line += "."
-    else:
-        line = f"Nothing beat the best baseline, **{baseline}** (MASE {significant(mase)} over all horizons)."
-    if tested:
+    if "dm_p_vs_best_baseline" in f:
         line += (f" DM: the Diebold-Mariano test of equal per-origin MASE over the {f['n_windows']} origins "
                  "(two-sided, Harvey-Leybourne-Newbold correction, t distribution).")
     return line
