@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -196,14 +197,18 @@ def model_table(members: dict[str, list]) -> list[dict]:
     return rows
 
 
-def spread_line(model: str, rows: list[dict]) -> str | None:
+def spread_line(model: str, rows: list[dict], labels: list[str]) -> str | None:
     """What the ensemble buys: its members alone (mean ± sd of their sMAPE over all points, and the best) beside
-    the ensemble of all of them."""
+    the ensemble of all of them, and what the members differ in (``labels``: ``seed<s>-L<look-back>-<loss>``).
+    With one seed the sd is the spread over configurations, not over seeds, and the line says so."""
     if len(rows) < 2:
         return None
     alone = np.array([r["single"] for r in rows])
-    return (f"- {model}: its {len(rows)} members alone {alone.mean():.2f} ± {alone.std(ddof=1):.2f} (mean ± sd; best "
-            f"{alone.min():.2f}), their median ensemble {rows[-1]['all_points']:.2f}")
+    seeds, lookbacks, losses = (sorted(set(part)) for part in zip(*(label.split("-") for label in labels)))
+    basis = (f"{len(lookbacks)} look-back(s), {len(losses)} loss(es), {len(seeds)} seed(s)"
+             + (f"; one seed ({seeds[0]}), so the sd is over configurations, not over seeds" if len(seeds) == 1 else ""))
+    return (f"- {model}: its {len(rows)} members alone {alone.mean():.2f} ± {alone.std(ddof=1):.2f} (mean ± sd over "
+            f"the members; best {alone.min():.2f}; {basis}), their median ensemble {rows[-1]['all_points']:.2f}")
 
 
 def by_step(members: dict[str, list], k: int) -> dict[str, list[float]]:
@@ -310,7 +315,9 @@ def write_report(cache: Path, models: list[str], report: Path, figure: Path, par
             lines.append(f"| {model} | {row['k']} | " + " | ".join(f"{row[p]:.2f}" for p in PANELS)
                          + f" | {row['all_points']:.2f} | {row['mean_over_series']:.2f} | {row['single']:.2f} | "
                            f"{row['cpu_min']:.1f} | {row['wall_min']:.1f} |")
-    lines += ["", "Reference points on the same basis (over all points; one frequency's mean over series is its mean "
+    lines += ["", f"![sMAPE over all points against CPU minutes, per ensemble size]"
+                  f"({Path(os.path.relpath(figure, report.parent)).as_posix()})",
+              "", "Reference points on the same basis (over all points; one frequency's mean over series is its mean "
               "over all points):", "", "| forecaster | yearly | quarterly | monthly | other | all points |",
               "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {name} (ours) | " + " | ".join(f"{v:.2f}" for v in values) + " |" for name, values in OURS.items()]
@@ -318,10 +325,10 @@ def write_report(cache: Path, models: list[str], report: Path, figure: Path, par
     lines += ["", *goal_lines(tables)]
     if classical is not None:
         lines += paired_tests(tables, classical)
-    spreads = [line for model, (rows, _) in tables.items() if (line := spread_line(model, rows))]
+    spreads = [line for model, (rows, members) in tables.items()
+               if (line := spread_line(model, rows, [m[1]["member"] for m in members["m3_monthly"][:len(rows)]]))]
     if spreads:
-        lines += ["What an ensemble buys (sMAPE over all points; the members differ in look-back, loss and seed):",
-                  "", *spreads, ""]
+        lines += ["What an ensemble buys (sMAPE over all points):", "", *spreads, ""]
     for model, (rows, members) in tables.items():
         k = rows[-1]["k"]
         lines += ["", f"sMAPE by step ahead of {model}'s ensemble of {k}:", "",

@@ -289,6 +289,28 @@ def test_the_horizon_fit_recovers_a_known_fifty_percent_point_from_seed_verdicts
     assert few["horizon"] == pytest.approx(100, rel=0.15) and few["half_width"] > h["half_width"]
 
 
+def test_the_seeds_needed_for_the_goal_by_hand():
+    from stages.tools.horizon import seeds_to_goal
+
+    # ±30% from 100 seeds: twice the goal's ±15% width needs four times the seeds if it narrows as 1/sqrt(seeds).
+    assert seeds_to_goal(0.30, 100) == 400
+    assert seeds_to_goal(0.75, 210) == 5250  # the GRU's ±75% from 210 seeds: 25 times as many
+    assert seeds_to_goal(0.151, 10) == 11  # rounded up
+    assert seeds_to_goal(float("inf"), 50) is None
+
+
+def test_the_figure_draws_one_dot_per_seed_above_one_or_below_zero_the_same_every_time():
+    from stages.tools.horizon import seed_dots
+
+    points = pd.DataFrame({"seq": [16, 32, 64], "k": [3, 2, 0], "n": [3, 6, 3]})
+    x, y = seed_dots(points)
+    assert len(x) == 12 and (y > 1).sum() == 5 and (y < 0).sum() == 7
+    at_32 = np.abs(np.log(x / 32)) < 0.05
+    assert at_32.sum() == 6 and (y[at_32] > 1).sum() == 2  # each dot stays by its own seq
+    again = seed_dots(points)
+    assert np.array_equal(x, again[0]) and np.array_equal(y, again[1])
+
+
 def test_seeds_that_all_agree_leave_the_grid_as_the_only_limit():
     from stages.tools.horizon import horizon_interval
 

@@ -48,6 +48,9 @@ def test_the_benchmark_trains_each_member_once_and_reports_its_ensembles(tmp_pat
     mean, sd = (float(v) for v in spread.split("alone ")[1].split(" (")[0].split(" ± "))
     # The table rounds each member to 2 decimals: a hundredth of slack.
     assert abs(mean - np.mean(alone)) <= 0.011 and abs(sd - np.std(alone, ddof=1)) <= 0.011
+    # Its two members share a seed and a look-back and differ in loss: the sd is said to be over configurations.
+    assert "1 look-back(s), 2 loss(es), 1 seed(s); one seed (seed0), so the sd is over configurations" in spread
+    assert "](m3.png)" in report  # the figure, linked relative to the report
     # Paired tests against a classical set's per-series scores, named with --classical so that the test takes
     # the same path everywhere: the ensemble's per-series sMAPE against the classical one on the same series.
     classical = tmp_path / "panels"

@@ -192,6 +192,17 @@ def horizon_interval(points: pd.DataFrame, draws: int = BOOTSTRAP_DRAWS, level: 
             "seeds": int(n.min()) if n.min() == n.max() else f"{n.min()}-{n.max()}"}
 
 
+def seeds_to_goal(half_width: float, trained: int, width: float = WIDTH_GOAL) -> int | None:
+    """A planning estimate: about how many seeds in all would bring a horizon's interval of ±``half_width``
+    (from ``trained`` seeds) within ±``width``, if it narrows as 1 / sqrt(seeds) as a bootstrap interval of
+    shares does: trained × (half_width / width)². None where the interval is unbounded. The seeds go where the
+    search puts them (near the horizon); a curve that is flat over a wide range of seq, a model that remembers
+    about half the time from one seq to another several times larger, needs many."""
+    if not np.isfinite(half_width):
+        return None
+    return math.ceil(trained * (half_width / width) ** 2)
+
+
 def next_refinement(points: pd.DataFrame, h: dict, width: float = WIDTH_GOAL, lowest: int = SEQ_MIN,
                     highest: int = SEQ_MAX) -> int | None:
     """Where to add seeds next for a horizon ``h`` (horizon_interval of ``points``: seq, k, n) to reach ±``width``,
@@ -496,8 +507,12 @@ def confidence_section(table: pd.DataFrame) -> list[str]:
              "gap between the `seq`s tried around the horizon; 'below 16' means that in more than 5% of the draws "
              "every seed forgets at every `seq` tried. The goal: within "
              f"±{WIDTH_GOAL:.0%} of the horizon.", "",
+             "Where it is not, the last column estimates how many seeds in all would bring it there if the "
+             "interval narrows as 1/√seeds (`seeds_to_goal`: the seeds trained so far × (half-width / goal)²), "
+             "a planning figure, not a promise.", "",
              f"| model | budget | seeds per seq | horizon (50%) | {INTERVAL_LEVEL:.0%} interval | half-width | "
-             f"within ±{WIDTH_GOAL:.0%} |", "|---|---|---:|---:|---|---:|---|"]
+             f"within ±{WIDTH_GOAL:.0%} | seeds trained | seeds for ±{WIDTH_GOAL:.0%} (estimate) |",
+             "|---|---|---:|---:|---|---:|---|---:|---:|"]
     within = []
     for (model, budget), h in confident_horizons(table).items():
         tried = h["points"]["seq"].tolist()
@@ -506,15 +521,30 @@ def confidence_section(table: pd.DataFrame) -> list[str]:
             p = h["points"]
             fitted = remember_curve(p["seq"].to_numpy(), p["k"].to_numpy(), p["n"].to_numpy())
             lines.append(f"| {model} | {budget} | {int(p['n'].min())} | not located: most seeds "
-                         f"{'remember' if fitted[-1] >= 0.5 else 'forget'} at every seq tried | — | — | — |")
+                         f"{'remember' if fitted[-1] >= 0.5 else 'forget'} at every seq tried | — | — | — | {int(p['n'].sum())} | — |")
             continue
         half = "unbounded" if not np.isfinite(h["half_width"]) else f"±{h['half_width']:.0%}"
+        trained = int(h["points"]["n"].sum())
+        needed = seeds_to_goal(h["half_width"], trained)
+        estimate = "—" if h["within_goal"] else ("unbounded" if needed is None else f"about {needed}")
         lines.append(f"| {model} | {budget} | {h['seeds']} | {h['horizon']:.1f} | {interval_text(h, tried)} | "
-                     f"{half} | {'yes' if h['within_goal'] else '**no**'} |")
+                     f"{half} | {'yes' if h['within_goal'] else '**no**'} | {trained} | {estimate} |")
     return [*lines, "", f"Located to the goal's width: {', '.join(within) or 'none'}. Once a model is bracketed, "
             "`search` adds seeds (three more at a time) where the interval is least certain, and seqs where the "
             "grid is coarser than the goal, until the interval is within the goal or `--max-experiments` is spent; "
             "several experiments at one seq add up their seeds.", ""]
+
+
+def seed_dots(points: pd.DataFrame, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One dot per seed for the figure: at each seq, ``k`` dots just above 1 (remembers) and ``n - k`` just
+    below 0 (forgets), spread a little in seq and height so that 45 seeds at one seq can be counted by eye;
+    the spread is drawn from a fixed generator, so the figure is the same every time."""
+    rng = np.random.default_rng(seed)
+    seq = np.repeat(points["seq"].to_numpy(), points["n"].to_numpy())
+    remembers = np.concatenate([np.arange(n) < k for k, n in zip(points["k"], points["n"])])
+    x = seq * np.exp(rng.uniform(-0.04, 0.04, len(seq)))
+    y = np.where(remembers, 1.03, -0.03) + np.where(remembers, 1, -1) * rng.uniform(0, 0.14, len(seq))
+    return x, y
 
 
 def plot(table: pd.DataFrame, path: Path, ideal: float = IDEAL_CHANGE_PCT,
@@ -544,6 +574,7 @@ def plot(table: pd.DataFrame, path: Path, ideal: float = IDEAL_CHANGE_PCT,
             h = confident[(model, budget)]
             points = h["points"]
             chance = axes[2, col]
+            chance.scatter(*seed_dots(points), s=6, color=color, alpha=0.5, linewidths=0)
             chance.scatter(points["seq"], points["k"] / points["n"], s=25 * points["n"], color=color, alpha=0.6)
             chance.step(points["seq"], remember_curve(points["seq"].to_numpy(), points["k"].to_numpy(),
                                                       points["n"].to_numpy()), where="mid", color=color, label=model)
@@ -563,8 +594,9 @@ def plot(table: pd.DataFrame, path: Path, ideal: float = IDEAL_CHANGE_PCT,
         bottom.set(title="blinding: MSE against x[0] (ignoring it: about 0.29)", xscale="log", yscale="log")
         chance = axes[2, col]
         chance.axhline(0.5, color="k", ls=":", lw=1)
-        chance.set(title=f"seeds remembering x[0] (fit); ◆ horizon, {INTERVAL_LEVEL:.0%} interval",
-                   xlabel="seq (log scale)", xscale="log", ylim=(-0.05, 1.05))
+        chance.set_title("dots: one per seed (top: remembers x[0], bottom: forgets)\n"
+                         f"circles: share per seq; line: fit; ◆ horizon, {INTERVAL_LEVEL:.0%} interval", fontsize=10)
+        chance.set(xlabel="seq (log scale)", xscale="log", ylim=(-0.2, 1.2))
         for ax in (top, bottom, chance):
             ax.xaxis.set_major_locator(FixedLocator([2, 4, 8, 16, 32, 64, 128, 256, 512, 1000]))
             ax.xaxis.set_major_formatter(ScalarFormatter())
