@@ -16,7 +16,7 @@ from stages.lib.infra import cli
 from stages.lib.infra.io import read_json, write_text
 from stages.lib.memory.tasks import IDEAL_CHANGE_PCT, TASKS
 from stages.lib.panel.scores import owa
-from stages.lib.panel.significance import p_text, significance, verdict
+from stages.lib.panel.significance import friedman, p_text, significance, verdict
 
 MEMORY_COLUMNS = [
     ("val_mse", "val MSE", "{:.4f}"),
@@ -201,7 +201,25 @@ def rank_section(forecast: list[dict], names: list[str]) -> list[str]:
     for name, rank in ranks.items():
         cells = " | ".join(significant(mase[d][name]) if name in mase[d] else "—" for d in datasets)
         lines.append(f"| {name} | {kinds[name]} | {'—' if rank is None else f'{rank:.2f}'} | {cells} |")
-    return lines
+    return lines + rank_test_line(pd.DataFrame({n: [mase[d][n] for d in datasets] for n in everywhere}))
+
+
+def rank_test_line(table: pd.DataFrame) -> list[str]:
+    """Whether the mean ranks over the datasets (``table``: a row per dataset, a column per forecaster) differ
+    significantly: the Friedman test and the Nemenyi critical difference, as for a panel's series. With a handful
+    of datasets the critical difference is wider than any gap, and the line says that the ranking is no verdict."""
+    test = friedman(table)
+    if "cd" not in test:
+        return []
+    ranks = test["mean_ranks"].values()
+    gap, cd = max(ranks) - min(ranks), test["cd"]
+    differ = "differ" if test["p_value"] < 0.05 else "do **not** differ significantly"
+    said = (f"{'but' if test['p_value'] < 0.05 else 'and'} no two mean ranks are that far apart (the largest gap is "
+            f"{gap:.2f}), so over {test['series']} datasets no forecaster's rank is significantly better than "
+            "another's (**not significant at 5%**); the per-dataset Diebold-Mariano tests are in forecast.md"
+            if gap <= cd else f"mean ranks further apart than {cd:.2f} differ significantly at 5%")
+    return ["", f"Over the {test['series']} datasets: Friedman χ² = {test['statistic']:.1f}, {p_text(test['p_value'])}, "
+                f"the ranks {differ} at 5%; Nemenyi critical difference of mean ranks at 5%: {cd:.2f}, {said}."]
 
 
 def window_pairs(forecasters: dict[str, Any]) -> list[tuple[str, str]]:
@@ -405,15 +423,22 @@ def panel_figure(panels: dict[str, dict], names: list[str], sample: int | None, 
     panel_scores(smape, reference, path, f"Panels by the competition protocol ({scope})")
 
 
-def group_cd_figure(panels: dict[str, dict], names: list[str], scores: Path, path: Path) -> None:
-    """reports/figures/cd-groups.png: the critical-difference diagram over each group's pooled series."""
+def groups_errors(panels: dict[str, dict], names: list[str], scores: Path | None) -> dict[str, pd.DataFrame]:
+    """Each group's per-series sMAPE over its pooled series (`group_errors`), read once for its tests and its
+    diagram; a group whose panels' scores are missing (or no ``scores`` folder) is left out."""
+    found = {group: group_errors(scores, members, aggregates) if scores is not None else None
+             for group, (members, aggregates) in panel_groups(panels, names).items()}
+    return {group: errors for group, errors in found.items() if errors is not None}
+
+
+def group_cd_figure(panels: dict[str, dict], names: list[str], errors: dict[str, pd.DataFrame], path: Path) -> None:
+    """reports/figures/cd-groups.png: the critical-difference diagram over each group's pooled series
+    (``errors``: `groups_errors`)."""
     from stages.lib.panel.significance import cd_diagram
 
-    tables = {}
-    for group, (members, aggregates) in panel_groups(panels, names).items():
-        errors = group_errors(scores, members, aggregates)
-        if errors is not None and errors.shape[1] > 2:
-            tables[f"{group} pooled ({', '.join(members)}): sMAPE"] = errors
+    tables = {f"{group} pooled ({', '.join(members)}): sMAPE": errors[group]
+              for group, (members, _) in panel_groups(panels, names).items()
+              if group in errors and errors[group].shape[1] > 2}
     cd_diagram(tables, path)
 
 
@@ -422,10 +447,10 @@ NO_PANELS = ("No panel ran: the M3 benchmark is opt-in (`run_panels` in params.y
 
 
 def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str], sample: int | None,
-                 modes: dict[str, str] | None = None, scores: Path | None = None) -> list[str]:
+                 modes: dict[str, str] | None = None, errors: dict[str, pd.DataFrame] | None = None) -> list[str]:
     """reports/panels.md: a section per panel, and each group's panels pooled, M3 beside its published results.
-    ``modes``: each Keras model's mode (global or per_series); ``scores``: the folder of the per-series scores,
-    for the pooled groups' tests."""
+    ``modes``: each Keras model's mode (global or per_series); ``errors``: each group's per-series sMAPE
+    (`groups_errors`), for the pooled groups' tests."""
     lines = ["# Many series: panels", "", "<!-- Written by the `report` stage of `dvc repro`; do not edit by hand. -->", ""]
     if not panels:
         return [*lines, NO_PANELS]
@@ -451,8 +476,7 @@ def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str]
     lines += ["![mean sMAPE per forecaster](figures/panels.png)", ""]
     for group, (members, aggregates) in panel_groups(panels, names).items():
         total = sum(panels[m]["series"] for m in members)
-        errors = group_errors(scores, members, aggregates) if scores is not None else None
-        tests = significance(errors) if errors is not None else None
+        tests = significance(errors[group]) if errors and group in errors else None
         fell_back: dict[str, int] = {}
         for m in members:
             for n, k in (panels[m].get("fallback") or {}).items():
@@ -527,9 +551,10 @@ def main(argv: list[str] | None = None) -> None:
         lines += [NO_PANELS]
     modes = {name: spec.mode for name, spec in params.panel_models.items()}
     panel_figure(panels, params.panel_names, params.panel_sample, args.panels_figure)
-    group_cd_figure(panels, params.panel_names, args.panel_scores, args.groups_figure)
+    pooled_errors = groups_errors(panels, params.panel_names, args.panel_scores)
+    group_cd_figure(panels, params.panel_names, pooled_errors, args.groups_figure)
     write_text(args.panels_out, "\n".join(panel_report(panels, params.panel_names, list(params.baselines),
-                                                       params.panel_sample, modes, args.panel_scores)).rstrip() + "\n")
+                                                       params.panel_sample, modes, pooled_errors)).rstrip() + "\n")
     write_text(args.out, "\n".join(lines).rstrip() + "\n")
     write_text(args.forecast_out, "\n".join(forecast_report(args.metrics, datasets, names, params.backtest.levels,
                                                                params.all_forecasters)).rstrip() + "\n")

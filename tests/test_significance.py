@@ -186,3 +186,23 @@ def test_a_single_series_claim_carries_its_diebold_mariano_p_value():
     # One origin (the competition's holdout): no test to quote, and no claim of one.
     untested = {k: v for k, v in f.items() if not k.startswith(("dm_", "runner"))}
     assert "DM" not in forecast_verdict(untested) and beaten_by(untested) == "ets"
+
+
+def test_the_ranking_over_a_few_datasets_says_whether_it_is_significant():
+    from stages.report import rank_test_line
+
+    # 3 datasets, 4 forecasters in the same order on each: rank sums 3, 6, 9, 12, so Friedman's
+    # chi2 = 12 / (3 * 4 * 5) * (9 + 36 + 81 + 144) - 3 * 3 * 5 = 9.0 (p = 0.029 on 3 degrees of freedom), and
+    # CD = q(0.05, 4) / sqrt(2) * sqrt(4 * 5 / (6 * 3)) = 2.569 * 1.054 = 2.71 < the gap of 3.
+    ordered = pd.DataFrame({"a": [0.5, 0.6, 0.7], "b": [0.8, 0.9, 1.0], "c": [1.1, 1.2, 1.3], "d": [1.4, 1.5, 1.6]})
+    line = rank_test_line(ordered)[1]
+    assert "Friedman χ² = 9.0, p = 0.029, the ranks differ at 5%" in line and "at 5%: 2.71" in line
+    assert "further apart than 2.71 differ significantly at 5%" in line
+    # The same order on two datasets and its reverse on the third: mean ranks 2, 2.33, 2.67, 3 (rank sums 6 to 9,
+    # chi2 = 0.2 * 230 - 45 = 1.0); the largest gap, 1, is within the CD.
+    mixed = ordered.copy()
+    mixed.iloc[2] = [1.6, 1.3, 1.0, 0.7]
+    said = rank_test_line(mixed)[1]
+    assert "Friedman χ² = 1.0, p = 0.8, the ranks do **not** differ significantly" in said
+    assert "and no two mean ranks are that far apart (the largest gap is 1.00)" in said and "**not significant at 5%**" in said
+    assert rank_test_line(ordered[["a", "b"]]) == []  # two forecasters: no Friedman test
