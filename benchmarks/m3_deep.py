@@ -205,7 +205,8 @@ def spread_line(model: str, rows: list[dict], labels: list[str]) -> str | None:
         return None
     alone = np.array([r["single"] for r in rows])
     seeds, lookbacks, losses = (sorted(set(part)) for part in zip(*(label.split("-") for label in labels)))
-    basis = (f"{len(lookbacks)} look-back(s), {len(losses)} loss(es), {len(seeds)} seed(s)"
+    stacks = "2 stack types (generic, interpretable), " if model == "nbeats_i+g" else ""
+    basis = (f"{stacks}{len(lookbacks)} look-back(s), {len(losses)} loss(es), {len(seeds)} seed(s)"
              + (f"; one seed ({seeds[0]}), so the sd is over configurations, not over seeds" if len(seeds) == 1 else ""))
     return (f"- {model}: its {len(rows)} members alone {alone.mean():.2f} ± {alone.std(ddof=1):.2f} (mean ± sd over "
             f"the members; best {alone.min():.2f}; {basis}), their median ensemble {rows[-1]['all_points']:.2f}")

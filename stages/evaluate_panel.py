@@ -9,7 +9,9 @@ Reads the classical set's forecasts (panel@) and each Keras model's
   skipped and with an undefined MASE; OWA, M4's score relative to Naive2 (where
   it ran); per forecaster, sMAPE by M3's bands of
   steps ahead (``smape_by_steps``: 1-6, 7-12, 13-18); per classical forecaster, the coverage and MSIS of
-  its split-conformal intervals at each level (``coverage_95``, ``msis_95``); ``significance``: the Friedman test, the
+  its split-conformal intervals at each level (``coverage_95``, ``msis_95``); per ensemble of several members,
+  ``members``: the mean ± sd over the members of each one's mean sMAPE alone, the best, and how many seeds,
+  look-backs and losses they span; ``significance``: the Friedman test, the
   Nemenyi critical difference of mean ranks, and each forecaster's Wilcoxon
   p-value against the best (stages/lib/panel/significance.py);
 - ``--cd-figure``: the critical-difference diagram. One MLflow run with the same aggregates
@@ -34,7 +36,8 @@ from stages.lib.infra.tracking import stage_run
 from stages.lib.panel.intervals import interval_scores, missing_intervals, series_scale
 from stages.lib.panel.load import fallbacks
 from stages.lib.panel.run import kept_series
-from stages.lib.panel.scores import aggregate, holdout, owa, score_series, smape_by_band, undefined_mase
+from stages.lib.panel.scores import (aggregate, holdout, member_spread, owa, score_series, smape_by_band,
+                                     undefined_mase)
 from stages.lib.panel.significance import cd_diagram, significance
 
 
@@ -71,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     spec = params.panel(args.panel)
     specs = params.panel_specs(args.panel)
     names = [scored for n, s in specs.items() for scored in s.scored_names(n, spec.horizon)]
+    # An ensemble's other members alone: scored for the spread over its members, then set aside.
+    others = {n: s.member_names(n, spec.horizon) for n, s in specs.items() if s.member_names(n, spec.horizon)}
+    extra = [x for xs in others.values() for x in xs]
     models = [n for n in params.panel_models if n in specs]
     stage = f"evaluate_panel@{args.panel}"
     series, skipped, _ = kept_series(args.series, params, args.panel, params.panel_specs(args.panel),
@@ -78,9 +84,14 @@ def main(argv: list[str] | None = None) -> None:
     sources = [args.forecasts, *(args.models / f"{n}.csv" for n in models)]
     frames = [pd.read_csv(path, dtype={"id": str}, float_precision="round_trip") for path in sources]
     values = dict(series)
-    predicted = forecasts_by_series(frames, list(values), names, spec.horizon)
-    scores = pd.DataFrame([{"id": sid, "forecaster": name, **s} for sid, f in predicted.items()
+    every = forecasts_by_series(frames, list(values), names + extra, spec.horizon)
+    scores = pd.DataFrame([{"id": sid, "forecaster": name, **s} for sid, f in every.items()
                            for name, s in score_series(values[sid], f, spec.horizon, spec.season_length).items()])
+    spread = {n: member_spread(scores, [f"{n}_single", *rest],
+                               specs[n].members(spec.horizon, spec.season_length, params.num_steps))
+              for n, rest in others.items()}
+    scores = scores[~scores["forecaster"].isin(extra)].reset_index(drop=True)
+    predicted = {sid: {n: f[n] for n in names} for sid, f in every.items()}
     # An ensemble's first member alone (<model>_single) is scored, but not ranked or tested beside the others:
     # a second copy of one model would shift every mean rank, every win and the critical difference.
     ranked = [n for n in names if n not in {f"{m}_single" for m in models}]
@@ -89,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     summary.update({name: {"smape": float(row.smape), "mase": float(row.mase)} for name, row in alone.iterrows()})
     for name, value in owa(summary).items():
         summary[name]["owa"] = value
+    for name, members in spread.items():
+        summary[name]["members"] = members
     for name, bands in smape_by_band(values, predicted, spec.horizon).items():
         summary[name]["smape_by_steps"] = bands
     scales = {sid: series_scale(holdout(y, spec.horizon)[0], spec.season_length) for sid, y in series}

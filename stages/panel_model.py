@@ -73,8 +73,10 @@ def forecast_direct(name: str, spec, series: list[tuple[str, np.ndarray]], horiz
     members = fit_ensemble(spec, [holdout(y, horizon)[0] for _, y in series], horizon=horizon,
                            season_length=season_length, num_steps=num_steps, on_member=logged)
     forecast = median_ensemble([m.forecast for m in members])
-    names = spec.scored_names(name, horizon)
-    results = [(sid, {names[0]: forecast[i], **({names[1]: members[0].forecast[i]} if len(names) > 1 else {})}, {})
+    names, others = spec.scored_names(name, horizon), spec.member_names(name, horizon)
+    # The first member alone under <name>_single, the others under <name>_member<i>: the spread over the members.
+    results = [(sid, {names[0]: forecast[i], **({names[1]: members[0].forecast[i]} if len(names) > 1 else {}),
+                      **{n: m.forecast[i] for n, m in zip(others, members[1:])}}, {})
                for i, (sid, _) in enumerate(series)]
     facts = {"members": len(members), "epochs_run": [m.epochs for m in members],
              "cpu_s": sum(m.cpu_s for m in members), "input_size": [m.config.lookback for m in members]}
@@ -93,7 +95,7 @@ def split_short(series: list[tuple[str, np.ndarray]], spec, horizon: int, season
 def fallback_results(short: list[tuple[str, np.ndarray]], name: str, spec, horizon: int, season_length: int,
                      num_steps: int) -> list[Result]:
     """The fallback's forecast of each short series, under every name the model is scored under."""
-    names = spec.scored_names(name, horizon)
+    names = spec.scored_names(name, horizon) + spec.member_names(name, horizon)
     results = []
     for sid, y in short:
         forecasts, _ = forecast_series(y, horizon, {name: spec}, season_length, num_steps)

@@ -16,7 +16,7 @@ from stages.lib.infra import cli
 from stages.lib.infra.io import read_json, write_text
 from stages.lib.memory.tasks import IDEAL_CHANGE_PCT, TASKS
 from stages.lib.panel.scores import owa
-from stages.lib.panel.significance import friedman, p_text, significance, verdict
+from stages.lib.panel.significance import ALPHA, friedman, p_text, significance, verdict
 
 MEMORY_COLUMNS = [
     ("val_mse", "val MSE", "{:.4f}"),
@@ -204,22 +204,34 @@ def rank_section(forecast: list[dict], names: list[str]) -> list[str]:
     return lines + rank_test_line(pd.DataFrame({n: [mase[d][n] for d in datasets] for n in everywhere}))
 
 
-def rank_test_line(table: pd.DataFrame) -> list[str]:
-    """Whether the mean ranks over the datasets (``table``: a row per dataset, a column per forecaster) differ
-    significantly: the Friedman test and the Nemenyi critical difference, as for a panel's series. With a handful
-    of datasets the critical difference is wider than any gap, and the line says that the ranking is no verdict."""
+def rank_test_line(table: pd.DataFrame, most: int = 6) -> list[str]:
+    """Whether the mean ranks over the datasets (``table``: a row per dataset, a column per forecaster; a dataset
+    with a forecaster missing is left out) differ: the Friedman test, then, where it rejects, the pairs further
+    apart than the Nemenyi critical difference (at most ``most`` named). With a handful of datasets the χ²
+    approximation is rough and the critical difference wide, and the line says what that leaves of the ranking."""
     test = friedman(table)
     if "cd" not in test:
         return []
-    ranks = test["mean_ranks"].values()
-    gap, cd = max(ranks) - min(ranks), test["cd"]
-    differ = "differ" if test["p_value"] < 0.05 else "do **not** differ significantly"
-    said = (f"{'but' if test['p_value'] < 0.05 else 'and'} no two mean ranks are that far apart (the largest gap is "
-            f"{gap:.2f}), so over {test['series']} datasets no forecaster's rank is significantly better than "
-            "another's (**not significant at 5%**); the per-dataset Diebold-Mariano tests are in forecast.md"
-            if gap <= cd else f"mean ranks further apart than {cd:.2f} differ significantly at 5%")
-    return ["", f"Over the {test['series']} datasets: Friedman χ² = {test['statistic']:.1f}, {p_text(test['p_value'])}, "
-                f"the ranks {differ} at 5%; Nemenyi critical difference of mean ranks at 5%: {cd:.2f}, {said}."]
+    head = (f"Over the {test['series']} datasets (χ² approximation, rough with so few): Friedman χ² = "
+            f"{test['statistic']:.1f}, {p_text(test['p_value'])}, the ranks {ranks_differ(test['p_value'])} at 5%")
+    if test["p_value"] >= ALPHA:
+        return ["", f"{head}: the ranking is no verdict (**not significant at 5%**)."]
+    ranks, cd = test["mean_ranks"], test["cd"]
+    pairs = sorted(((ranks[b] - ranks[a], a, b) for a in ranks for b in ranks if ranks[b] - ranks[a] > cd), reverse=True)
+    if not pairs:
+        gap = max(ranks.values()) - min(ranks.values())
+        return ["", f"{head}, but no two mean ranks are further apart than the Nemenyi critical difference at 5%, "
+                    f"{cd:.2f} (the largest gap is {gap:.2f}): no forecaster ranks significantly above another "
+                    "(**not significant at 5%** pairwise); the per-dataset Diebold-Mariano tests are in forecast.md."]
+    named = ", ".join(f"{a} over {b}" for _, a, b in pairs[:most]) + (f", and {len(pairs) - most} more"
+                                                                      if len(pairs) > most else "")
+    return ["", f"{head}; mean ranks further apart than the Nemenyi critical difference at 5%, {cd:.2f}, differ "
+                f"significantly: {named}."]
+
+
+def ranks_differ(p_value: float) -> str:
+    """How a Friedman test's outcome reads in a sentence about ranks."""
+    return "differ" if p_value < ALPHA else "do **not** differ significantly"
 
 
 def window_pairs(forecasters: dict[str, Any]) -> list[tuple[str, str]]:
@@ -321,6 +333,24 @@ def panel_table(forecasters: dict[str, dict], baselines: list[str], tests: dict 
     return lines
 
 
+def members_lines(forecasters: dict[str, dict]) -> list[str]:
+    """What each ensemble buys: the median of its members beside the members alone (mean ± sd over them, the
+    best), and what the sd is over: seeds only, or configurations (look-backs, losses) too."""
+    lines = []
+    for name, f in forecasters.items():
+        m = f.get("members")
+        if not m:
+            continue
+        # The members are every combination of seeds, look-backs and losses: with one of each but the seed, the
+        # spread is over seeds alone.
+        varied = [f"{m[k]} {word}" for k, word in (("lookbacks", "look-backs"), ("losses", "losses")) if m[k] > 1]
+        over = ("seeds" if not varied else
+                f"configurations ({', '.join(varied)}) and {m['seeds']} seed{'s' * (m['seeds'] > 1)}")
+        lines.append(f"- {name}, the median of {m['count']} members: {f['smape']:.2f}; the members alone "
+                     f"{m['smape_mean']:.2f} ± {m['smape_sd']:.2f} (mean ± sd over {over}; best {m['smape_best']:.2f})")
+    return ["What an ensemble buys (sMAPE, mean over series):", "", *lines, ""] if lines else []
+
+
 def bands_table(forecasters: dict[str, dict]) -> list[str]:
     """sMAPE over every series' points of each band of steps ahead, best overall first."""
     rows = {n: f["smape_by_steps"] for n, f in forecasters.items() if "smape_by_steps" in f}
@@ -340,10 +370,9 @@ def friedman_line(scope: str, tests: dict | None, cd_digits: int = 2, diagram: s
     t = tests or {}
     if t.get("friedman_p") is None:
         return []
-    differ = "differ" if t["friedman_p"] < 0.05 else "do **not** differ significantly"
     link = f" ([diagram](figures/cd-{diagram}.png))" if diagram else ""
     return [f"{scope}: Friedman χ² = {t['friedman_statistic']:.1f}, {p_text(t['friedman_p'])}, the forecasters' "
-            f"ranks {differ} at 5%; Nemenyi critical difference of mean ranks at 5%: **{t['cd']:.{cd_digits}f}** (two "
+            f"ranks {ranks_differ(t['friedman_p'])} at 5%; Nemenyi critical difference of mean ranks at 5%: **{t['cd']:.{cd_digits}f}** (two "
             f"mean ranks closer than that are not significantly different){link}. Against the best: Wilcoxon "
             "signed-rank test on the per-series sMAPE, two-sided.", ""]
 
@@ -509,7 +538,8 @@ def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str]
         lines += [f"## {name}", "", f"{p['series']} series{skipped}; horizon {p['horizon']}, season {p['season_length']}.",
                   "", *panel_table({n: p[n] for n in names if n in p}, baselines, p.get("significance")), "",
                   *friedman_line(f"Over the {p['series']} series (per-series sMAPE)", p.get("significance"),
-                                 diagram=name), *bands_table({n: p[n] for n in names if n in p})]
+                                 diagram=name), *members_lines({n: p[n] for n in names if n in p}),
+                  *bands_table({n: p[n] for n in names if n in p})]
     return lines
 
 

@@ -292,7 +292,7 @@ def test_the_stage_writes_the_ensemble_and_its_first_member_alone(tmp_path, monk
     cli.run(panel_model.main, ["--panel", "m3_yearly", "--model", "x", "--series", str(tmp_path / "series.csv"),
                                "--out", str(out)])
     table = pd.read_csv(out, dtype={"id": str})
-    assert list(table["forecaster"].unique()) == ["x", "x_single"] and len(table) == 2 * 3 * 6
+    assert list(table["forecaster"].unique()) == ["x", "x_single", "x_member2"] and len(table) == 3 * 3 * 6
     # The first member alone is the same network trained outside the stage; the ensemble of two is their mean.
     spec = parse_params(raw_params).panel_model("x")
     arch = spec.model_spec()
@@ -303,4 +303,6 @@ def test_the_stage_writes_the_ensemble_and_its_first_member_alone(tmp_path, monk
     single = table[table["forecaster"] == "x_single"]["forecast"].to_numpy().reshape(3, 6)
     ensemble = table[table["forecaster"] == "x"]["forecast"].to_numpy().reshape(3, 6)
     np.testing.assert_allclose(single, members[0].forecast, rtol=1e-6)
+    second = table[table["forecaster"] == "x_member2"]["forecast"].to_numpy().reshape(3, 6)
+    np.testing.assert_allclose(second, members[1].forecast, rtol=1e-6)  # the other member alone, for the spread
     np.testing.assert_allclose(ensemble, (members[0].forecast + members[1].forecast) / 2, rtol=1e-6)

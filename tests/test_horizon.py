@@ -294,7 +294,7 @@ def test_the_seeds_needed_for_the_goal_by_hand():
 
     # ±30% from 100 seeds: twice the goal's ±15% width needs four times the seeds if it narrows as 1/sqrt(seeds).
     assert seeds_to_goal(0.30, 100) == 400
-    assert seeds_to_goal(0.75, 210) == 5250  # the GRU's ±75% from 210 seeds: 25 times as many
+    assert seeds_to_goal(0.75, 210) == 5250  # ±75% from 210 seeds: 25 times as many
     assert seeds_to_goal(0.151, 10) == 11  # rounded up
     assert seeds_to_goal(float("inf"), 50) is None
 

@@ -356,6 +356,9 @@ class NeedsTwenty:
     def scored_names(self, name: str, horizon: int) -> list[str]:
         return [name, f"{name}_single"]
 
+    def member_names(self, name: str, horizon: int) -> list[str]:
+        return [f"{name}_member2"]
+
 
 def test_a_global_model_trains_on_the_long_series_and_the_short_ones_get_the_fallback_under_each_name():
     from stages.panel_model import fallback_results, in_order, split_short
@@ -365,8 +368,9 @@ def test_a_global_model_trains_on_the_long_series_and_the_short_ones_get_the_fal
     assert [sid for sid, _ in fit] == ["a", "c"] and [sid for sid, _ in short] == ["b"]
     [(sid, forecasts, _)] = fallback_results(short, "m", NeedsTwenty(), 6, 1, 3)
     # b's history is 0, 2, ..., 6 (10 points less the 6 held out): the naive forecast repeats 6.
-    assert sid == "b" and set(forecasts) == {"m", "m_single"}
+    assert sid == "b" and set(forecasts) == {"m", "m_single", "m_member2"}
     np.testing.assert_array_equal(forecasts["m"], np.full(6, 6.0))
+    np.testing.assert_array_equal(forecasts["m_member2"], np.full(6, 6.0))  # every member: the same fallback
     trained = [("a", {"m": np.zeros(6)}, {}), ("c", {"m": np.ones(6)}, {})]
     assert [r[0] for r in in_order(series, trained + [(sid, forecasts, {})])] == ["a", "b", "c"]
     fit, short = split_short(series[1:2], NeedsTwenty(), 6, 1, 3)  # none long enough: all to the fallback
@@ -395,7 +399,9 @@ def test_a_global_model_with_no_series_long_enough_is_not_trained_and_every_seri
     assert ("panel_model@m3_yearly-nbeats_g: no series is long enough to train it: every series gets the "
             "fallback's forecast") in capsys.readouterr().out
     forecasts = pd.read_csv(out, dtype={"id": str})
-    assert set(forecasts["forecaster"]) == {"nbeats_g", "nbeats_g_single"} and list(forecasts["id"].unique()) == ["a", "b"]
+    members = parse_params(raw_params).panel_model("nbeats_g").member_names("nbeats_g", 6)
+    assert set(forecasts["forecaster"]) == {"nbeats_g", "nbeats_g_single", *members}
+    assert list(forecasts["id"].unique()) == ["a", "b"]
     last = {"a": 40.0, "b": 60.0}  # the last point of each history (10 - 6 and 12 - 6 points): the naive forecast
     assert all(np.allclose(part["forecast"], last[sid]) for sid, part in forecasts.groupby("id"))
 
@@ -413,3 +419,17 @@ def test_the_forecast_table_has_a_row_per_series_forecaster_and_step_in_the_resu
                                      ["a", "naive", 1, 7.0, 6.0], ["a", "naive", 2, 8.0, 6.0],
                                      ["a", "drift", 1, 7.0, 6.5], ["a", "drift", 2, 8.0, 7.0]]
     assert forecast_table([], values, 2).empty
+
+
+def test_the_spread_over_an_ensembles_members_by_hand():
+    from stages.lib.forecast.specs import MemberConfig
+    from stages.lib.panel.scores import member_spread
+
+    # Three members, each alone over two series: mean sMAPE 10, 12 and 17 (the third's series: 16 and 18).
+    scores = pd.DataFrame({"id": ["a", "b"] * 4, "forecaster": ["m_single"] * 2 + ["m_member2"] * 2
+                           + ["m_member3"] * 2 + ["m"] * 2, "smape": [9, 11, 12, 12, 16, 18, 1, 1]})
+    configs = [MemberConfig(0, 12, "smape"), MemberConfig(0, 12, "mase"), MemberConfig(1, 12, "smape")]
+    spread = member_spread(scores, ["m_single", "m_member2", "m_member3"], configs)
+    assert spread["smape_mean"] == pytest.approx(13.0) and spread["smape_best"] == 10.0
+    assert spread["smape_sd"] == pytest.approx(np.sqrt(((10 - 13) ** 2 + (12 - 13) ** 2 + (17 - 13) ** 2) / 2))
+    assert (spread["count"], spread["seeds"], spread["lookbacks"], spread["losses"]) == (3, 2, 1, 2)

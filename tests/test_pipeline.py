@@ -111,6 +111,13 @@ def test_a_handful_of_m3_series_are_forecast_scored_per_series_and_pooled(projec
     # lstm_series runs on m3_yearly only (its `datasets`).
     assert set(scores["forecaster"]) == {*BASELINES, *STATISTICAL, "lstm_global",
                                          "nbeats_g", "nbeats_g_single"}  # an ensemble of two and its first member
+    # The spread over its two members, each alone: mean ± sd, with the first member's own score one of the two
+    # (for two members a and b, the mean ± sd / sqrt(2)).
+    members = metrics["nbeats_g"]["members"]
+    first = metrics["nbeats_g_single"]["smape"]
+    other = 2 * members["smape_mean"] - first  # the second member's own score
+    assert members["count"] == 2 and members["smape_best"] == pytest.approx(min(first, other), rel=1e-5)
+    assert members["smape_sd"] == pytest.approx(abs(first - other) / np.sqrt(2), rel=1e-4, abs=1e-6)
     smapes = []
     for sid, part in series.groupby("id", sort=False):
         y = part["value"].to_numpy()

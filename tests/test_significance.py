@@ -193,16 +193,36 @@ def test_the_ranking_over_a_few_datasets_says_whether_it_is_significant():
 
     # 3 datasets, 4 forecasters in the same order on each: rank sums 3, 6, 9, 12, so Friedman's
     # chi2 = 12 / (3 * 4 * 5) * (9 + 36 + 81 + 144) - 3 * 3 * 5 = 9.0 (p = 0.029 on 3 degrees of freedom), and
-    # CD = q(0.05, 4) / sqrt(2) * sqrt(4 * 5 / (6 * 3)) = 2.569 * 1.054 = 2.71 < the gap of 3.
+    # CD = q(0.05, 4) / sqrt(2) * sqrt(4 * 5 / (6 * 3)) = 2.569 * 1.054 = 2.71 < the gap of 3 between a and d.
     ordered = pd.DataFrame({"a": [0.5, 0.6, 0.7], "b": [0.8, 0.9, 1.0], "c": [1.1, 1.2, 1.3], "d": [1.4, 1.5, 1.6]})
     line = rank_test_line(ordered)[1]
-    assert "Friedman χ² = 9.0, p = 0.029, the ranks differ at 5%" in line and "at 5%: 2.71" in line
-    assert "further apart than 2.71 differ significantly at 5%" in line
-    # The same order on two datasets and its reverse on the third: mean ranks 2, 2.33, 2.67, 3 (rank sums 6 to 9,
-    # chi2 = 0.2 * 230 - 45 = 1.0); the largest gap, 1, is within the CD.
+    assert "Friedman χ² = 9.0, p = 0.029, the ranks differ at 5%" in line
+    assert line.endswith("critical difference at 5%, 2.71, differ significantly: a over d.")
+    # a and b swap on the third: rank sums 4, 5, 9, 12, chi2 = 0.2 * 266 - 45 = 8.2 (p = 0.042), mean ranks
+    # 1.33 to 4: the largest gap, 2.67, is within the CD: the ranks differ overall, but no pair does.
+    close = ordered.copy()
+    close.loc[2, ["a", "b"]] = [0.9, 0.8]
+    said = rank_test_line(close)[1]
+    assert "Friedman χ² = 8.2, p = 0.042, the ranks differ at 5%, but no two mean ranks" in said
+    assert "2.71 (the largest gap is 2.67)" in said and "**not significant at 5%** pairwise" in said
+    # The same order on two datasets and its reverse on the third: rank sums 6 to 9, chi2 = 0.2 * 230 - 45 = 1.0.
     mixed = ordered.copy()
     mixed.iloc[2] = [1.6, 1.3, 1.0, 0.7]
-    said = rank_test_line(mixed)[1]
-    assert "Friedman χ² = 1.0, p = 0.8, the ranks do **not** differ significantly" in said
-    assert "and no two mean ranks are that far apart (the largest gap is 1.00)" in said and "**not significant at 5%**" in said
+    assert rank_test_line(mixed)[1].endswith("p = 0.8, the ranks do **not** differ significantly at 5%: the "
+                                             "ranking is no verdict (**not significant at 5%**).")
     assert rank_test_line(ordered[["a", "b"]]) == []  # two forecasters: no Friedman test
+
+
+def test_an_ensemble_shows_its_members_alone_and_what_their_spread_is_over():
+    from stages.report import members_lines
+
+    configs = {"nb": {"smape": 12.0, "members": {"count": 2, "smape_mean": 13.0, "smape_sd": 0.5, "smape_best": 12.6,
+                                                 "seeds": 1, "lookbacks": 1, "losses": 2}},
+               "seeded": {"smape": 11.0, "members": {"count": 3, "smape_mean": 11.5, "smape_sd": 0.25,
+                                                     "smape_best": 11.2, "seeds": 3, "lookbacks": 1, "losses": 1}},
+               "naive": {"smape": 15.0}}
+    lines = members_lines(configs)
+    assert lines[2] == ("- nb, the median of 2 members: 12.00; the members alone 13.00 ± 0.50 (mean ± sd over "
+                        "configurations (2 losses) and 1 seed; best 12.60)")
+    assert lines[3].endswith("11.50 ± 0.25 (mean ± sd over seeds; best 11.20)") and len(lines) == 5
+    assert members_lines({"naive": {"smape": 15.0}}) == []

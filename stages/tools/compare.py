@@ -38,7 +38,8 @@ DEFAULT_IDEAL_CHANGE_PCT = IDEAL_CHANGE_PCT  # unless the compared params say ot
 # (seq, epochs_run, n_train, receptive_field, ...) is reported without a mark.
 LOWER_IS_BETTER = {*SCORES, "mse", "val_mse", "test_mse", "val_loss", "best_val_loss",
                    "blind_first_mse", "blind_last_mse", "final_loss", "receptive_field_shortfall",
-                   "mse_all", "mse_test", "mse_test_one_step_inversion", "mean_rank"}
+                   "mse_all", "mse_test", "mse_test_one_step_inversion", "mean_rank",
+                   "smape_mean", "smape_best"}  # an ensemble's members alone (a panel's `members`)
 HIGHER_IS_BETTER = re.compile(r"wins_\w+")  # a panel's share of series on which a forecaster beats a baseline
 LOWER_IS_BETTER_PATTERN = re.compile(r"msis_\d+")  # the M4 interval score at a level
 CLOSER_TO_IDEAL = {"change_first_pct", "change_last_pct"}

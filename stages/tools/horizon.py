@@ -509,7 +509,9 @@ def confidence_section(table: pd.DataFrame) -> list[str]:
              f"±{WIDTH_GOAL:.0%} of the horizon.", "",
              "Where it is not, the last column estimates how many seeds in all would bring it there if the "
              "interval narrows as 1/√seeds (`seeds_to_goal`: the seeds trained so far × (half-width / goal)²), "
-             "a planning figure, not a promise.", "",
+             "a planning figure, not a promise: where a model remembers about half the time over a range of `seq`, "
+             "the 50% point moves with every few seeds and the interval can widen as seeds are added, so there "
+             "the estimate is optimistic.", "",
              f"| model | budget | seeds per seq | horizon (50%) | {INTERVAL_LEVEL:.0%} interval | half-width | "
              f"within ±{WIDTH_GOAL:.0%} | seeds trained | seeds for ±{WIDTH_GOAL:.0%} (estimate) |",
              "|---|---|---:|---:|---|---:|---|---:|---:|"]

@@ -51,6 +51,11 @@ class Spec(BaseModel):
         """The names its forecasts are scored under (an ensemble adds its first member alone)."""
         return [name]
 
+    def member_names(self, name: str, horizon: int) -> list[str]:
+        """An ensemble's other members alone (the second on): written and scored for the spread over the members
+        beside the ensemble, not reported one by one."""
+        return []
+
 
 def min_calibration(level: int) -> int:
     """Fewest calibration errors a split-conformal interval at ``level`` % can be formed from (backtest.py): the
@@ -367,6 +372,10 @@ class PanelKerasSpec(KerasSpec):
         member alone under ``<name>_single``, so the report shows what the ensemble buys."""
         several = self.output == "direct" and len(self.members(horizon, 1, 1)) > 1
         return [name, f"{name}_single"] if several else [name]
+
+    def member_names(self, name: str, horizon: int) -> list[str]:
+        count = len(self.members(horizon, 1, 1)) if self.output == "direct" else 1
+        return [f"{name}_member{i}" for i in range(2, count + 1)]
 
     def check_horizon(self, horizon: int) -> None:
         """Raise ValueError naming the key where the network cannot forecast ``horizon`` points."""

@@ -78,3 +78,14 @@ def owa(summary: dict[str, dict], reference: str = "naive2") -> dict[str, float]
         return {}
     base = summary[reference]
     return {name: 0.5 * (agg["smape"] / base["smape"] + agg["mase"] / base["mase"]) for name, agg in summary.items()}
+
+
+def member_spread(scores: pd.DataFrame, members: list[str], configs: list) -> dict:
+    """What an ensemble buys, from its members' per-series scores (``scores``: id, forecaster, smape) under the
+    names ``members``, in order, and their ``configs`` (MemberConfig: seed, lookback, loss): the mean and sample sd
+    over the members of each one's mean sMAPE over the series (whatever they differ in: the counts of seeds,
+    look-backs and losses say what), and the best of them."""
+    alone = scores[scores["forecaster"].isin(members)].groupby("forecaster")["smape"].mean().reindex(members)
+    return {"count": len(members), "smape_mean": float(alone.mean()), "smape_sd": float(alone.std(ddof=1)),
+            "smape_best": float(alone.min()), "seeds": len({c.seed for c in configs}),
+            "lookbacks": len({c.lookback for c in configs}), "losses": len({c.loss for c in configs})}
