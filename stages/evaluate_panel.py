@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     specs = params.panel_specs(args.panel)
     names = [scored for n, s in specs.items() for scored in s.scored_names(n, spec.horizon)]
     # An ensemble's other members alone: scored for the spread over its members, then set aside.
-    others = {n: s.member_names(n, spec.horizon) for n, s in specs.items() if s.member_names(n, spec.horizon)}
+    others = {n: rest for n, s in specs.items() if (rest := s.member_names(n, spec.horizon))}
     extra = [x for xs in others.values() for x in xs]
     models = [n for n in params.panel_models if n in specs]
     stage = f"evaluate_panel@{args.panel}"

@@ -16,7 +16,7 @@ from stages.lib.infra import cli
 from stages.lib.infra.io import read_json, write_text
 from stages.lib.memory.tasks import IDEAL_CHANGE_PCT, TASKS
 from stages.lib.panel.scores import owa
-from stages.lib.panel.significance import ALPHA, friedman, p_text, significance, verdict
+from stages.lib.panel.significance import ALPHA, cd_diagram, friedman, p_text, significance, verdict
 
 MEMORY_COLUMNS = [
     ("val_mse", "val MSE", "{:.4f}"),
@@ -452,10 +452,10 @@ def panel_figure(panels: dict[str, dict], names: list[str], sample: int | None, 
     panel_scores(smape, reference, path, f"Panels by the competition protocol ({scope})")
 
 
-def groups_errors(panels: dict[str, dict], names: list[str], scores: Path | None) -> dict[str, pd.DataFrame]:
+def groups_errors(panels: dict[str, dict], names: list[str], scores: Path) -> dict[str, pd.DataFrame]:
     """Each group's per-series sMAPE over its pooled series (`group_errors`), read once for its tests and its
-    diagram; a group whose panels' scores are missing (or no ``scores`` folder) is left out."""
-    found = {group: group_errors(scores, members, aggregates) if scores is not None else None
+    diagram; a group whose panels' scores are missing is left out."""
+    found = {group: group_errors(scores, members, aggregates)
              for group, (members, aggregates) in panel_groups(panels, names).items()}
     return {group: errors for group, errors in found.items() if errors is not None}
 
@@ -463,8 +463,6 @@ def groups_errors(panels: dict[str, dict], names: list[str], scores: Path | None
 def group_cd_figure(panels: dict[str, dict], names: list[str], errors: dict[str, pd.DataFrame], path: Path) -> None:
     """reports/figures/cd-groups.png: the critical-difference diagram over each group's pooled series
     (``errors``: `groups_errors`)."""
-    from stages.lib.panel.significance import cd_diagram
-
     tables = {f"{group} pooled ({', '.join(members)}): sMAPE": errors[group]
               for group, (members, _) in panel_groups(panels, names).items()
               if group in errors and errors[group].shape[1] > 2}
