@@ -13,7 +13,8 @@ A forecaster's folder holds:
 
 - ``forecasts.csv``: one row per origin and step ahead (``h``), with the actual
   value, the forecast and its intervals (the forecaster's own, or empirical from
-  the errors of earlier origins), and whether the origin calibrates or evaluates;
+  the errors of earlier origins), whether the origin calibrates or evaluates, and,
+  for a median of several seeds, each seed's own forecast (``member_seed<s>``);
 - ``fitted.csv``: in-sample one-step fit of the last history the forecaster was fitted to;
 - ``facts.json``: what the forecaster chose or learnt (an ARIMA order, epochs run).
 """

@@ -4,7 +4,9 @@ Per forecaster and step ahead (``h1`` .. ``hH``, and ``all`` pooled): MAE, RMSE,
 MAPE, sMAPE, MASE (each error scaled by the in-sample seasonal-naive error of its
 own origin's history), interval coverage and width on the evaluation windows;
 and the persistence check on the one-step forecasts of every origin. The best
-forecaster is the one with the lowest pooled MASE. Each claim the report makes from
+forecaster is the one with the lowest pooled MASE. A forecaster that is the median of
+several seeds (a Keras forecaster's ``seeds``) also gets ``seeds``: each seed's
+pooled MASE and sMAPE alone, their mean ± sd over the seeds and the best. Each claim the report makes from
 these scores (a forecaster beats the best baseline; the best beats the runner-up)
 carries the Diebold-Mariano p-value of the two forecasters' per-origin MASE.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from stages.lib.config import load_params
-from stages.lib.forecast.scoring import naive_scales, origin_losses, persistence, score_by_horizon
+from stages.lib.forecast.scoring import member_scores, naive_scales, origin_losses, persistence, score_by_horizon
 from stages.lib.infra import cli
 from stages.lib.infra.io import atomic_dir, read_json, write_csv, write_json
 from stages.lib.infra.tracking import stage_run
@@ -74,6 +76,9 @@ def main(argv: list[str] | None = None) -> None:
                                            rule.min_change_ratio),
                 **facts[name]["summary"],  # what the forecaster chose, e.g. an ARIMA order
             }
+            seeds = member_scores(evaluation, scales)  # several seeds: each alone, beside their median
+            if seeds:
+                results[name]["seeds"] = seeds
         best = best_of(results)
         baselines = list(params.baselines)
         best_baseline = best_of({n: results[n] for n in baselines})

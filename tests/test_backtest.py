@@ -39,6 +39,45 @@ class Spy(Forecaster):
         return np.full(horizon, self.history[-1])
 
 
+class Pair(Spy):
+    """Two members, the last value plus and minus ``gap``: their median (mean) is the last value."""
+
+    def __init__(self, gap: float) -> None:
+        super().__init__(refit_every=1)
+        self.gap = gap
+
+    def member_forecasts(self, horizon):
+        return {"up": np.full(horizon, self.history[-1] + self.gap), "down": np.full(horizon, self.history[-1] - self.gap)}
+
+
+def test_each_member_of_a_median_is_kept_and_scored_alone_by_hand():
+    """run_backtest keeps every member's own forecast (member_<name>); member_scores scores each alone, as MASE
+    and sMAPE over the rows, with their mean, sample sd and best, checked by hand."""
+    from stages.lib.forecast.scoring import member_scores, naive_scales
+
+    y = np.array([10.0, 12.0, 11.0, 14.0, 13.0, 15.0, 18.0, 16.0])
+    origin_list = [5, 6]
+    frame = bt.run_backtest(Pair(gap=1.0), y, origin_list, horizon=2, levels=[])
+    assert list(frame.columns[-2:]) == ["member_up", "member_down"]
+    np.testing.assert_array_equal(frame["member_up"], frame["forecast"] + 1.0)
+    scales = naive_scales(y, origin_list, 1)
+    assert scales == {5: 1.75, 6: 1.8}  # mean |change| of [10, 12, 11, 14, 13] and of [.., 15]: 7/4 and 9/5
+    # Origin 5 forecasts y[4] = 13 for y[5:7] = 15, 18; origin 6 forecasts 15 for y[6:8] = 18, 16.
+    actual, last = np.array([15.0, 18.0, 18.0, 16.0]), np.array([13.0, 13.0, 15.0, 15.0])
+    scale = np.array([1.75, 1.75, 1.8, 1.8])
+    up = np.mean(np.array([1.0, 4.0, 2.0, 0.0]) / scale)  # |actual - (last + 1)|
+    down = np.mean(np.array([3.0, 6.0, 4.0, 2.0]) / scale)  # |actual - (last - 1)|
+    m = member_scores(frame, scales)
+    assert m["count"] == 2
+    assert (m["by_member"]["up"]["mase"], m["by_member"]["down"]["mase"]) == (pytest.approx(up), pytest.approx(down))
+    assert m["mase_mean"] == pytest.approx((up + down) / 2) and m["mase_best"] == pytest.approx(up)
+    assert m["mase_sd"] == pytest.approx(abs(down - up) / np.sqrt(2))  # the sample sd of two values
+    smape_up = 100 * np.mean(np.abs(actual - last - 1) / ((actual + last + 1) / 2))
+    assert m["by_member"]["up"]["smape"] == pytest.approx(smape_up)
+    assert member_scores(frame.drop(columns="member_down"), scales) == {}  # one member: nothing to spread over
+    assert "member_up" not in bt.run_backtest(Spy(refit_every=1), y, origin_list, 2, []).columns
+
+
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(20, 120), horizon=st.integers(1, 6), n_windows=st.integers(1, 8), step=st.integers(1, 4),
        calibration=st.integers(0, 6), refit_every=st.integers(1, 5))
@@ -204,6 +243,58 @@ def test_the_holdout_protocol_forecasts_a_dataset_own_horizon_from_one_origin(tm
     assert (metrics["protocol"], metrics["horizon"], metrics["n_windows"]) == ("holdout", 6, 1)
     assert metrics["naive"]["all"]["mae"] == pytest.approx(np.mean(np.abs(y[39:] - y[38])), rel=1e-6)
     assert metrics["naive"]["h6"]["mae"] == pytest.approx(abs(y[44] - y[38]), rel=1e-6)
+
+
+def test_a_keras_forecaster_of_two_seeds_reports_each_seed_beside_their_median(tmp_path, monkeypatch, raw_params):
+    """forecasters.lstm with seeds [1, 2] through the backtest and evaluate_forecast stages: forecasts.csv keeps each
+    seed's forecast, the median is their mean, the metrics' `members` score each seed alone (MASE by hand from the
+    file) and forecast.md's line says what the median buys."""
+    import json
+
+    import yaml
+
+    from stages import backtest, evaluate_forecast, ingest
+    from stages.lib.infra import cli, paths
+    from stages.lib.infra.paths import ROOT
+    from stages.report import seeds_lines
+
+    monkeypatch.setenv("PIPELINE_TRACKING", "off")
+    monkeypatch.chdir(ROOT)
+    raw_params["statistical"] = {}
+    for spec in raw_params["forecasters"].values():
+        spec["datasets"] = ["elnino"]
+    lstm = raw_params["forecasters"]["lstm"]
+    lstm.update(datasets=["sales"], seeds=[1, 2], arch={"units": [4], "dense": []})
+    lstm["fit"].update(max_epochs=2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
+    monkeypatch.setattr(paths, "params_file", lambda: tmp_path / "params.yaml")
+    series = tmp_path / "series.csv"
+    cli.run(ingest.main, ["--dataset", "sales", "--out", str(series)])
+    cli.run(backtest.main, ["--dataset", "sales", "--group", "baselines", "--series", str(series),
+                            "--out", str(tmp_path / "baselines")])
+    cli.run(backtest.main, ["--dataset", "sales", "--forecaster", "lstm", "--series", str(series),
+                            "--out", str(tmp_path / "backtests/lstm")])
+    cli.run(evaluate_forecast.main, [
+        "--dataset", "sales", "--series", str(series), "--baselines", str(tmp_path / "baselines"),
+        "--statistical", str(tmp_path / "statistical"), "--backtests", str(tmp_path / "backtests"),
+        "--metrics", str(tmp_path / "m.json"), "--plot-data", str(tmp_path / "plots"),
+        "--figure", str(tmp_path / "f.png")])
+    y = pd.read_csv(series)["value"].to_numpy()
+    frame = pd.read_csv(tmp_path / "backtests/lstm/forecasts.csv")
+    assert not np.allclose(frame["member_seed1"], frame["member_seed2"])  # two networks
+    np.testing.assert_allclose(frame["forecast"], (frame["member_seed1"] + frame["member_seed2"]) / 2)
+    evaluation = frame[frame["window"] == "evaluation"]
+    scale = evaluation["origin"].map(lambda o: np.mean(np.abs(np.diff(y[:o]))))  # sales has no season: naive MAE
+    alone = {s: float(np.mean(np.abs(evaluation["actual"] - evaluation[f"member_seed{s}"]) / scale)) for s in (1, 2)}
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    members = metrics["lstm"]["seeds"]
+    # The metrics file keeps 6 significant digits.
+    assert members["count"] == 2 and members["by_member"]["seed2"]["mase"] == pytest.approx(alone[2], rel=1e-5)
+    assert members["mase_mean"] == pytest.approx((alone[1] + alone[2]) / 2, rel=1e-5)
+    assert members["mase_best"] == pytest.approx(min(alone.values()), rel=1e-5)
+    assert "seeds" not in metrics["naive"]  # one member
+    line = seeds_lines(metrics, ["naive", "lstm"])[2]
+    assert line.startswith("- lstm, the median of 2 seeds: MASE ") and "mean ± sd over the seeds" in line
 
 
 def test_a_forecaster_its_datasets_leave_out_gets_no_folder_and_a_hand_typed_run_one_line(tmp_path, monkeypatch,

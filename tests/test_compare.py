@@ -81,6 +81,9 @@ def memory_diff(**changes) -> dict:
     ("ets.mean_rank", 3.2, 2.9, "better"),          # a panel's mean rank: 1 is best
     ("ets.wins_naive", 0.70, 0.75, "better"),       # the share of series beating naive: higher is better
     ("ets.wins_naive", 0.70, 0.65, "worse"),
+    ("nbeats_g.members.smape_mean", 13.8, 13.5, "better"),  # an ensemble's members alone
+    ("lstm.seeds.mase_best", 0.90, 0.95, "worse"),          # a median of seeds: its best seed alone
+    ("lstm.seeds.mase_sd", 0.02, 0.05, "changed"),          # a spread has no better direction
     ("seq", 70, 69, "changed"),                       # no better direction
     ("lstm.epochs_run", 40, 12, "changed"),
     ("tcn.val_mse", None, 0.1, "changed"),            # new metric

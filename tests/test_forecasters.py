@@ -60,6 +60,11 @@ def test_several_seeds_forecast_their_median():
     paths = np.stack([f._path(model, 4) for model in f.models])
     assert not np.allclose(paths[0], paths[1])  # different seeds, different networks
     np.testing.assert_array_equal(f.predict(4), np.median(paths, axis=0))
+    members = f.member_forecasts(4)  # each seed alone, named by its seed, for the backtest's spread
+    assert list(members) == ["seed1", "seed2", "seed3"]
+    np.testing.assert_array_equal(np.stack(list(members.values())), paths)
+    one = build(spec.model_copy(update={"seeds": None}), season_length=1, num_steps=3).fit(y)
+    assert one.member_forecasts(4) == {}  # one network: no members to spread over
 
 
 def test_baselines_on_series_with_known_forecasts():

@@ -39,7 +39,7 @@ DEFAULT_IDEAL_CHANGE_PCT = IDEAL_CHANGE_PCT  # unless the compared params say ot
 LOWER_IS_BETTER = {*SCORES, "mse", "val_mse", "test_mse", "val_loss", "best_val_loss",
                    "blind_first_mse", "blind_last_mse", "final_loss", "receptive_field_shortfall",
                    "mse_all", "mse_test", "mse_test_one_step_inversion", "mean_rank",
-                   "smape_mean", "smape_best"}  # an ensemble's members alone (a panel's `members`)
+                   "smape_mean", "smape_best", "mase_mean", "mase_best"}  # an ensemble's members alone (`members`)
 HIGHER_IS_BETTER = re.compile(r"wins_\w+")  # a panel's share of series on which a forecaster beats a baseline
 LOWER_IS_BETTER_PATTERN = re.compile(r"msis_\d+")  # the M4 interval score at a level
 CLOSER_TO_IDEAL = {"change_first_pct", "change_last_pct"}

@@ -16,10 +16,9 @@ import pandas as pd
 
 from stages.lib.errors import DataError
 from stages.lib.forecast.base import Forecaster
+from stages.lib.forecast.scoring import MEMBER
 from stages.lib.forecast.specs import Spec
 from stages.lib.infra import interrupts
-
-
 
 
 def conformal_radius(errors: np.ndarray, level: int) -> float:
@@ -68,8 +67,10 @@ def run_backtest(forecaster: Forecaster, y: np.ndarray, origin_list: list[int], 
                  progress: Callable[[str], None] = lambda _: None) -> pd.DataFrame:
     """Forecast ``horizon`` steps from each origin; one row per (origin, step).
 
-    Columns: origin, h, index (of the target in ``y``), actual, forecast, and
-    lo<level>/hi<level> where the forecaster has its own intervals (NaN otherwise).
+    Columns: origin, h, index (of the target in ``y``), actual, forecast,
+    lo<level>/hi<level> where the forecaster has its own intervals (NaN otherwise),
+    and ``member_<name>`` for each member's own forecast where the forecast is the
+    median of several (``Forecaster.member_forecasts``; none for one member).
     """
     y = np.asarray(y, dtype=float)
     forecaster.prepare([y[:origin] for k, origin in enumerate(origin_list) if k % forecaster.refit_every == 0])
@@ -81,11 +82,13 @@ def run_backtest(forecaster: Forecaster, y: np.ndarray, origin_list: list[int], 
         (forecaster.fit if refit else forecaster.update)(history)
         mean = np.asarray(forecaster.predict(horizon), dtype=float)
         bands = forecaster.predict_interval(horizon, levels) if forecaster.has_intervals else {}
+        members = forecaster.member_forecasts(horizon)
         for h in range(horizon):
             row = {"origin": origin, "h": h + 1, "index": origin + h, "actual": y[origin + h], "forecast": mean[h]}
             for level in levels:
                 lo, hi = bands.get(level, (np.full(horizon, np.nan), np.full(horizon, np.nan)))
                 row[f"lo{level}"], row[f"hi{level}"] = lo[h], hi[h]
+            row.update({f"{MEMBER}{name}": float(path[h]) for name, path in members.items()})
             rows.append(row)
         progress(f"origin {k + 1}/{len(origin_list)} (t={origin}{', refit' if refit else ''})")
     return pd.DataFrame(rows)

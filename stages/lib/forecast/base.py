@@ -13,6 +13,9 @@ and one line in each of ``specs.SPECS`` and ``registry.FORECASTERS``.
   (between the refits that ``refit_every`` asks for).
 - ``predict(horizon)`` forecasts the next ``horizon`` values, recursively where
   the model is one-step.
+- ``member_forecasts(horizon)`` gives each member's forecast alone where
+  ``predict`` is the median of several (a Keras forecaster's seeds), so the
+  evaluation can say what the ensemble buys; none by default.
 - ``predict_interval(horizon, levels)`` gives model-based intervals where the
   model has them (``has_intervals``, ARIMA); the others get the backtest's
   empirical intervals from past errors.
@@ -62,6 +65,11 @@ class Forecaster:
 
     def predict_interval(self, horizon: int, levels: list[int]) -> Intervals | None:
         return None
+
+    def member_forecasts(self, horizon: int) -> dict[str, np.ndarray]:
+        """Each member's own forecast of the next ``horizon`` values, by name, where ``predict`` is their median
+        (several seeds); empty for a forecaster of one member."""
+        return {}
 
     def fitted(self) -> np.ndarray:
         """In-sample one-step predictions of the last history (NaN where there are none)."""

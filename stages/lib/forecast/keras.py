@@ -53,7 +53,8 @@ class KerasForecaster(Forecaster):
     would rescale what it learnt).
     ``predict`` runs each network one step at a time on its own outputs, turns
     the predicted differences back into levels and, with several seeds, takes
-    the median of their forecasts at every step ahead.
+    the median of their forecasts at every step ahead; ``member_forecasts``
+    gives each seed's forecast alone (``seed<s>``), for its spread.
     """
 
     def __init__(self, spec: KerasSpec, season_length: int = 1, num_steps: int = 1) -> None:
@@ -108,6 +109,11 @@ class KerasForecaster(Forecaster):
 
     def predict(self, horizon: int) -> np.ndarray:
         return np.median(np.stack([self._path(model, horizon) for model in self.models]), axis=0)
+
+    def member_forecasts(self, horizon: int) -> dict[str, np.ndarray]:
+        if len(self.models) < 2:
+            return {}
+        return {f"seed{seed}": self._path(model, horizon) for seed, model in zip(self.spec.seed_list(), self.models)}
 
     def fitted(self) -> np.ndarray:
         d = self.spec.diff_order

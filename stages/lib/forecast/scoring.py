@@ -12,6 +12,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+MEMBER = "member_"  # the prefix of a member's own forecast column in a backtest's rows (run_backtest)
+
 def mse(actual: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean((np.asarray(actual) - np.asarray(predicted)) ** 2))
 
@@ -132,6 +134,23 @@ def origin_losses(rows: pd.DataFrame, scales: dict[int, float]) -> pd.Series:
     the loss series of a Diebold-Mariano test between two forecasters of one series."""
     loss = (rows["actual"] - rows["forecast"]).abs() / rows["origin"].map(scales)
     return loss.groupby(rows["origin"]).mean().sort_index()
+
+
+def member_scores(rows: pd.DataFrame, scales: dict[int, float]) -> dict:
+    """What the median of several members buys on one series: each member's pooled MASE and sMAPE alone over
+    ``rows`` (its ``member_<name>`` column of a backtest's rows), their mean and sample sd over the members, the
+    best, and each member's own (``by_member``); empty where the rows hold fewer than two members."""
+    columns = [c for c in rows.columns if c.startswith(MEMBER)]
+    if len(columns) < 2:
+        return {}
+    alone = pd.DataFrame({c[len(MEMBER):]: {k: score(rows.assign(forecast=rows[c]), scales, [])[k]
+                                              for k in ("mase", "smape")} for c in columns}).T
+    out: dict = {"count": len(columns)}
+    for k in ("mase", "smape"):  # the keys of a panel's `members` (sd: sample, ddof 1)
+        out.update({f"{k}_mean": float(alone[k].mean()), f"{k}_sd": float(alone[k].std(ddof=1)),
+                    f"{k}_best": float(alone[k].min())})
+    out["by_member"] = {name: {k: float(v) for k, v in row.items()} for name, row in alone.iterrows()}
+    return out
 
 
 def score_by_horizon(rows: pd.DataFrame, scales: dict[int, float], levels: list[int]) -> dict[str, dict[str, float]]:
