@@ -51,6 +51,33 @@ def test_a_keras_forecaster_validates_on_the_end_of_its_history_and_keeps_the_be
     assert kept == pytest.approx(history["val_loss"].min(), rel=1e-4)  # the best epoch's weights, not the last
 
 
+def test_a_refit_keras_forecaster_learns_the_end_of_its_history_with_no_validation_point_in_the_validation_fit():
+    """refit: the validation fit's scaler comes from the windows before validation only (the largest difference,
+    put in the validation windows, does not reach it); it chooses the epochs; the refit trains that long, from the
+    same seed, on every window with the whole history's scaler, and that network forecasts."""
+    y = 10 + np.cumsum(np.random.default_rng(6).normal(size=60))
+    y[55:] += 40.0  # a jump of 40 between y[54] and y[55]: the largest difference, inside the validation windows
+    spec = KerasSpec(kind="keras", model="lstm", refit=True, arch={"units": [4]},
+                     fit=FitParams(seed=3, max_epochs=30, batch_size=8, patience=2, learning_rate=0.05))
+    f = build(spec, season_length=1, num_steps=3)
+    calls = []
+    train = f._train
+    f._train = lambda seed, z, scale, held, fit: calls.append((seed, scale, held, fit.max_epochs)) or \
+        train(seed, z, scale, held, fit)
+    f.fit(y)
+    z = np.diff(y)
+    # 56 windows, the last ceil(0.2 * 56) = 12 validate: their targets are z[47:59], the jump z[54] among them.
+    (seed, scale, held, _), (refit_seed, refit_scale, refit_held, epochs) = calls
+    assert (seed, held, refit_seed, refit_held) == (3, 12, 3, 0)
+    assert scale == np.max(np.abs(z[:47])) < 30 < refit_scale == f.scale == np.max(np.abs(z))
+    validation, refit = f.training_histories()
+    assert "val_loss" in validation and "val_loss" not in refit
+    assert epochs == len(refit) == int(np.argmin(validation["val_loss"].to_numpy())) + 1
+    assert f.facts()["refits"] == 1 and f.facts()["epochs_run"] == [len(validation), epochs]
+    twin = build(spec.model_copy(update={"refit": False}), season_length=1, num_steps=3).fit(y)
+    assert f.scale == twin.scale and not np.allclose(f.predict(3), twin.predict(3))  # another network forecasts
+
+
 def test_several_seeds_forecast_their_median():
     y = 10 + np.cumsum(np.random.default_rng(5).normal(size=40))
     spec = KerasSpec(kind="keras", model="lstm", seeds=(1, 2, 3), fit=FitParams(seed=1, max_epochs=2, batch_size=8),

@@ -26,6 +26,8 @@ def test_shipped_params_are_valid():
     (lambda p: p["train_memory"]["fit"].update(epochs=3), r"train_memory\.fit\.epochs: unknown key"),
     (lambda p: p["train_memory"]["fit"].update(seed=1), r"^params\.yaml: train_memory: fit\.seed is not used here: list the training seeds in train_memory\.seeds$"),
     (lambda p: p["forecasters"]["lstm"]["fit"].pop("seed"), r"^params\.yaml: forecasters\.lstm\.fit\.seed is required: the training seed of the forecaster$"),
+    (lambda p: (p["forecasters"]["lstm"].update(refit=True), p["forecasters"]["lstm"]["fit"].pop("patience")),
+     r"^params\.yaml: forecasters\.lstm\.refit: needs fit\.patience \(validation chooses how many epochs the refit trains\)$"),
     (lambda p: p["forecasters"]["lstm"]["fit"].update(max_epochs=0), r"^params\.yaml: forecasters\.lstm\.fit\.max_epochs: Input should be greater than 0 \(got 0\)$"),
     (lambda p: p["forecasters"]["tcn"]["arch"].update(dilations=[2, 1]), r"forecasters\.tcn: arch\.dilations: Value error, must be strictly increasing \(model 'tcn'\)"),
     (lambda p: p["forecasters"]["arima"].update(order=[1, -1, 0]), r"^params\.yaml: forecasters\.arima: order: every term must be 0 or more \(got \[1, -1, 0\]\)$"),

@@ -384,6 +384,9 @@ class Params(Strict):
         for name, spec in self.forecasters.items():
             if spec.kind == "keras" and spec.fit.seed is None:
                 raise ValueError(f"forecasters.{name}.fit.seed is required: the training seed of the forecaster")
+            if spec.kind == "keras" and spec.refit and not spec.fit.patience:
+                raise ValueError(f"forecasters.{name}.refit: needs fit.patience (validation chooses how many "
+                                 "epochs the refit trains)")
         return self
 
     @model_validator(mode="after")

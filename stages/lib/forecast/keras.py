@@ -28,12 +28,17 @@ def resolved_fit(fit: FitParams, n_points: int) -> FitParams:
     return fit.model_copy(update={"batch_size": max(1, round(n_points / 5))})
 
 
+def peak_scale(z: np.ndarray) -> float:
+    """The article's normalisation: the largest absolute difference (1 where every difference is 0)."""
+    peak = float(np.max(np.abs(z))) if len(z) else 0.0
+    return peak if peak > 0 else 1.0
+
+
 def scaled_differences(history: np.ndarray, order: int) -> tuple[np.ndarray, float]:
     """The history's ``order``-th differences divided by their largest absolute value (the article's
-    normalisation, from the history alone), and that scale (1 where every difference is 0)."""
+    normalisation, from the history alone), and that scale."""
     z = difference(history, order)
-    peak = float(np.max(np.abs(z))) if len(z) else 0.0
-    scale = peak if peak > 0 else 1.0
+    scale = peak_scale(z)
     return z / scale, scale
 
 
@@ -47,6 +52,10 @@ class KerasForecaster(Forecaster):
     alone by default). With ``fit.patience`` the last ``validation`` share of
     the windows (the end of the history) validates: training stops once their
     loss has not improved for that many epochs and the best weights are kept.
+    With ``refit`` that validation fit only chooses the number of epochs (its
+    scaler from the windows before validation): a fresh network from the same
+    seed then trains that long on every window, validation's included, with the
+    scaler of the whole history, so the end of the history is learnt from too.
     ``update`` takes the longer history as the input of the next forecasts and
     keeps both the weights and the scaler as they were fitted: the network sees
     inputs scaled as in its training (a scaler refitted without the weights
@@ -62,27 +71,45 @@ class KerasForecaster(Forecaster):
         super().__init__(spec, season_length, spec.window(season_length, num_steps))
         self.model_spec = spec.model_spec()
         self.histories: list = []
+        self.fits = 0
         self.verbose: int | None = None  # Keras' progress lines; 0 where thousands of series would flood the log
 
     def fit(self, history: np.ndarray) -> KerasForecaster:
-        from stages.lib.nn.training import seed_everything, train
-
         self.history = as_array(history)
-        z, self.scale = scaled_differences(self.history, self.spec.diff_order)
-        X, target = make_windows(z, self.num_steps)
+        z = difference(self.history, self.spec.diff_order)
+        self.scale = peak_scale(z)
         fit = resolved_fit(self.spec.fit, len(self.history))
-        val = None
-        if fit.patience and len(X) > 2:
-            held = min(max(1, int(np.ceil(self.spec.validation * len(X)))), len(X) - 1)  # keep a window to train on
-            X, target, val = X[:-held], target[:-held], (X[-held:], target[-held:])
+        windows = max(0, len(z) - self.num_steps)
+        held = min(max(1, int(np.ceil(self.spec.validation * windows))), windows - 1) \
+            if fit.patience and windows > 2 else 0  # keep a window to train on
         self.models = []
         for seed in self.spec.seed_list():
-            seed_everything(seed)
-            model = self.model_spec.build(self.num_steps, 1)
-            self.histories.append(train(model, X, target, fit, val=val, verbose=self.verbose))
+            if self.spec.refit and held:
+                # The validation fit sees nothing of the validation windows, its scaler included (the windows
+                # before them end at z[len(z) - held - 1]); it only chooses how many epochs the refit trains.
+                _, chosen = self._train(seed, z, peak_scale(z[:len(z) - held]), held, fit)
+                epochs = int(chosen["val_loss"].idxmin()) + 1
+                self.histories.append(chosen)
+                model, trained = self._train(seed, z, self.scale, 0, fit.model_copy(update={"max_epochs": epochs}))
+            else:
+                model, trained = self._train(seed, z, self.scale, held, fit)
+            self.histories.append(trained)
             self.models.append(model)
+        self.fits += 1
         self.model = self.models[0]
         return self
+
+    def _train(self, seed: int, z: np.ndarray, scale: float, held: int, fit: FitParams):
+        """A fresh network from ``seed`` on the windows of ``z / scale``, the last ``held`` of them validating
+        (none: no early stopping); the network and its per-epoch history."""
+        from stages.lib.nn.training import seed_everything, train
+
+        X, target = make_windows(z / scale, self.num_steps)
+        val = (X[len(X) - held:], target[len(X) - held:]) if held else None
+        seed_everything(seed)
+        model = self.model_spec.build(self.num_steps, 1)
+        history = train(model, X[:len(X) - held], target[:len(X) - held], fit, val=val, verbose=self.verbose)
+        return model, history
 
     def update(self, history: np.ndarray) -> KerasForecaster:
         self.history = as_array(history)  # the scaler stays as fitted, with the weights
@@ -134,7 +161,7 @@ class KerasForecaster(Forecaster):
         return {"input_size": self.num_steps}
 
     def facts(self) -> dict[str, Any]:
-        return {"input_size": self.num_steps, "refits": len(self.histories) // len(self.models),
+        return {"input_size": self.num_steps, "refits": self.fits,
                 "seeds": len(self.models), "epochs_run": [len(h) for h in self.histories],
                 "final_loss": [float(h["loss"].iloc[-1]) for h in self.histories]}
 

@@ -231,6 +231,9 @@ class KerasSpec(Spec):
     seeds: tuple[NonNegativeInt, ...] | None = None
     # With fit.patience: the share of a history's windows, at its end, that validates (early stopping).
     validation: float = Field(default=0.2, gt=0.0, lt=1.0)
+    # With fit.patience: retrain from the same seed on every window, validation's included, for the epochs
+    # validation chose (a second training per fit; the panels' direct models do it by default).
+    refit: bool = False
 
     @field_validator("seeds")
     @classmethod
@@ -314,7 +317,9 @@ class PanelKerasSpec(KerasSpec):
     loss: str | tuple[str, ...] = "mse"  # one of LOSSES; a list: one member per loss
     batches_per_epoch: PositiveInt = 100  # sampled batches between two validations
     history_limit: PositiveFloat | None = None  # windows end in the last this-many horizons (N-BEATS' L_H)
-    refit: bool = True  # retrain on every window, validation's included, for the epochs validation chose
+    # Retrain on every window, validation's included, for the epochs validation chose: the direct models always
+    # validate; a per_series model only with fit.patience; the global recursive model never refits.
+    refit: bool = True
     # direct only: the level the forecast starts from, the network adding the departure (mean: the look-back's
     # mean; last: its last value, as the official N-BEATS). global_direct.from_the_window says why.
     start: Literal["mean", "last"] = "mean"
