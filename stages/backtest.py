@@ -69,8 +69,8 @@ def log_backtest(run: StageRun | UntrackedRun, folder: Path, forecaster: Forecas
                  elapsed: float, prefix: str = "", artifacts: str | None = None) -> None:
     # Timings go to MLflow only: committed files stay byte-identical across reruns.
     run.log_metrics({"backtest_time_s": elapsed, "origins": len(facts["origins"])}, prefix=prefix)
-    for k, history in enumerate(forecaster.training_histories()):
-        run.log_history(history, prefix=f"{prefix}refit{k}.")
+    for label, history in forecaster.training_histories().items():
+        run.log_history(history, prefix=f"{prefix}{label}.")
     run.set_tags({f"{prefix}{k}": v for k, v in facts["summary"].items()})
     for path in sorted(folder.iterdir()):
         run.log_artifact(path, folder=artifacts)

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         elif model.mode == "global":
             results, fitted = forecast_global(args.model, model, fit, spec.horizon, spec.season_length, params.num_steps)
             facts = fitted.facts()
-            for history in fitted.training_histories():
+            for history in fitted.training_histories().values():
                 run.log_history(history)
             print(f"{stage}: trained on {facts['windows']} windows of {facts['series']} series, "
                   f"{facts['epochs_run']} epochs")

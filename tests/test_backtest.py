@@ -247,7 +247,7 @@ def test_the_holdout_protocol_forecasts_a_dataset_own_horizon_from_one_origin(tm
 
 def test_a_keras_forecaster_of_two_seeds_reports_each_seed_beside_their_median(tmp_path, monkeypatch, raw_params):
     """forecasters.lstm with seeds [1, 2] through the backtest and evaluate_forecast stages: forecasts.csv keeps each
-    seed's forecast, the median is their mean, the metrics' `members` score each seed alone (MASE by hand from the
+    seed's forecast, the median is their mean, the metrics' `seeds` score each seed alone (MASE by hand from the
     file) and forecast.md's line says what the median buys."""
     import json
 

@@ -42,7 +42,7 @@ def test_a_keras_forecaster_validates_on_the_end_of_its_history_and_keeps_the_be
     spec = KerasSpec(kind="keras", model="lstm", fit=FitParams(seed=0, max_epochs=30, batch_size=8, patience=2,
                                                                learning_rate=0.05), arch={"units": [4]})
     f = build(spec, season_length=1, num_steps=3).fit(y)
-    history = f.training_histories()[0]
+    history = f.training_histories()["fit0.seed0"]
     # 56 windows of 3 differences: the last ceil(0.2 * 56) = 12 validate, the first 44 train.
     assert "val_loss" in history and len(history) < 30  # it stopped early
     X_val = np.stack([np.diff(y)[i:i + 3] for i in range(44, 56)]) / f.scale
@@ -56,7 +56,10 @@ def test_a_refit_keras_forecaster_learns_the_end_of_its_history_with_no_validati
     put in the validation windows, does not reach it); it chooses the epochs; the refit trains that long, from the
     same seed, on every window with the whole history's scaler, and that network forecasts."""
     y = 10 + np.cumsum(np.random.default_rng(6).normal(size=60))
-    y[55:] += 40.0  # a jump of 40 between y[54] and y[55]: the largest difference, inside the validation windows
+    # 56 windows of 3 differences, the last ceil(0.2 * 56) = 12 validate: the training windows' targets end at
+    # z[46], the validation ones' start at z[47]. A jump of 20 at z[46] and of 40 at z[47] pins that boundary.
+    y[47:] += 20.0
+    y[48:] += 40.0
     spec = KerasSpec(kind="keras", model="lstm", refit=True, arch={"units": [4]},
                      fit=FitParams(seed=3, max_epochs=30, batch_size=8, patience=2, learning_rate=0.05))
     f = build(spec, season_length=1, num_steps=3)
@@ -66,16 +69,32 @@ def test_a_refit_keras_forecaster_learns_the_end_of_its_history_with_no_validati
         train(seed, z, scale, held, fit)
     f.fit(y)
     z = np.diff(y)
-    # 56 windows, the last ceil(0.2 * 56) = 12 validate: their targets are z[47:59], the jump z[54] among them.
     (seed, scale, held, _), (refit_seed, refit_scale, refit_held, epochs) = calls
     assert (seed, held, refit_seed, refit_held) == (3, 12, 3, 0)
-    assert scale == np.max(np.abs(z[:47])) < 30 < refit_scale == f.scale == np.max(np.abs(z))
-    validation, refit = f.training_histories()
+    assert scale == abs(z[46]) == np.max(np.abs(z[:47])) and 15 < scale < 25  # the jump of 20, not of 40
+    assert refit_scale == f.scale == abs(z[47]) == np.max(np.abs(z)) and 35 < refit_scale < 45
+    histories = f.training_histories()
+    assert list(histories) == ["fit0.seed3.validation", "fit0.seed3.refit"]
+    validation, refit = histories.values()
     assert "val_loss" in validation and "val_loss" not in refit
     assert epochs == len(refit) == int(np.argmin(validation["val_loss"].to_numpy())) + 1
-    assert f.facts()["refits"] == 1 and f.facts()["epochs_run"] == [len(validation), epochs]
+    assert f.facts()["refits"] == 1 and f.facts()["epochs_run"] == {"fit0.seed3.validation": len(validation),
+                                                                     "fit0.seed3.refit": epochs}
     twin = build(spec.model_copy(update={"refit": False}), season_length=1, num_steps=3).fit(y)
     assert f.scale == twin.scale and not np.allclose(f.predict(3), twin.predict(3))  # another network forecasts
+
+
+@pytest.mark.parametrize("windows, share, held", [
+    (56, 0.2, 12),  # ceil(11.2)
+    (8, 0.2, 2),    # ceil(1.6): sales' first fit, 12 points, validates on 2 windows
+    (3, 0.2, 1),    # at least one
+    (4, 0.9, 3),    # never all: one window is left to train on
+    (2, 0.2, 0),    # too few to validate on
+])
+def test_the_validation_windows_by_hand(windows, share, held):
+    from stages.lib.forecast.keras import held_windows
+
+    assert held_windows(windows, share) == held
 
 
 def test_several_seeds_forecast_their_median():

@@ -34,7 +34,7 @@ def test_a_global_model_trains_once_across_two_series_seeded_and_deterministic()
     first, again = fit_global(series), fit_global(series)
     np.testing.assert_array_equal(first.predict(5), again.predict(5))  # same seed, same data: the same numbers
     assert first.predict(5).shape == (2, 5) and np.all(np.isfinite(first.predict(5)))
-    loss = first.training_histories()[0]["loss"]
+    loss = first.training_histories()["fit0"]["loss"]
     assert len(first.training_histories()) == 1 and loss.iloc[-1] < 0.5 * loss.iloc[0]  # it learnt
     # Windows of both series: 39 differences each, windows of 4 make 35 per series.
     assert first.facts()["windows"] == 2 * 35 and first.facts()["series"] == 2
@@ -68,7 +68,7 @@ def test_the_forecast_continues_each_series_from_its_last_levels(order):
 def test_with_patience_each_series_last_window_validates():
     model = fit_global(two_series(), fit={"seed": 7, "max_epochs": 5, "batch_size": 16, "patience": 2})
     assert model.facts()["windows"] == 2 * 34  # the last window of each series held out
-    assert "val_loss" in model.training_histories()[0] and "best_val_loss" in model.facts()
+    assert "val_loss" in model.training_histories()["fit0"] and "best_val_loss" in model.facts()
 
 
 @pytest.mark.parametrize(("edit", "message"), [

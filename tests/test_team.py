@@ -101,7 +101,7 @@ def test_the_pipeline_logs_runs_tags_metrics_and_artifacts_to_the_server(team, s
         assert run.info.artifact_uri.startswith("mlflow-artifacts:"), "artifacts go through the server"
     lstm = by_stage["backtest@sales-lstm"]
     assert lstm.data.params["forecaster"] == "lstm" and lstm.data.tags["kind"] == "keras"
-    history = client.get_metric_history(lstm.info.run_id, "refit0.loss")
+    history = client.get_metric_history(lstm.info.run_id, "fit0.seed369.loss")  # the first fit's network of seed 369
     assert [m.step for m in history] == [1, 2]  # the tiny params train two epochs
     evaluation = json.loads((proj.path / "reports/metrics/forecast-sales.json").read_text())
     logged = by_stage[FORECAST_TARGET].data.metrics

@@ -368,6 +368,9 @@ class Params(Strict):
                                  f"(have: {', '.join(self.panels) or 'none'})")
             if spec.fit.seed is None:
                 raise ValueError(f"panel_models.{name}.fit.seed is required: the training seed of the model")
+            if spec.mode == "per_series" and spec.refit and not spec.fit.patience:
+                raise ValueError(f"panel_models.{name}.refit: needs fit.patience (validation chooses how many "
+                                 "epochs the refit trains)")
             for panel in (spec.datasets or self.panels):
                 try:
                     spec.check_horizon(self.panels[panel].horizon)

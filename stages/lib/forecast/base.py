@@ -83,9 +83,10 @@ class Forecaster:
         """The few choices worth a place beside the scores and as run tags (an ARIMA order)."""
         return {}
 
-    def training_histories(self) -> list[pd.DataFrame]:
-        """Per-epoch losses of each fit, for forecasters that train (none by default)."""
-        return []
+    def training_histories(self) -> dict[str, pd.DataFrame]:
+        """Per-epoch losses of each training, by a label that says which (``fit0.seed369``: the first fit's network
+        of seed 369), for forecasters that train (none by default)."""
+        return {}
 
 
 def as_array(history: np.ndarray) -> np.ndarray:

@@ -196,7 +196,7 @@ def fit_member(config: MemberConfig, histories: list[np.ndarray], *, horizon: in
                build: Callable[[int, int], object], fit, batches_per_epoch: int, history_limit: float | None,
                refit: bool, start: str = "mean", verbose: int = 0) -> Member:
     """Train one member by the protocol of the module docstring and forecast every series."""
-    from stages.lib.nn.training import FreshBatches, seed_everything, train
+    from stages.lib.nn.training import FreshBatches, best_epoch, seed_everything, train
 
     started = time.process_time()
     loss = keras_loss(config.loss)
@@ -219,7 +219,7 @@ def fit_member(config: MemberConfig, histories: list[np.ndarray], *, horizon: in
         stream = FreshBatches(train_pool.draw, batches_per_epoch, fit.batch_size, seed=(config.seed,))
         history = train(model, stream, None, fit, val=val, verbose=verbose, loss=loss)
         histories_out.append(history)
-        epochs = int(history["val_loss"].idxmin()) + 1
+        epochs = best_epoch(history)
         best = float(history["val_loss"].min())
     if refit or best is None:
         interrupts.check()

@@ -28,6 +28,12 @@ def resolved_fit(fit: FitParams, n_points: int) -> FitParams:
     return fit.model_copy(update={"batch_size": max(1, round(n_points / 5))})
 
 
+def held_windows(windows: int, share: float) -> int:
+    """How many of a history's ``windows``, at its end, validate: ``share`` of them rounded up, at least one, and
+    never all (a window must be left to train on); none where there are fewer than 3."""
+    return min(max(1, int(np.ceil(share * windows))), windows - 1) if windows > 2 else 0
+
+
 def peak_scale(z: np.ndarray) -> float:
     """The article's normalisation: the largest absolute difference (1 where every difference is 0)."""
     peak = float(np.max(np.abs(z))) if len(z) else 0.0
@@ -70,30 +76,35 @@ class KerasForecaster(Forecaster):
         # The window is the spec's input_size where it sets one: num_steps is the pipeline's default.
         super().__init__(spec, season_length, spec.window(season_length, num_steps))
         self.model_spec = spec.model_spec()
-        self.histories: list = []
+        self.histories: dict[str, pd.DataFrame] = {}  # per-epoch losses by fit, seed and phase
         self.fits = 0
+        self.paths: dict[int, np.ndarray] = {}  # each network's forecast by horizon, until the next fit or update
         self.verbose: int | None = None  # Keras' progress lines; 0 where thousands of series would flood the log
 
     def fit(self, history: np.ndarray) -> KerasForecaster:
-        self.history = as_array(history)
+        from stages.lib.nn.training import best_epoch
+
+        self.history, self.paths = as_array(history), {}
         z = difference(self.history, self.spec.diff_order)
         self.scale = peak_scale(z)
         fit = resolved_fit(self.spec.fit, len(self.history))
-        windows = max(0, len(z) - self.num_steps)
-        held = min(max(1, int(np.ceil(self.spec.validation * windows))), windows - 1) \
-            if fit.patience and windows > 2 else 0  # keep a window to train on
+        held = held_windows(len(z) - self.num_steps, self.spec.validation) if fit.patience else 0
         self.models = []
         for seed in self.spec.seed_list():
+            label = f"fit{self.fits}.seed{seed}"
             if self.spec.refit and held:
-                # The validation fit sees nothing of the validation windows, its scaler included (the windows
+                # The validation fit neither trains on the validation windows nor scales by them (the windows
                 # before them end at z[len(z) - held - 1]); it only chooses how many epochs the refit trains.
                 _, chosen = self._train(seed, z, peak_scale(z[:len(z) - held]), held, fit)
-                epochs = int(chosen["val_loss"].idxmin()) + 1
-                self.histories.append(chosen)
-                model, trained = self._train(seed, z, self.scale, 0, fit.model_copy(update={"max_epochs": epochs}))
+                self.histories[f"{label}.validation"] = chosen
+                # The same epochs over all the windows, so about 1 / (1 - validation) as many steps: the choice
+                # of Keras' usual retrain-for-the-best-epoch (the direct panel models fix the batches instead).
+                model, trained = self._train(seed, z, self.scale, 0,
+                                             fit.model_copy(update={"max_epochs": best_epoch(chosen)}))
+                label += ".refit"
             else:
                 model, trained = self._train(seed, z, self.scale, held, fit)
-            self.histories.append(trained)
+            self.histories[label] = trained
             self.models.append(model)
         self.fits += 1
         self.model = self.models[0]
@@ -112,7 +123,7 @@ class KerasForecaster(Forecaster):
         return model, history
 
     def update(self, history: np.ndarray) -> KerasForecaster:
-        self.history = as_array(history)  # the scaler stays as fitted, with the weights
+        self.history, self.paths = as_array(history), {}  # the scaler stays as fitted, with the weights
         return self
 
     def _step(self, windows: np.ndarray, model=None) -> np.ndarray:
@@ -134,13 +145,19 @@ class KerasForecaster(Forecaster):
             out.append(level)
         return np.array(out)
 
+    def _paths(self, horizon: int) -> np.ndarray:
+        """Every network's forecast, one row each, computed once per history for predict and member_forecasts."""
+        if horizon not in self.paths:
+            self.paths[horizon] = np.stack([self._path(model, horizon) for model in self.models])
+        return self.paths[horizon]
+
     def predict(self, horizon: int) -> np.ndarray:
-        return np.median(np.stack([self._path(model, horizon) for model in self.models]), axis=0)
+        return np.median(self._paths(horizon), axis=0)
 
     def member_forecasts(self, horizon: int) -> dict[str, np.ndarray]:
         if len(self.models) < 2:
             return {}
-        return {f"seed{seed}": self._path(model, horizon) for seed, model in zip(self.spec.seed_list(), self.models)}
+        return {f"seed{seed}": path for seed, path in zip(self.spec.seed_list(), self._paths(horizon))}
 
     def fitted(self) -> np.ndarray:
         d = self.spec.diff_order
@@ -154,16 +171,16 @@ class KerasForecaster(Forecaster):
             values[first:] = undifference_next(diffs, past, d) if d else diffs
         return values
 
-    def training_histories(self) -> list[pd.DataFrame]:
+    def training_histories(self) -> dict[str, pd.DataFrame]:
         return self.histories
 
     def summary(self) -> dict[str, Any]:
         return {"input_size": self.num_steps}
 
     def facts(self) -> dict[str, Any]:
-        return {"input_size": self.num_steps, "refits": self.fits,
-                "seeds": len(self.models), "epochs_run": [len(h) for h in self.histories],
-                "final_loss": [float(h["loss"].iloc[-1]) for h in self.histories]}
+        return {"input_size": self.num_steps, "refits": self.fits, "seeds": len(self.models),
+                "epochs_run": {label: len(h) for label, h in self.histories.items()},
+                "final_loss": {label: float(h["loss"].iloc[-1]) for label, h in self.histories.items()}}
 
 
 class GlobalKerasForecaster:
@@ -184,7 +201,7 @@ class GlobalKerasForecaster:
         self.spec, self.m = spec, season_length
         self.num_steps = spec.window(season_length, num_steps)
         self.model_spec = spec.model_spec()
-        self.histories: list[pd.DataFrame] = []
+        self.histories: dict[str, pd.DataFrame] = {}
 
     def fit(self, histories: list[np.ndarray]) -> GlobalKerasForecaster:
         from stages.lib.nn.training import seed_everything, train
@@ -201,7 +218,7 @@ class GlobalKerasForecaster:
             if hold else None
         seed_everything(self.spec.fit.seed or 0)
         self.model = self.model_spec.build(self.num_steps, 1)
-        self.histories.append(train(self.model, X, target, self.spec.fit, val=val))
+        self.histories["fit0"] = train(self.model, X, target, self.spec.fit, val=val)
         self.windows = len(X)
         return self
 
@@ -221,11 +238,11 @@ class GlobalKerasForecaster:
                 past = np.concatenate([past[:, 1:], out[:, k:k + 1]], axis=1)
         return out
 
-    def training_histories(self) -> list[pd.DataFrame]:
+    def training_histories(self) -> dict[str, pd.DataFrame]:
         return self.histories
 
     def facts(self) -> dict[str, Any]:
-        history = self.histories[-1]
+        history = self.histories["fit0"]
         return {"input_size": self.num_steps, "series": len(self.levels), "windows": self.windows,
                 "epochs_run": len(history), "final_loss": float(history["loss"].iloc[-1]),
                 **({"best_val_loss": float(history["val_loss"].min())} if "val_loss" in history else {})}

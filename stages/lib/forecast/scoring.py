@@ -14,6 +14,7 @@ import pandas as pd
 
 MEMBER = "member_"  # the prefix of a member's own forecast column in a backtest's rows (run_backtest)
 
+
 def mse(actual: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean((np.asarray(actual) - np.asarray(predicted)) ** 2))
 
@@ -136,6 +137,13 @@ def origin_losses(rows: pd.DataFrame, scales: dict[int, float]) -> pd.Series:
     return loss.groupby(rows["origin"]).mean().sort_index()
 
 
+def spread(values: pd.Series, key: str) -> dict[str, float]:
+    """One score over an ensemble's members: ``<key>_mean``, ``<key>_sd`` (sample, ddof 1) and ``<key>_best`` (the
+    lowest), the keys every ensemble's spread is written under (single series and panels)."""
+    return {f"{key}_mean": float(values.mean()), f"{key}_sd": float(values.std(ddof=1)),
+            f"{key}_best": float(values.min())}
+
+
 def member_scores(rows: pd.DataFrame, scales: dict[int, float]) -> dict:
     """What the median of several members buys on one series: each member's pooled MASE and sMAPE alone over
     ``rows`` (its ``member_<name>`` column of a backtest's rows), their mean and sample sd over the members, the
@@ -145,10 +153,7 @@ def member_scores(rows: pd.DataFrame, scales: dict[int, float]) -> dict:
         return {}
     alone = pd.DataFrame({c[len(MEMBER):]: {k: score(rows.assign(forecast=rows[c]), scales, [])[k]
                                               for k in ("mase", "smape")} for c in columns}).T
-    out: dict = {"count": len(columns)}
-    for k in ("mase", "smape"):  # the keys of a panel's `members` (sd: sample, ddof 1)
-        out.update({f"{k}_mean": float(alone[k].mean()), f"{k}_sd": float(alone[k].std(ddof=1)),
-                    f"{k}_best": float(alone[k].min())})
+    out: dict = {"count": len(columns), **spread(alone["mase"], "mase"), **spread(alone["smape"], "smape")}
     out["by_member"] = {name: {k: float(v) for k, v in row.items()} for name, row in alone.iterrows()}
     return out
 

@@ -317,12 +317,20 @@ class PanelKerasSpec(KerasSpec):
     loss: str | tuple[str, ...] = "mse"  # one of LOSSES; a list: one member per loss
     batches_per_epoch: PositiveInt = 100  # sampled batches between two validations
     history_limit: PositiveFloat | None = None  # windows end in the last this-many horizons (N-BEATS' L_H)
-    # Retrain on every window, validation's included, for the epochs validation chose: the direct models always
-    # validate; a per_series model only with fit.patience; the global recursive model never refits.
-    refit: bool = True
+    # Retrain on every window, validation's included, for the epochs validation chose. Unset: on for the direct
+    # models (N-BEATS' protocol; they always validate), off for a per_series model, as for the forecaster of
+    # `forecasters:` it is (it needs fit.patience). The global recursive model never refits.
+    refit: bool = False
     # direct only: the level the forecast starts from, the network adding the departure (mean: the look-back's
     # mean; last: its last value, as the official N-BEATS). global_direct.from_the_window says why.
     start: Literal["mean", "last"] = "mean"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refit_by_output(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "refit" not in raw:
+            return {**raw, "refit": raw.get("output") == "direct"}
+        return raw
 
     @field_validator("loss")
     @classmethod

@@ -94,6 +94,12 @@ class FreshBatches(keras.utils.PyDataset):
         return self.draw(self.batch_size, np.random.default_rng([*self.seed, self.epoch, index]))
 
 
+def best_epoch(history: pd.DataFrame) -> int:
+    """The epoch of the lowest validation loss (1-based, its ``epoch`` column; the first of a tie): how long a
+    refit on every window trains."""
+    return int(history.loc[history["val_loss"].idxmin(), "epoch"])
+
+
 def step_decay(base: float, every: int, factor: float):
     """Learning rate divided by 1/factor every ``every`` epochs (the article's schedule)."""
     return lambda epoch: base * factor ** (epoch // every)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stages.lib.forecast.scoring import mase, mean_ranks, smape, symmetric_ratio
+from stages.lib.forecast.scoring import mase, mean_ranks, smape, spread, symmetric_ratio
 
 
 def holdout(y: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,6 +86,5 @@ def member_spread(scores: pd.DataFrame, members: list[str], configs: list) -> di
     over the members of each one's mean sMAPE over the series (whatever they differ in: the counts of seeds,
     look-backs and losses say what), and the best of them."""
     alone = scores[scores["forecaster"].isin(members)].groupby("forecaster")["smape"].mean().reindex(members)
-    return {"count": len(members), "smape_mean": float(alone.mean()), "smape_sd": float(alone.std(ddof=1)),
-            "smape_best": float(alone.min()), "seeds": len({c.seed for c in configs}),
+    return {"count": len(members), **spread(alone, "smape"), "seeds": len({c.seed for c in configs}),
             "lookbacks": len({c.lookback for c in configs}), "losses": len({c.loss for c in configs})}
