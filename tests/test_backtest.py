@@ -198,9 +198,10 @@ def test_the_length_check_names_the_most_demanding_forecaster():
         bt.check_lengths(35, "in.csv", backtest, specs, season_length=12, num_steps=3)
 
 
-def test_the_holdout_protocol_forecasts_a_dataset_own_horizon_from_one_origin(tmp_path, monkeypatch, raw_params):
-    """backtest.protocol: holdout, with sales' horizon 6: one evaluation origin (the last 6 points held out), the
-    naive forecast and its scores by hand, and the protocol recorded in the metrics."""
+def forecast_sales(tmp_path, monkeypatch, raw_params: dict, keras: list[str] = ()) -> tuple[np.ndarray, dict]:
+    """Ingest sales, backtest its baselines and the ``keras`` forecasters of ``raw_params`` (every other forecaster
+    is kept off sales, the statistical ones off everything) and evaluate, through the stages' own mains, untracked;
+    the series and the metrics."""
     import json
 
     import yaml
@@ -211,24 +212,33 @@ def test_the_holdout_protocol_forecasts_a_dataset_own_horizon_from_one_origin(tm
 
     monkeypatch.setenv("PIPELINE_TRACKING", "off")
     monkeypatch.chdir(ROOT)  # the dataset's file is a path from the repository root
-    # 80% only: 9 calibration origins leave 4 known errors at step 6, what a split-conformal 80% interval needs.
-    raw_params["backtest"].update(protocol="holdout", calibration_windows=9, levels=[80])
-    raw_params["datasets"]["sales"]["horizon"] = 6
     raw_params["statistical"] = {}
-    for spec in raw_params["forecasters"].values():
-        spec["datasets"] = ["elnino"]  # the baselines alone on sales
+    for name, spec in raw_params["forecasters"].items():
+        spec["datasets"] = ["sales"] if name in keras else ["elnino"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
     monkeypatch.setattr(paths, "params_file", lambda: tmp_path / "params.yaml")
     series = tmp_path / "series.csv"
     cli.run(ingest.main, ["--dataset", "sales", "--out", str(series)])
     cli.run(backtest.main, ["--dataset", "sales", "--group", "baselines", "--series", str(series),
                             "--out", str(tmp_path / "baselines")])
+    for name in keras:
+        cli.run(backtest.main, ["--dataset", "sales", "--forecaster", name, "--series", str(series),
+                                "--out", str(tmp_path / "backtests" / name)])
     cli.run(evaluate_forecast.main, [
         "--dataset", "sales", "--series", str(series), "--baselines", str(tmp_path / "baselines"),
         "--statistical", str(tmp_path / "statistical"), "--backtests", str(tmp_path / "backtests"),
         "--metrics", str(tmp_path / "m.json"), "--plot-data", str(tmp_path / "plots"),
         "--figure", str(tmp_path / "f.png")])
-    y = pd.read_csv(series)["value"].to_numpy()
+    return pd.read_csv(series)["value"].to_numpy(), json.loads((tmp_path / "m.json").read_text())
+
+
+def test_the_holdout_protocol_forecasts_a_dataset_own_horizon_from_one_origin(tmp_path, monkeypatch, raw_params):
+    """backtest.protocol: holdout, with sales' horizon 6: one evaluation origin (the last 6 points held out), the
+    naive forecast and its scores by hand, and the protocol recorded in the metrics."""
+    # 80% only: 9 calibration origins leave 4 known errors at step 6, what a split-conformal 80% interval needs.
+    raw_params["backtest"].update(protocol="holdout", calibration_windows=9, levels=[80])
+    raw_params["datasets"]["sales"]["horizon"] = 6
+    y, metrics = forecast_sales(tmp_path, monkeypatch, raw_params)  # the baselines alone on sales
     frame = pd.read_csv(tmp_path / "baselines/naive/forecasts.csv")
     evaluation = frame[frame["window"] == "evaluation"]
     assert set(evaluation["origin"]) == {45 - 6} and list(evaluation["h"]) == [1, 2, 3, 4, 5, 6]
@@ -239,7 +249,6 @@ def test_the_holdout_protocol_forecasts_a_dataset_own_horizon_from_one_origin(tm
     last = evaluation[evaluation["h"] == 6].iloc[0]
     assert len(known) == 4 and last["hi80"] - last["forecast"] == pytest.approx(radius)
     np.testing.assert_allclose(evaluation["forecast"], y[38])
-    metrics = json.loads((tmp_path / "m.json").read_text())
     assert (metrics["protocol"], metrics["horizon"], metrics["n_windows"]) == ("holdout", 6, 1)
     assert metrics["naive"]["all"]["mae"] == pytest.approx(np.mean(np.abs(y[39:] - y[38])), rel=1e-6)
     assert metrics["naive"]["h6"]["mae"] == pytest.approx(abs(y[44] - y[38]), rel=1e-6)
@@ -249,44 +258,18 @@ def test_a_keras_forecaster_of_two_seeds_reports_each_seed_beside_their_median(t
     """forecasters.lstm with seeds [1, 2] through the backtest and evaluate_forecast stages: forecasts.csv keeps each
     seed's forecast, the median is their mean, the metrics' `seeds` score each seed alone (MASE by hand from the
     file) and forecast.md's line says what the median buys."""
-    import json
-
-    import yaml
-
-    from stages import backtest, evaluate_forecast, ingest
-    from stages.lib.infra import cli, paths
-    from stages.lib.infra.paths import ROOT
     from stages.report import seeds_lines
 
-    monkeypatch.setenv("PIPELINE_TRACKING", "off")
-    monkeypatch.chdir(ROOT)
-    raw_params["statistical"] = {}
-    for spec in raw_params["forecasters"].values():
-        spec["datasets"] = ["elnino"]
     lstm = raw_params["forecasters"]["lstm"]
-    lstm.update(datasets=["sales"], seeds=[1, 2], arch={"units": [4], "dense": []})
+    lstm.update(seeds=[1, 2], arch={"units": [4], "dense": []})
     lstm["fit"].update(max_epochs=2)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
-    monkeypatch.setattr(paths, "params_file", lambda: tmp_path / "params.yaml")
-    series = tmp_path / "series.csv"
-    cli.run(ingest.main, ["--dataset", "sales", "--out", str(series)])
-    cli.run(backtest.main, ["--dataset", "sales", "--group", "baselines", "--series", str(series),
-                            "--out", str(tmp_path / "baselines")])
-    cli.run(backtest.main, ["--dataset", "sales", "--forecaster", "lstm", "--series", str(series),
-                            "--out", str(tmp_path / "backtests/lstm")])
-    cli.run(evaluate_forecast.main, [
-        "--dataset", "sales", "--series", str(series), "--baselines", str(tmp_path / "baselines"),
-        "--statistical", str(tmp_path / "statistical"), "--backtests", str(tmp_path / "backtests"),
-        "--metrics", str(tmp_path / "m.json"), "--plot-data", str(tmp_path / "plots"),
-        "--figure", str(tmp_path / "f.png")])
-    y = pd.read_csv(series)["value"].to_numpy()
+    y, metrics = forecast_sales(tmp_path, monkeypatch, raw_params, keras=["lstm"])
     frame = pd.read_csv(tmp_path / "backtests/lstm/forecasts.csv")
     assert not np.allclose(frame["member_seed1"], frame["member_seed2"])  # two networks
     np.testing.assert_allclose(frame["forecast"], (frame["member_seed1"] + frame["member_seed2"]) / 2)
     evaluation = frame[frame["window"] == "evaluation"]
     scale = evaluation["origin"].map(lambda o: np.mean(np.abs(np.diff(y[:o]))))  # sales has no season: naive MAE
     alone = {s: float(np.mean(np.abs(evaluation["actual"] - evaluation[f"member_seed{s}"]) / scale)) for s in (1, 2)}
-    metrics = json.loads((tmp_path / "m.json").read_text())
     members = metrics["lstm"]["seeds"]
     # The metrics file keeps 6 significant digits.
     assert members["count"] == 2 and members["by_member"]["seed2"]["mase"] == pytest.approx(alone[2], rel=1e-5)
