@@ -2,7 +2,8 @@
 settings in params.yaml that this command names (docs/panels.md, "How the training settings were chosen").
 
 Each variant changes one or more settings of a ``panel_models:`` entry (the level the forecast starts from,
-gradient clipping, the learning-rate schedule, how often validation is looked at, the network's size) and trains its first member's validation fit, on every M3 series
+gradient clipping, the learning-rate schedule, how often validation is looked at, the network's size, the
+training length) and trains its first member's validation fit, on every M3 series
 of a panel with the test horizon removed: the network learns from what precedes each history's last horizon and
 is scored on that horizon (the protocol's own validation, global_direct.fit_member with ``refit: false``). The
 test points never reach it, so a setting chosen from this table is not chosen on the test set. Each (variant,
@@ -10,6 +11,7 @@ panel, seed) is cached as JSON as soon as it is done: a run cut short loses only
 
     python benchmarks/nbeats_validation.py                              # every variant, monthly and yearly, 2 seeds
     python benchmarks/nbeats_validation.py --sample 4 --quick --cache <dir>   # the CI test's tiny run
+    python benchmarks/nbeats_validation.py --panels m3_monthly --figure docs/figures/nbeats_g-validation-curves.png
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ VARIANTS = {
     "10-batch epochs": changed({"batches_per_epoch": 10}, {"max_epochs": 100, "patience": 20}),
     # The paper's N-BEATS-G size (Oreshkin et al. 2020, Table 18), about 20 times the compute of each batch.
     "paper's size, 30 stacks of 512 units": changed({"arch": {"stacks": 30, "units": 512}}),
+    # The paper's training length on M3 monthly (ElementAI/N-BEATS, experiments/m3/generic.gin: 10000
+    # iterations, no early stopping), at our size: validation looked at every 100 batches only to draw the curve
+    # (`val_curve` in the cache); the question is whether the loss still falls after the 220 to 400 batches that
+    # the 10-batch looks stopped at.
+    "paper's monthly length, 10000 batches": changed({"batches_per_epoch": 100}, {"max_epochs": 100, "patience": None}),
 }
 
 
@@ -84,8 +91,9 @@ def validate(spec, histories: list[np.ndarray], horizon: int, season: int, seed:
     config = dataclasses.replace(spec.members(horizon, season, 1)[0], seed=seed)
     started = time.perf_counter()
     member = fit_entry_member(spec, config, histories, horizon=horizon, season_length=season, refit=False)
+    curve = member.histories[0]["val_loss"].round(4).tolist() if member.histories else []
     return {"member": config.label, "best_val_loss": member.best_val_loss, "epochs": member.epochs,
-            "cpu_s": member.cpu_s, "wall_s": time.perf_counter() - started}
+            "cpu_s": member.cpu_s, "wall_s": time.perf_counter() - started, "val_curve": curve}
 
 
 def table(cache: Path, model: str, panels: list[str], seeds: list[int]) -> list[str]:
@@ -104,6 +112,36 @@ def table(cache: Path, model: str, panels: list[str], seeds: list[int]) -> list[
     return lines
 
 
+def curve_figure(cache: Path, model: str, panel: str, seeds: list[int], path: Path) -> list[str]:
+    """Validation sMAPE against the batches trained, one line per (variant, seed) whose cache holds its curve
+    (fits cached since the curve was recorded). Returns the variants drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    drawn = []
+    for name in VARIANTS:
+        colour = f"C{len(set(drawn))}"  # one colour per variant drawn, in the table's order
+        for seed, style in zip(seeds, ("-", "--", ":", "-.")):
+            file = cache_file(cache, model, name, panel, seed)
+            curve = json.loads(file.read_text()).get("val_curve") if file.exists() else None
+            if not curve:
+                continue
+            batches = VARIANTS[name][0]["batches_per_epoch"] * np.arange(1, len(curve) + 1)
+            ax.plot(batches, curve, style, color=colour, label=f"{name}, seed {seed}")
+            drawn.append(name)
+    ax.set(xscale="log", xlabel="batches trained (log scale)", ylabel="validation sMAPE (%)")
+    ax.set_title(f"{model} on {panel}: validation sMAPE while training (test points removed)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return sorted(set(drawn))
+
+
 def cache_file(cache: Path, model: str, variant: str, panel: str, seed: int) -> Path:
     slug = "".join(c if c.isalnum() else "-" for c in variant).strip("-")
     return cache / model / slug / f"{panel}-seed{seed}.json"
@@ -118,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sample", type=int, default=None, help="series per panel (default: all)")
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / "results" / "nbeats_validation")
     parser.add_argument("--report", type=Path, default=None, help="also write the table here (Markdown)")
+    parser.add_argument("--figure", type=Path, default=None,
+                        help="also draw the validation curves of the first panel's fits here (PNG)")
     parser.add_argument("--quick", action="store_true", help="2 epochs of 2 batches: the CI test's settings")
     args = parser.parse_args(argv)
     params = load_params()
@@ -151,6 +191,9 @@ def main(argv: list[str] | None = None) -> None:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(REPORT_HEAD.format(seeds=", ".join(map(str, args.seeds))) + "\n".join(parts))
         print(f"wrote {args.report}")
+    if args.figure is not None:
+        drawn = curve_figure(args.cache, args.model, args.panels[0], args.seeds, args.figure)
+        print(f"wrote {args.figure} ({', '.join(drawn) or 'no cached fit has a curve'})")
 
 
 if __name__ == "__main__":
