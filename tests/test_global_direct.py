@@ -207,6 +207,11 @@ def test_the_forecast_starts_from_the_look_backs_mean_or_its_last_value(start, l
     np.testing.assert_allclose(out, np.broadcast_to(np.reshape(level(X), (-1, 1)), (2, 3)), rtol=1e-6)
     with pytest.raises(ValueError, match="start: 'first' is not one of mean, last"):
         from_the_window(silent, "first")
+    # A recurrent network's input has no fixed length (the registry's LSTM and GRU): the same start.
+    any_length = keras.Sequential([keras.Input((None, 1)), keras.layers.GlobalAveragePooling1D(),
+                                   keras.layers.Dense(3, kernel_initializer="zeros")])
+    out = np.asarray(from_the_window(any_length, start)(X))
+    np.testing.assert_allclose(out, np.broadcast_to(np.reshape(level(X), (-1, 1)), (2, 3)), rtol=1e-6)
 
 
 @pytest.mark.parametrize("loss", ["mse", "mape", "mase"])

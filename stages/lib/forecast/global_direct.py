@@ -188,7 +188,10 @@ def from_the_window(network, start: str = "mean"):
     inputs = keras.Input(shape=network.input_shape[1:])
     if start == "mean":
         return keras.Model(inputs, keras.layers.Rescaling(1.0, offset=1.0)(network(inputs)))
-    last = keras.layers.Flatten()(keras.layers.Cropping1D((network.input_shape[1] - 1, 0))(inputs))  # (n, 1)
+    if network.input_shape[1] is None:  # a recurrent network reads any length: the last step by index
+        last = inputs[:, -1, :]  # (n, 1)
+    else:
+        last = keras.layers.Flatten()(keras.layers.Cropping1D((network.input_shape[1] - 1, 0))(inputs))  # (n, 1)
     return keras.Model(inputs, keras.ops.add(network(inputs), last))
 
 
