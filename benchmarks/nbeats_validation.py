@@ -11,7 +11,8 @@ panel, seed) is cached as JSON as soon as it is done: a run cut short loses only
 
     python benchmarks/nbeats_validation.py                              # every variant, monthly and yearly, 2 seeds
     python benchmarks/nbeats_validation.py --sample 4 --quick --cache <dir>   # the CI test's tiny run
-    python benchmarks/nbeats_validation.py --panels m3_monthly --figure docs/figures/nbeats_g-validation-curves.png
+    python benchmarks/nbeats_validation.py --panels m3_monthly --variants "10-batch epochs" \
+        "paper's monthly length, 10000 batches" --figure docs/figures/nbeats_g-validation-curves.png   # its curves
 """
 
 from __future__ import annotations

@@ -188,10 +188,7 @@ def from_the_window(network, start: str = "mean"):
     inputs = keras.Input(shape=network.input_shape[1:])
     if start == "mean":
         return keras.Model(inputs, keras.layers.Rescaling(1.0, offset=1.0)(network(inputs)))
-    if network.input_shape[1] is None:  # a recurrent network reads any length: the last step by index
-        last = inputs[:, -1, :]  # (n, 1)
-    else:
-        last = keras.layers.Flatten()(keras.layers.Cropping1D((network.input_shape[1] - 1, 0))(inputs))  # (n, 1)
+    last = inputs[:, -1, :]  # (n, 1), by index: a recurrent network's input has no fixed length to crop by
     return keras.Model(inputs, keras.ops.add(network(inputs), last))
 
 
