@@ -113,6 +113,20 @@ def test_several_seeds_forecast_their_median():
     assert one.member_forecasts(4) == {}  # one network: no members to spread over
 
 
+def test_the_forecast_report_says_which_forecasters_refit_at_every_origin():
+    from stages.lib.forecast.specs import NaiveSpec
+    from stages.report import refit_line
+
+    lstm = KerasSpec(kind="keras", model="lstm", refit_every=11, fit=FitParams(seed=1))
+    specs = {"naive": NaiveSpec(kind="naive"), "arima": ArimaSpec(kind="arima"), "lstm": lstm}
+    assert refit_line(specs) == [
+        "Refitted at every origin: naive, arima. Refitted less often: lstm (every 11th origin); between refits such a "
+        "forecaster conditions on the longer history with the parameters, the weights and the scaler of its last "
+        "fit.", ""]
+    specs["lstm"] = lstm.model_copy(update={"refit_every": 1})
+    assert refit_line(specs) == ["Refitted at every origin: naive, arima, lstm.", ""]
+
+
 def test_baselines_on_series_with_known_forecasts():
     line = 3.0 + 2.0 * np.arange(10)
     naive, drift = build(SPECS["naive"](kind="naive"), 1, 1), build(SPECS["drift"](kind="drift"), 1, 1)

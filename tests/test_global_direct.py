@@ -214,6 +214,57 @@ def test_the_forecast_starts_from_the_look_backs_mean_or_its_last_value(start, l
     np.testing.assert_allclose(out, np.broadcast_to(np.reshape(level(X), (-1, 1)), (2, 3)), rtol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["lstm_direct", "gru_direct", "tcn_direct"])
+def test_the_shipped_recurrent_and_convolutional_direct_models_train_seeded_and_deterministic(name):
+    from stages.lib.config import load_params
+    from stages.lib.forecast.global_direct import fit_entry_member
+
+    shipped = load_params().panel_model(name)
+    # The shipped entry (its architecture, loss, look-back of 3 horizons, refit), trained briefly.
+    spec = shipped.model_copy(update={"batches_per_epoch": 5,
+                                      "fit": shipped.fit.model_copy(update={"max_epochs": 6, "batch_size": 64,
+                                                                            "learning_rate": 0.01})})
+    config = spec.members(horizon=6, season_length=6, num_steps=3)[0]
+    assert config.lookback == 18 and spec.refit
+
+    def member():
+        return fit_entry_member(spec, config, seasonal_panel(), horizon=6, season_length=6)
+
+    first, again = member(), member()
+    np.testing.assert_array_equal(first.forecast, again.forecast)
+    assert first.forecast.shape == (6, 6) and np.all(np.isfinite(first.forecast))
+    validation, refit = first.histories
+    assert validation["loss"].min() < validation["loss"].iloc[0]  # it learnt
+    assert len(refit) == first.epochs == int(validation["val_loss"].idxmin()) + 1
+
+
+def test_a_dropped_interrupt_stops_the_ensemble_before_its_next_member():
+    """Ctrl-C whose first exception was dropped (a finaliser ran when it came) still stops the ensemble: the member
+    being trained is the last."""
+    import signal
+
+    from stages.lib.forecast.global_direct import fit_ensemble
+    from stages.lib.infra import interrupts
+
+    spec = PanelKerasSpec.model_validate(direct(lookback=[2, 3], seeds=None, loss="smape", batches_per_epoch=2,
+                                                fit={"seed": 0, "max_epochs": 2, "batch_size": 32}))
+    done = []
+
+    def on_member(i, member):
+        done.append(i)
+        try:
+            interrupts._on_signal(signal.SIGINT, None)
+        except KeyboardInterrupt:
+            pass  # dropped, as Python drops it inside a finaliser
+
+    try:
+        with pytest.raises(KeyboardInterrupt, match="signal 2"):
+            fit_ensemble(spec, seasonal_panel(), horizon=6, season_length=6, num_steps=3, on_member=on_member)
+    finally:
+        interrupts.reset()
+    assert done == [0]  # the second member never started
+
+
 @pytest.mark.parametrize("loss", ["mse", "mape", "mase"])
 def test_every_loss_trains(loss):
     member = train_member(loss=loss, refit=False)
@@ -248,6 +299,10 @@ def test_an_ensemble_is_every_seed_look_back_and_loss_and_adds_its_first_member_
       "start": "last"}, r"panel_models\.x: start: only for output: direct"),
     ({"start": "first"}, r"panel_models\.x\.start: Input should be 'mean' or 'last'"),
     ({"mode": "per_series"}, r"panel_models\.x: output: direct is for mode: global"),
+    # The global recursive model never retrains: a refit: true would be accepted and ignored.
+    ({"output": "recursive", "lookback": None, "loss": "mse", "seeds": None, "model": "lstm", "arch": {},
+      "refit": True}, r"panel_models\.x: refit: the global recursive model never retrains; refit is for output: "
+                        r"direct or mode: per_series$"),
 ])
 def test_bad_direct_settings_are_named_by_their_key(raw_params, changes, message):
     raw_params["panel_models"]["x"] = direct(**changes)

@@ -390,6 +390,17 @@ class Params(Strict):
             if spec.kind == "keras" and spec.refit and not spec.fit.patience:
                 raise ValueError(f"forecasters.{name}.refit: needs fit.patience (validation chooses how many "
                                  "epochs the refit trains)")
+        for section, specs in (("forecasters", self.forecasters), ("panel_models", self.panel_models)):
+            for name, spec in specs.items():
+                fit = getattr(spec, "fit", None)
+                if fit is None or fit.lr_decay_every is None:
+                    continue
+                # The article's forecaster also trains for article.max_epochs (stages/article.py).
+                longest = max(fit.max_epochs, (self.article.max_epochs or 0)
+                              if section == "forecasters" and name == self.article.forecaster else 0)
+                if fit.lr_decay_every >= longest:
+                    raise ValueError(f"{section}.{name}.fit.lr_decay_every: {fit.lr_decay_every} never fires: "
+                                     f"training stops by epoch {longest} (fit.max_epochs); lower it or set null")
         return self
 
     @model_validator(mode="after")

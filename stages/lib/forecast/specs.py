@@ -357,6 +357,10 @@ class PanelKerasSpec(KerasSpec):
                 raise ValueError(f"{changed[0]}: only for output: direct (this model forecasts recursively)")
             if self.model == "nbeats":
                 raise ValueError("model: nbeats forecasts the whole horizon at once: set output: direct")
+            if self.mode == "global" and self.refit:
+                # It validates one step ahead and never retrains (docs/panels.md): accepted, it would be ignored.
+                raise ValueError("refit: the global recursive model never retrains; refit is for output: direct "
+                                 "or mode: per_series")
         for key in ("lookback", "loss"):
             value = getattr(self, key)
             if isinstance(value, tuple) and not value:
