@@ -125,6 +125,23 @@ def check_cached(path: Path, today: dict) -> dict:
     return meta
 
 
+def validation_columns(member, histories: list[np.ndarray], horizon: int, season_length: int) -> dict[str, np.ndarray]:
+    """What the report needs to calibrate the panel's split-conformal intervals as the stage does
+    (stages/lib/panel/intervals.py), per series and step: the member's validation forecast of the series' last
+    horizon before the test (NaN where the series was not validated on), the points it forecast, and the
+    seasonal naive scale of the history before them (``val_scale``) and of the whole history (``scale``)."""
+    from stages.lib.panel.intervals import series_scale
+
+    n = len(histories)
+    val_forecast = np.full((n, horizon), np.nan)
+    if member.val_forecast is not None:
+        val_forecast[member.validated] = member.val_forecast
+    return {"val_forecast": val_forecast.reshape(-1),
+            "val_actual": np.concatenate([h[-horizon:] for h in histories]),
+            "val_scale": np.repeat([series_scale(h[:-horizon], season_length) for h in histories], horizon),
+            "scale": np.repeat([series_scale(h, season_length) for h in histories], horizon)}
+
+
 def run_member(params, model: str, index: int, panel: str, series, cache: Path, sample: int | None) -> None:
     """Train member ``index`` of ``model`` on ``panel`` and write its forecasts, unless they exist."""
     from stages.lib.forecast.global_direct import fit_entry_member
@@ -143,7 +160,7 @@ def run_member(params, model: str, index: int, panel: str, series, cache: Path, 
     member = fit_entry_member(spec, config, histories, horizon=H, season_length=m)
     frame = pd.DataFrame({"id": np.repeat([sid for sid, _ in series], H), "h": np.tile(np.arange(1, H + 1), len(series)),
                           "actual": np.concatenate([y[-H:] for _, y in series]),
-                          "forecast": member.forecast.reshape(-1)})
+                          "forecast": member.forecast.reshape(-1), **validation_columns(member, histories, H, m)})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     frame.to_csv(tmp, index=False)
@@ -282,6 +299,75 @@ def paired_tests(tables: dict[str, tuple[list[dict], dict]], classical: Path) ->
             "| ensemble | against | series | ensemble | classical | Wilcoxon |", "|---|---|---:|---:|---:|---|", *rows, ""]
 
 
+def ensemble_intervals(members: list[tuple[pd.DataFrame, dict]], levels: tuple[int, ...] = (80, 95)
+                       ) -> dict[str, float] | None:
+    """Coverage and MSIS of the split-conformal intervals of the median ensemble of ``members`` on one panel,
+    calibrated as the stage calibrates them (stages/panel_model.py): the members' validation forecasts, median
+    across them, err on each series' last horizon before the test; scaled by that history's seasonal naive MAE,
+    they give a radius per step. None where a member was cached before its validation forecasts were
+    (no ``val_forecast`` column)."""
+    from stages.lib.panel.intervals import interval_scores, radii, with_intervals
+
+    if any("val_forecast" not in frame for frame, _ in members):
+        return None
+    first = members[0][0]
+    val = np.median(np.stack([frame["val_forecast"].to_numpy() for frame, _ in members]), axis=0)
+    H = int(first["h"].max())
+    errors = (np.abs(first["val_actual"].to_numpy() - val) / first["val_scale"].to_numpy()).reshape(-1, H)
+    radius = radii({"ensemble": errors[np.isfinite(errors).all(axis=1)]}, list(levels))
+    table = ensemble_errors(members, len(members)).assign(forecaster="ensemble")
+    scales = dict(zip(first["id"], first["scale"]))
+    return interval_scores(with_intervals(table, radius, scales, list(levels)), scales, list(levels)).get("ensemble")
+
+
+def per_panel_lines(loaded: dict[str, dict[str, list]], classical: Path | None) -> list[str]:
+    """Per panel, each model's ensemble of every member cached there (whatever the other panels hold): its
+    sMAPE (mean over series, which within a panel is the mean over all points) against the combination and
+    Theta on the same series with the Wilcoxon signed-rank p-value, and the coverage and MSIS of its intervals."""
+    from stages.lib.panel.significance import verdict, wilcoxon_p
+
+    rows = []
+    for model, by_panel in loaded.items():
+        for panel, members in by_panel.items():
+            if not members:
+                continue
+            ours = ensemble_errors(members, len(members)).groupby("id")["smape"].mean()
+            tests = []
+            path = None if classical is None else classical / f"{panel}.csv"
+            wide = (pd.read_csv(path, dtype={"id": str}).pivot(index="id", columns="forecaster", values="smape")
+                    if path is not None and path.exists() else pd.DataFrame())
+            for name in ("combination", "theta"):
+                if name in wide and ours.index.isin(wide.index).all():
+                    pair = wide.loc[ours.index, name].to_numpy()
+                    tests.append(f"{pair.mean():.2f} ({verdict(wilcoxon_p(ours.to_numpy(), pair))})")
+                else:
+                    tests.append("—")
+            cover = ensemble_intervals(members)
+            cover = cover or {}  # a level without enough calibration series has no interval
+            cells = [f"{cover[k]:{'.3f' if k.startswith('coverage') else '.2f'}}" if k in cover else "—"
+                     for k in ("coverage_80", "coverage_95", "msis_95")]
+            rows.append(f"| {model} ({len(members)}) | {panel.removeprefix('m3_')} | {len(ours)} | {ours.mean():.2f} | "
+                        + " | ".join(tests + cells) + " |")
+    if not rows:
+        return []
+    return ["", "Per frequency, each ensemble of every member trained on it, against the classical set on the same "
+                "series (sMAPE, mean over series, which within a frequency is the mean over all points; Wilcoxon "
+                "signed-rank test on the per-series pairs, two-sided; — where the classical scores are not at hand), "
+                "and its split-conformal intervals calibrated on the members' validation forecasts, as the stage "
+                "calibrates them (coverage of the test points; MSIS, M4's interval score; — for members cached "
+                "before their validation forecasts were):", "",
+            "| ensemble | frequency | series | sMAPE | combination | theta | coverage 80% | coverage 95% | MSIS 95% |",
+            "|---|---|---:|---:|---|---|---:|---:|---:|", *rows, ""]
+
+
+def trained(by_panel: dict[str, list], short: dict[str, str]) -> str:
+    """How many members a model has: one count where every panel has as many, else per panel."""
+    counts = {p: len(v) for p, v in by_panel.items()}
+    if len(set(counts.values())) == 1:
+        return str(next(iter(counts.values())))
+    return "on " + " and ".join(f"{short[p]} {n}" for p, n in counts.items() if n) + ", none elsewhere"
+
+
 def write_report(cache: Path, models: list[str], report: Path, figure: Path, params, sample: int | None,
                  classical: Path | None = None) -> None:
     import matplotlib
@@ -299,19 +385,28 @@ def write_report(cache: Path, models: list[str], report: Path, figure: Path, par
             tables[model] = (model_table(members), members)
     short = {"m3_yearly": "yearly", "m3_quarterly": "quarterly", "m3_monthly": "monthly", "m3_other": "other"}
     scope = "all 3003 M3 series" if sample is None else f"{sample} series per M3 panel"
+    if not tables:
+        scope = ("every series" if sample is None else f"{sample} series") + " of the M3 panels trained so far"
     lines = ["# The deep models on M3", "",
              f"Written by `python benchmarks/m3_deep.py` from its cache ({scope}). sMAPE **over all forecast "
              "points** (the basis of the published M3 and N-BEATS tables); 'mean over series' beside it. "
              "An ensemble of k is the median of its first k members; CPU minutes are the k members' training "
              "and forecasting (process time, both cores), wall minutes the same on the 2-core machine (other jobs "
              "shared it at times, so CPU minutes are the steadier figure). Members trained so far: "
-             + ", ".join(f"{m} {min(len(v) for v in loaded[m].values())}" for m in models)
+             + ", ".join(f"{m} {trained(loaded[m], short)}" for m in models)
              + " (of the ensembles params.yaml configures; the command resumes where it stopped). A difference "
              "of a few hundredths is not a verdict: the paired tests against the classical set are below the "
-             "goals, where the classical per-series scores are at hand (--classical).", "",
-             "| model | members | yearly | quarterly | monthly | other | all points | mean over series | "
-             "member k alone, all points | CPU min | wall min |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "goals, where the classical per-series scores are at hand (--classical).", ""]
+    if not tables:  # a run of some panels only (--panels): what they hold, and no table over all of M3
+        lines += ["No model has members on all four panels, so there is no table over all of M3; each frequency "
+                  "trained so far is below.", *per_panel_lines(loaded, classical)]
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text("\n".join(lines) + "\n")
+        print(f"wrote {report} (no figure: no model has members on all four panels)")
+        return
+    lines += ["| model | members | yearly | quarterly | monthly | other | all points | mean over series | "
+              "member k alone, all points | CPU min | wall min |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for model, (rows, _) in tables.items():
         for row in rows:
             lines.append(f"| {model} | {row['k']} | " + " | ".join(f"{row[p]:.2f}" for p in PANELS)
@@ -325,8 +420,9 @@ def write_report(cache: Path, models: list[str], report: Path, figure: Path, par
     lines += [f"| {name} (ours) | " + " | ".join(f"{v:.2f}" for v in values) + " |" for name, values in OURS.items()]
     lines += [f"| {name} | — | — | — | — | {value:.2f} |" for name, value in REFERENCES.items()]
     lines += ["", *goal_lines(tables)]
-    if classical is not None:
+    if classical is not None and tables:
         lines += paired_tests(tables, classical)
+    lines += per_panel_lines(loaded, classical)
     spreads = [line for model, (rows, members) in tables.items()
                if (line := spread_line(model, rows, [m[1]["member"] for m in members["m3_monthly"][:len(rows)]]))]
     if spreads:

@@ -9,7 +9,8 @@ Reads the classical set's forecasts (panel@) and each Keras model's
   skipped and with an undefined MASE; OWA, M4's score relative to Naive2 (where
   it ran); per forecaster, sMAPE by M3's bands of
   steps ahead (``smape_by_steps``: 1-6, 7-12, 13-18); per classical forecaster, the coverage and MSIS of
-  its split-conformal intervals at each level (``coverage_95``, ``msis_95``); per ensemble of several members,
+  its split-conformal intervals at each level (``coverage_95``, ``msis_95``), and per direct Keras model
+  the same, calibrated on its validation forecasts; per ensemble of several members,
   ``members``: the mean ± sd over the members of each one's mean sMAPE alone, the best, and how many seeds,
   look-backs and losses they span; ``significance``: the Friedman test, the
   Nemenyi critical difference of mean ranks, and each forecaster's Wilcoxon
@@ -106,9 +107,10 @@ def main(argv: list[str] | None = None) -> None:
         summary[name]["smape_by_steps"] = bands
     scales = {sid: series_scale(holdout(y, spec.horizon)[0], spec.season_length) for sid, y in series}
     # The series every forecaster forecast: panel@ screens for the classical set alone, so under short_series:
-    # skip it may hold series a Keras model skipped.
-    classical = frames[0][frames[0]["id"].astype(str).isin(values)]
-    for name, interval in interval_scores(classical, scales, spec.levels).items():
+    # skip it may hold series a Keras model skipped. The classical set's intervals and the direct Keras models'
+    # (the others have none: their rows have no lo/hi columns, or NaN there).
+    with_levels = pd.concat([f[f["id"].astype(str).isin(values)] for f in frames], ignore_index=True)
+    for name, interval in interval_scores(with_levels, scales, spec.levels).items():
         if name in summary:
             summary[name].update(interval)
     errors = scores.pivot(index="id", columns="forecaster", values="smape")[ranked]

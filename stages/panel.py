@@ -22,16 +22,13 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.config import load_params
-from stages.lib.forecast.specs import min_calibration
 from stages.lib.infra import cli
 from stages.lib.infra.cluster import where
 from stages.lib.infra.cores import cores
 from stages.lib.infra.io import write_csv
 from stages.lib.infra.tracking import stage_run
-from stages.lib.panel.intervals import (borrowed_radii, radii, scaled_errors, series_scale, shortened, too_few,
-                                       with_intervals)
+from stages.lib.panel.intervals import calibrated, shortened
 from stages.lib.panel.run import eta, fallback_lines, forecast_panel, forecast_table, kept_series, skipped_line
-from stages.lib.panel.scores import holdout
 
 
 def add_intervals(table: pd.DataFrame, series: list[tuple[str, np.ndarray]], spec, specs: dict, stage: str,
@@ -46,23 +43,10 @@ def add_intervals(table: pd.DataFrame, series: list[tuple[str, np.ndarray]], spe
                              progress=lambda done: print(f"{stage}: calibration: "
                                                          f"{eta(done, len(short), time.perf_counter() - started)}"),
                              name=f"{stage}-calibration")
-    errors = scaled_errors([(sid, f) for sid, f, _ in results], dict(short), specs, spec.horizon,
-                           spec.season_length, 1)
-    for level, names in too_few(errors, spec.levels).items():
-        print(f"{stage}: no {level}% interval for {', '.join(names)}: fewer than the {min_calibration(level)} "
-              f"calibration series it needs ({min(len(errors[n]) for n in names)})")
-    scales = {sid: series_scale(holdout(y, spec.horizon)[0], spec.season_length) for sid, y in series}
-    radius = radii(errors, spec.levels)
-    borrowed = borrowed_radii({sid: len(y) for sid, y in series}, specs, spec.horizon, spec.season_length, 1)
-    if borrowed:
-        lent = sum(v is not None for v in borrowed.values())
-        print(f"{stage}: {lent} fallback forecasts take the interval of the forecaster of their kind"
-              + (f"; {len(borrowed) - lent} get none (no forecaster of their kind in the set)"
-                 if lent < len(borrowed) else ""))
-    facts = {f"{n}.calibration_series": len(e) for n, e in errors.items()}
-    facts.update({f"{n}.radius{lv}_h{h}": float(r[lv][h - 1]) for n, r in radius.items() for lv in spec.levels
-                  for h in (1, spec.horizon) if np.isfinite(r[lv][h - 1])})
-    return with_intervals(table, radius, scales, spec.levels, borrowed), facts
+    table, facts, lines = calibrated(table, series, [(sid, f) for sid, f, _ in results], dict(short), spec, specs, 1)
+    for line in lines:
+        print(f"{stage}: {line}")
+    return table, facts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,9 +82,9 @@ def main(argv: list[str] | None = None) -> None:
         table = forecast_table(results, dict(series), spec.horizon)
         calibration_s = 0.0
         if spec.levels:
-            calibrated = time.perf_counter()
+            calibration_started = time.perf_counter()
             table, facts = add_intervals(table, series, spec, specs, stage, workers)
-            calibration_s = time.perf_counter() - calibrated
+            calibration_s = time.perf_counter() - calibration_started
             run.log_metrics(facts)
         write_csv(args.out, table, digits=None)
         # Seconds per forecaster, summed over the series (worker time: the stage's wall time is less

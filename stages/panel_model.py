@@ -30,6 +30,7 @@ from stages.lib.infra.cluster import where
 from stages.lib.infra.cores import cores
 from stages.lib.infra.io import write_csv
 from stages.lib.infra.tracking import stage_run
+from stages.lib.panel.intervals import calibrated, validation_calibration
 from stages.lib.panel.run import (FORECAST_COLUMNS, Result, eta, fallback_lines, forecast_panel, forecast_series,
                                   forecast_table, kept_series, skipped_line)
 from stages.lib.panel.scores import holdout
@@ -46,9 +47,10 @@ def forecast_global(name: str, spec, series: list[tuple[str, np.ndarray]], horiz
 
 
 def forecast_direct(name: str, spec, series: list[tuple[str, np.ndarray]], horizon: int, season_length: int,
-                    num_steps: int, stage: str, run) -> tuple[list[Result], dict]:
+                    num_steps: int, stage: str, run) -> tuple[list[Result], dict, list]:
     """A global direct model (an ensemble of one or more members, each an MLflow child run): the median of
-    its members under ``name`` and, for several, the first member alone under ``<name>_single``."""
+    its members under ``name`` and, for several, the first member alone under ``<name>_single``; and the
+    members, whose validation forecasts calibrate the intervals."""
     from stages.lib.forecast.global_direct import fit_ensemble, median_ensemble
 
     configs = spec.members(horizon, season_length, num_steps)
@@ -80,7 +82,24 @@ def forecast_direct(name: str, spec, series: list[tuple[str, np.ndarray]], horiz
                for i, (sid, _) in enumerate(series)]
     facts = {"members": len(members), "epochs_run": [m.epochs for m in members],
              "cpu_s": sum(m.cpu_s for m in members), "input_size": [m.config.lookback for m in members]}
-    return results, facts
+    return results, facts, members
+
+
+def direct_intervals(table: pd.DataFrame, series: list[tuple[str, np.ndarray]], fit: list[tuple[str, np.ndarray]],
+                     members: list, name: str, spec, panel, num_steps: int, stage: str, run) -> pd.DataFrame:
+    """The table with split-conformal intervals for the ensemble and its first member alone (not the other
+    members, which are written for their spread only), calibrated across the series on the members' validation
+    forecasts (stages/lib/panel/intervals.py, validation_calibration): no second training."""
+    names = spec.scored_names(name, panel.horizon)
+    calibration, shortened_ = validation_calibration(fit, members, names, panel.horizon)
+    print(f"{stage}: calibrating the {', '.join(f'{lv}%' for lv in panel.levels)} intervals on the validation "
+          f"forecasts of {len(calibration)} series")
+    table, facts, lines = calibrated(table, series, calibration, shortened_, panel, {n: spec for n in names},
+                                     num_steps)
+    for line in lines:
+        print(f"{stage}: {line}")
+    run.log_metrics(facts)
+    return table
 
 
 def split_short(series: list[tuple[str, np.ndarray]], spec, horizon: int, season_length: int, num_steps: int
@@ -142,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
                   "num_steps": params.num_steps}
     tags = {"dataset": args.panel, "kind": "panel_model", "forecaster": args.model, "mode": model.mode}
     with stage_run("forecast", stage, run_params, inputs=[args.series], tags=tags) as run:
-        started = time.perf_counter()
+        started, members = time.perf_counter(), []
         if model.mode == "global":
             # A series too short for the network's window (short_series: fallback) does not train it: it gets
             # the fallback's forecast under every name the model is scored under.
@@ -151,8 +170,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{stage}: no series is long enough to train it: every series gets the fallback's forecast")
             results, facts = [], {}
         elif model.output == "direct":
-            results, facts = forecast_direct(args.model, model, fit, spec.horizon, spec.season_length,
-                                             params.num_steps, stage, run)
+            results, facts, members = forecast_direct(args.model, model, fit, spec.horizon, spec.season_length,
+                                                      params.num_steps, stage, run)
         elif model.mode == "global":
             results, fitted = forecast_global(args.model, model, fit, spec.horizon, spec.season_length, params.num_steps)
             facts = fitted.facts()
@@ -169,8 +188,12 @@ def main(argv: list[str] | None = None) -> None:
         if model.mode == "global" and short:
             results = in_order(series, results + fallback_results(short, args.model, model, spec.horizon,
                                                                   spec.season_length, params.num_steps))
+        table = forecast_table(results, dict(series), spec.horizon)
+        if members and spec.levels:
+            table = direct_intervals(table, series, fit, members, args.model, model, spec, params.num_steps, stage,
+                                     run)
         elapsed = time.perf_counter() - started
-        write_csv(args.out, forecast_table(results, dict(series), spec.horizon), digits=None)
+        write_csv(args.out, table, digits=None)
         # Timings in MLflow only, so that the committed files stay byte-identical.
         run.log_metrics({"series": len(series), "skipped": len(skipped), "fit_s": elapsed,
                          **{k: v for k, v in facts.items() if k != "series" and not isinstance(v, list)}})

@@ -495,10 +495,12 @@ def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str]
               "Hyndman's recalculation of the M3 results); here their means over the series, the mean rank by sMAPE "
               "(1 = best on a series) and the share of series on which a forecaster's sMAPE is below each "
               "baseline's. Per-series scores: reports/panels/<panel>.csv.", "",
-              "Intervals of the classical set (*coverage*: the share of the held-out points inside; *MSIS*: M4's "
+              "Intervals (*coverage*: the share of the held-out points inside; *MSIS*: M4's "
               "interval score, scaled as MASE, mean over the series, lower is better): split-conformal across the "
               "series, calibrated on each series' forecast from `horizon` points earlier, its errors scaled by "
-              "that history's seasonal naive MAE (stages/lib/panel/intervals.py). The Keras models give none (—).", ""]
+              "that history's seasonal naive MAE (stages/lib/panel/intervals.py); for a direct Keras model that "
+              "forecast is its validation fit's, so it needs no second training. The recursive and per-series "
+              "Keras models give none (—).", ""]
     if sample is not None:
         lines += [f"**A sample**: `panel_sample` = {sample} series per panel, spread evenly over it. These means are "
                   "not comparable with published results; the whole collection: `dvc exp run -S "

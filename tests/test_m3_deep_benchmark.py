@@ -71,6 +71,14 @@ def test_the_benchmark_trains_each_member_once_and_reports_its_ensembles(tmp_pat
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[2] == "8" and cells[3] == f"{np.mean(list(ours.values())):.2f}" and cells[4] == "15.00"
     assert cells[5].startswith("p = ")
+    # Per frequency: the same ensemble on the monthly panel's two series against Theta's 15.00 there, with its
+    # p-value; two series are too few to calibrate an interval (80% needs 4).
+    row = next(line for line in (tmp_path / "m3_deep.md").read_text().splitlines()
+               if line.startswith("| nbeats_g (2) | monthly |"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    monthly = pd.read_csv(tmp_path / "cache/nbeats_g/m3_monthly/000.csv", dtype={"id": str})["id"].unique()
+    assert cells[2] == "2" and cells[3] == f"{np.mean([ours[i] for i in monthly]):.2f}"
+    assert cells[4] == "—" and cells[5].startswith("15.00 (p = ") and cells[6:] == ["—", "—", "—"]
     # A classical set that lacks one of the deep run's series gives no test, and says which.
     pd.DataFrame({"id": ["other"], "forecaster": "theta", "smape": [1.0]}).to_csv(classical / "m3_other.csv", index=False)
     assert run(tmp_path, "--report-only", "--classical", str(classical)).returncode == 0
@@ -89,3 +97,23 @@ def test_the_benchmark_trains_each_member_once_and_reports_its_ensembles(tmp_pat
             f"{tmp_path / 'cache/nbeats_g/m3_yearly/000.csv'}: trained under other settings than params.yaml's today "
             f"(settings.batches_per_epoch: 2 then, {today} today); give another --cache, or move this one aside to "
             "keep it")
+
+
+def test_the_ensembles_intervals_by_hand():
+    """Five series, two steps: the median of the two members' validation forecasts errs by 1 to 5 (scale 1), so the
+    80% radius is the ceil(6 * 0.8) = 5th smallest error, 5, times each series' scale, 2; 95% would need 19."""
+    from benchmarks.m3_deep import ensemble_intervals
+
+    ids = np.repeat([f"s{i}" for i in range(5)], 2)
+    val_actual = np.arange(10.0)
+    err = np.repeat([1.0, 2.0, 3.0, 4.0, 5.0], 2)
+    actual = np.array([0, 11, 5, -5, 10, 20, 1, 1, -12, 0], dtype=float)  # 7 of 10 within ± 10 of 0
+    frame = pd.DataFrame({"id": ids, "h": np.tile([1, 2], 5), "actual": actual, "forecast": 0.0,
+                          "val_actual": val_actual, "val_scale": 1.0, "scale": 2.0})
+    members = [(frame.assign(val_forecast=val_actual + err + shift), {}) for shift in (-1.0, 1.0)]
+    scores = ensemble_intervals(members)
+    assert scores["coverage_80"] == 0.7 and "coverage_95" not in scores
+    # MSIS at 80%: width 20 plus 2 / 0.2 times each miss (1 at s0, 10 at s2, 2 at s4), per series over 2 steps, / 2.
+    misses = {"s0": 1.0, "s1": 0.0, "s2": 10.0, "s3": 0.0, "s4": 2.0}
+    assert scores["msis_80"] == np.mean([(2 * 20 + 10 * m) / 2 / 2 for m in misses.values()])
+    assert ensemble_intervals([(frame.assign(val_forecast=val_actual), {}), (frame, {})]) is None  # cached before

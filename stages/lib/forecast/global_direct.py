@@ -161,6 +161,11 @@ class Member:
     best_val_loss: float | None
     cpu_s: float
     histories: list[pd.DataFrame] = field(default_factory=list)  # validation fit, then the refit
+    # The validation fit's forecast of each validated series' last horizon (its best epoch's weights): the
+    # series (indices into the histories) and their forecasts (n, horizon). A panel's intervals are calibrated
+    # on them (stages/lib/panel/intervals.py, calibration_from_validation).
+    validated: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=int))
+    val_forecast: np.ndarray | None = None
 
 
 def median_ensemble(forecasts: list[np.ndarray]) -> np.ndarray:
@@ -208,7 +213,7 @@ def fit_member(config: MemberConfig, histories: list[np.ndarray], *, horizon: in
 
     parts, validated, held = validation_split(histories, horizon)
     train_pool = pool(parts)
-    histories_out, epochs, best = [], fit.max_epochs, None
+    histories_out, epochs, best, val_forecast = [], fit.max_epochs, None, None
     if len(validated) and len(train_pool.trainable):
         val_pool = pool([parts[i] for i in validated])
         X_val, scale = val_pool.last()
@@ -221,6 +226,7 @@ def fit_member(config: MemberConfig, histories: list[np.ndarray], *, horizon: in
         histories_out.append(history)
         epochs = best_epoch(history)
         best = float(history["val_loss"].min())
+        val_forecast = np.asarray(model(X_val, training=False), dtype=float) * scale[:, None]  # best weights
     if refit or best is None:
         interrupts.check()
         full_pool = pool(histories)
@@ -231,7 +237,8 @@ def fit_member(config: MemberConfig, histories: list[np.ndarray], *, horizon: in
                                    verbose=verbose, loss=loss))
     X, scale = pool(histories).last()
     forecast = np.asarray(model(X, training=False), dtype=float) * scale[:, None]
-    return Member(config, forecast, epochs, best, time.process_time() - started, histories_out)
+    return Member(config, forecast, epochs, best, time.process_time() - started, histories_out,
+                  validated if val_forecast is not None else np.empty(0, dtype=int), val_forecast)
 
 
 def fit_entry_member(spec, config: MemberConfig, histories: list[np.ndarray], *, horizon: int, season_length: int,

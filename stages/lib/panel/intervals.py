@@ -37,6 +37,7 @@ from stages.lib.forecast.backtest import conformal_radius
 from stages.lib.forecast.scoring import msis, naive_scale
 from stages.lib.forecast.specs import NaiveSpec, min_calibration
 from stages.lib.panel.load import fallback_spec
+from stages.lib.panel.scores import holdout
 
 
 def series_scale(history: np.ndarray, season_length: int) -> float:
@@ -103,6 +104,57 @@ def borrowed_radii(lengths: dict[str, int], specs: dict, horizon: int, season_le
             if used is not spec:
                 out[(name, sid)] = next((other for other, s in specs.items() if s.kind == used.kind), None)
     return out
+
+
+def validation_calibration(series: list[tuple[str, np.ndarray]], members: list, names: list[str], horizon: int
+                           ) -> tuple[list[tuple[str, dict[str, np.ndarray]]], dict[str, np.ndarray]]:
+    """The calibration forecasts of a global direct model, which needs no second training: its members'
+    validation fits already forecast each series' last horizon before the test origin, the calibration origin
+    (stages/lib/forecast/global_direct.py). Under ``names[0]`` the median of the members' (the ensemble's),
+    under ``names[1]`` where given the first member's alone. Returns them by series id, and the shortened
+    series (test part removed) by id, as ``scaled_errors`` takes them.
+
+    ``series``: every series the members were trained on, in their order (test part included).
+    One caveat: validation chose each member's epoch count on these very points, so the errors are a little
+    smaller than those of a fresh origin, and the intervals may cover a little less than their level; the
+    measured coverage says by how much (docs/panels.md)."""
+    from stages.lib.forecast.global_direct import median_ensemble
+
+    shortened_ = {sid: holdout(y, horizon)[0] for sid, y in series}
+    if not members or any(m.val_forecast is None for m in members):
+        return [], shortened_
+    validated = members[0].validated
+    if any(not np.array_equal(m.validated, validated) for m in members):
+        raise ValueError("the members validated on different series: their calibration forecasts do not pair")
+    by_name = {names[0]: median_ensemble([m.val_forecast for m in members])}
+    if len(names) > 1:
+        by_name[names[1]] = members[0].val_forecast
+    return [(series[i][0], {n: f[j] for n, f in by_name.items()}) for j, i in enumerate(validated)], shortened_
+
+
+def calibrated(table: pd.DataFrame, series: list[tuple[str, np.ndarray]], calibration: list, shortened_: dict,
+               spec, specs: dict, num_steps: int) -> tuple[pd.DataFrame, dict[str, float], list[str]]:
+    """The forecast table with split-conformal intervals at the panel's levels from the calibration forecasts
+    (``scaled_errors``' arguments), the facts for MLflow, and the lines for the stage's log (a level without
+    enough calibration series, the fallback forecasts' intervals).
+
+    ``spec``: the panel's (horizon, season_length, levels); ``series``: every series of the table, whole."""
+    errors = scaled_errors(calibration, shortened_, specs, spec.horizon, spec.season_length, num_steps)
+    lines = [f"no {level}% interval for {', '.join(names)}: fewer than the {min_calibration(level)} "
+             f"calibration series it needs ({min(len(errors[n]) for n in names)})"
+             for level, names in too_few(errors, spec.levels).items()]
+    scales = {sid: series_scale(holdout(y, spec.horizon)[0], spec.season_length) for sid, y in series}
+    radius = radii(errors, spec.levels)
+    borrowed = borrowed_radii({sid: len(y) for sid, y in series}, specs, spec.horizon, spec.season_length, num_steps)
+    if borrowed:
+        lent = sum(v is not None for v in borrowed.values())
+        lines.append(f"{lent} fallback forecasts take the interval of the forecaster of their kind"
+                     + (f"; {len(borrowed) - lent} get none (no forecaster of their kind in the set)"
+                        if lent < len(borrowed) else ""))
+    facts = {f"{n}.calibration_series": len(e) for n, e in errors.items()}
+    facts.update({f"{n}.radius{lv}_h{h}": float(r[lv][h - 1]) for n, r in radius.items() for lv in spec.levels
+                  for h in (1, spec.horizon) if np.isfinite(r[lv][h - 1])})
+    return with_intervals(table, radius, scales, spec.levels, borrowed), facts, lines
 
 
 def with_intervals(table: pd.DataFrame, radius: dict[str, dict[int, np.ndarray]], scales: dict[str, float],
