@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> None:
         n_train, first = int(w["n_train"]), int(w["first_level"])
         seed_everything(spec.fit.seed or 0)
         model = spec.model_spec().build(params.num_steps, 1)
-        fit = spec.fit if a.max_epochs is None else spec.fit.model_copy(update={"max_epochs": a.max_epochs})
+        # The article's epochs and learning-rate schedule where article: sets them (its forecaster trains shorter).
+        fit = spec.fit.model_copy(update={k: v for k, v in (("max_epochs", a.max_epochs),
+                                                            ("lr_decay_every", a.lr_decay_every)) if v is not None})
         history = train(model, w["X"][:n_train], w["target"][:n_train], resolved_fit(fit, len(y)))
         diffs = predictor(model)(w["X"]) * w["scale"]
         levels = {"cumsum": cumsum_levels(y, diffs, first), "one_step": one_step_levels(y, diffs, first)}

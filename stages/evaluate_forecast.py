@@ -20,6 +20,7 @@ import pandas as pd
 
 from stages.lib.config import load_params
 from stages.lib.forecast.scoring import member_scores, naive_scales, origin_losses, persistence, score_by_horizon
+from stages.lib.forecast.specs import window_pairs
 from stages.lib.infra import cli
 from stages.lib.infra.io import atomic_dir, read_json, write_csv, write_json
 from stages.lib.infra.tracking import stage_run
@@ -99,6 +100,9 @@ def main(argv: list[str] | None = None) -> None:
             **({  # Diebold-Mariano p-values (two-sided, per-origin MASE) behind the report's claims
                 "dm_p_vs_best_baseline": {n: dm(n, best_baseline) for n in names if n not in baselines},
                 "runner_up": runner_up, "dm_p_best_vs_runner_up": dm(best, runner_up),
+                # Each two-season model against the same model with the article's window (summary.md).
+                "dm_p_windows": {auto: dm(auto, plain) for plain, auto in window_pairs(specs)
+                                 if plain in losses and auto in losses},
             } if len(evaluation_origins) > 1 else {}),  # one origin (holdout): nothing to test over
             **results,
         })

@@ -12,6 +12,7 @@ import pandas as pd
 
 from stages.lib.config import load_params
 from stages.lib.forecast.scoring import SCORES, mean_ranks, significant
+from stages.lib.forecast.specs import window_pairs
 from stages.lib.infra import cli
 from stages.lib.infra.io import read_json, write_text
 from stages.lib.memory.tasks import IDEAL_CHANGE_PCT, TASKS
@@ -243,16 +244,6 @@ def ranks_differ(p_value: float) -> str:
     return "differ" if p_value < ALPHA else "do **not** differ significantly"
 
 
-def window_pairs(forecasters: dict[str, Any]) -> list[tuple[str, str]]:
-    """(article's window, two-season window) pairs: forecasters with the same settings but input_size null and auto."""
-    def rest(spec: Any) -> dict:
-        return spec.model_dump(exclude={"input_size", "datasets"})
-
-    windowed = {name: spec for name, spec in forecasters.items() if hasattr(spec, "input_size")}
-    return [(plain, auto) for auto, a in windowed.items() if a.input_size == "auto"
-            for plain, p in windowed.items() if p.input_size is None and rest(p) == rest(a)]
-
-
 def window_section(forecast: list[dict], pairs: list[tuple[str, str]], seasons: dict[str, int],
                    num_steps: int) -> list[str]:
     """On each seasonal dataset: each deep model with the article's window beside the same model seeing two seasons."""
@@ -261,12 +252,15 @@ def window_section(forecast: list[dict], pairs: list[tuple[str, str]], seasons: 
     if not rows:
         return []
     lines = ["", f"Deep models and the season: the article's window of num_steps = {num_steps} past values cannot "
-             "see a season; `input_size: auto` gives the same model two seasons (pooled MASE, as measured):", "",
-             "| dataset | model | window | MASE | window | MASE | change |", "|---|---|---:|---:|---:|---:|---:|"]
+             "see a season; `input_size: auto` gives the same model two seasons (pooled MASE, as measured; DM: the "
+             "Diebold-Mariano test of equal per-origin MASE of the two, two-sided, as in forecast.md):", "",
+             "| dataset | model | window | MASE | window | MASE | change | DM |", "|---|---|---:|---:|---:|---:|---:|---|"]
     for f, plain, auto in rows:
         before, after = f[plain]["all"]["mase"], f[auto]["all"]["mase"]
+        tested = f.get("dm_p_windows", {})
         lines.append(f"| {f['dataset']} | {plain} → {auto} | {f[plain].get('input_size', num_steps)} | {significant(before)} | "
-                     f"{f[auto].get('input_size')} | {significant(after)} | {100 * (after - before) / before:+.0f}% |")
+                     f"{f[auto].get('input_size')} | {significant(after)} | {100 * (after - before) / before:+.0f}% | "
+                     + (verdict(tested[auto]) if auto in tested else "— (one origin)") + " |")
     return lines
 
 

@@ -374,7 +374,7 @@ def test_fits_made_ahead_over_the_cores_give_the_same_forecasts():
 
 def test_the_two_season_forecasters_differ_from_the_article_window_ones_only_in_their_window():
     from stages.lib.config import load_params
-    from stages.report import window_pairs
+    from stages.lib.forecast.specs import window_pairs
 
     params = load_params()
     assert window_pairs(params.forecasters) == [("lstm", "lstm_auto"), ("tcn", "tcn_auto")]

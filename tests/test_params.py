@@ -31,9 +31,9 @@ def test_shipped_params_are_valid():
     (lambda p: p["forecasters"]["tcn"]["fit"].update(lr_decay_every=100),
      r"^params\.yaml: forecasters\.tcn\.fit\.lr_decay_every: 100 never fires: training stops by epoch 64 "
      r"\(fit\.max_epochs\); lower it or set null$"),
-    # The article's forecaster also trains for article.max_epochs (128), where a decay at 100 fires ...
-    (lambda p: (p["forecasters"]["lstm"]["fit"].update(lr_decay_every=128)),
-     r"^params\.yaml: forecasters\.lstm\.fit\.lr_decay_every: 128 never fires: training stops by epoch 128 "),
+    (lambda p: p["article"].update(lr_decay_every=128),
+     r"^params\.yaml: article\.lr_decay_every: 128 never fires: the article's training stops by epoch 128 "
+     r"\(article\.max_epochs\); lower it or set null$"),
     (lambda p: p["forecasters"]["lstm"]["fit"].update(max_epochs=0), r"^params\.yaml: forecasters\.lstm\.fit\.max_epochs: Input should be greater than 0 \(got 0\)$"),
     (lambda p: p["forecasters"]["tcn"]["arch"].update(dilations=[2, 1]), r"forecasters\.tcn: arch\.dilations: Value error, must be strictly increasing \(model 'tcn'\)"),
     (lambda p: p["forecasters"]["arima"].update(order=[1, -1, 0]), r"^params\.yaml: forecasters\.arima: order: every term must be 0 or more \(got \[1, -1, 0\]\)$"),

@@ -87,6 +87,7 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
     assert "| forecaster | kind | mean rank | MASE sales | MASE elnino |" in summary
     assert re.search(r"^\| lstm_auto \| keras \| — \| — \| [\d.]+ \|$", summary, flags=re.M)
     assert "| elnino | lstm → lstm_auto | 3 |" in summary
+    assert 0 < seasonal["dm_p_windows"]["lstm_auto"] <= 1  # the window claim's test (summary.md's DM column)
     assert json.loads((repo / "reports/metrics/article.json").read_text())["lstm"]["published_mse"] == 2521.3
     for png in ("memory_loss", "memory_probes", "forecast-sales", "forecast-elnino", "panels"):
         assert (repo / f"reports/figures/{png}.png").stat().st_size > 1000

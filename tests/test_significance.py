@@ -190,6 +190,18 @@ def test_a_single_series_claim_carries_its_diebold_mariano_p_value():
     assert "DM" not in forecast_verdict(untested) and beaten_by(untested) == "ets"
 
 
+def test_the_window_claim_carries_its_diebold_mariano_p_value():
+    from stages.report import window_section
+
+    f = {"dataset": "elnino", "lstm": {"all": {"mase": 0.828}}, "lstm_auto": {"all": {"mase": 0.959}, "input_size": 24},
+         "dm_p_windows": {"lstm_auto": 0.21}}
+    lines = window_section([f], [("lstm", "lstm_auto")], {"elnino": 12}, 3)
+    assert lines[-1] == "| elnino | lstm → lstm_auto | 3 | 0.828 | 24 | 0.959 | +16% | p = 0.21, not significant at 5% |"
+    # One origin (holdout): the change is shown, and no test is claimed.
+    del f["dm_p_windows"]
+    assert window_section([f], [("lstm", "lstm_auto")], {"elnino": 12}, 3)[-1].endswith("| +16% | — (one origin) |")
+
+
 def test_the_ranking_over_a_few_datasets_says_whether_it_is_significant():
     from stages.report import rank_test_line
 

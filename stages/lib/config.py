@@ -277,6 +277,8 @@ class ArticleParams(Strict):
     test_len: PositiveInt = 10
     forecaster: str = "lstm"       # a keras forecaster: its fit and arch are the article's recipe
     max_epochs: PositiveInt | None = None  # the article's epochs when the backtest trains for fewer; None: the forecaster's
+    # The article's schedule (learning rate / 10 every this many epochs) where its forecaster has none; None: the forecaster's.
+    lr_decay_every: PositiveInt | None = None
     arima_order: tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt] = (1, 1, 1)
 
 
@@ -393,14 +395,14 @@ class Params(Strict):
         for section, specs in (("forecasters", self.forecasters), ("panel_models", self.panel_models)):
             for name, spec in specs.items():
                 fit = getattr(spec, "fit", None)
-                if fit is None or fit.lr_decay_every is None:
-                    continue
-                # The article's forecaster also trains for article.max_epochs (stages/article.py).
-                longest = max(fit.max_epochs, (self.article.max_epochs or 0)
-                              if section == "forecasters" and name == self.article.forecaster else 0)
-                if fit.lr_decay_every >= longest:
+                if fit is not None and fit.lr_decay_every is not None and fit.lr_decay_every >= fit.max_epochs:
                     raise ValueError(f"{section}.{name}.fit.lr_decay_every: {fit.lr_decay_every} never fires: "
-                                     f"training stops by epoch {longest} (fit.max_epochs); lower it or set null")
+                                     f"training stops by epoch {fit.max_epochs} (fit.max_epochs); lower it or set null")
+        a = self.article
+        epochs = a.max_epochs or self.forecasters[a.forecaster].fit.max_epochs
+        if a.lr_decay_every is not None and a.lr_decay_every >= epochs:
+            raise ValueError(f"article.lr_decay_every: {a.lr_decay_every} never fires: the article's training stops "
+                             f"by epoch {epochs} (article.max_epochs); lower it or set null")
         return self
 
     @model_validator(mode="after")

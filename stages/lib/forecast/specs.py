@@ -423,3 +423,13 @@ SPECS: dict[str, type[Spec]] = {
 BASELINE_KINDS = ("naive", "seasonal_naive", "drift")
 # What the statistical: section may hold.
 STATISTICAL_KINDS = ("ets", "theta", "auto_arima", "arima", "combination", "naive2", "comb_shd")
+
+
+def window_pairs(forecasters: dict[str, Any]) -> list[tuple[str, str]]:
+    """(article's window, two-season window) pairs: forecasters with the same settings but input_size null and auto."""
+    def rest(spec: Any) -> dict:
+        return spec.model_dump(exclude={"input_size", "datasets"})
+
+    windowed = {name: spec for name, spec in forecasters.items() if hasattr(spec, "input_size")}
+    return [(plain, auto) for auto, a in windowed.items() if a.input_size == "auto"
+            for plain, p in windowed.items() if p.input_size is None and rest(p) == rest(a)]
