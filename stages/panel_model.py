@@ -86,15 +86,18 @@ def forecast_direct(name: str, spec, series: list[tuple[str, np.ndarray]], horiz
 
 
 def direct_intervals(table: pd.DataFrame, series: list[tuple[str, np.ndarray]], fit: list[tuple[str, np.ndarray]],
-                     members: list, name: str, spec, panel, num_steps: int, stage: str, run) -> pd.DataFrame:
+                     members: list, name: str, model, panel, num_steps: int, stage: str, run) -> pd.DataFrame:
     """The table with split-conformal intervals for the ensemble and its first member alone (not the other
     members, which are written for their spread only), calibrated across the series on the members' validation
-    forecasts (stages/lib/panel/intervals.py, validation_calibration): no second training."""
-    names = spec.scored_names(name, panel.horizon)
+    forecasts (stages/lib/panel/intervals.py, validation_calibration): no second training. A series the
+    fallback forecast (short_series: fallback) gets none: no forecaster of the fallback's kind is calibrated here.
+
+    ``model``: the panel_models: entry; ``panel``: the panel's params; ``fit``: the series the members trained on."""
+    names = model.scored_names(name, panel.horizon)
     calibration, shortened_ = validation_calibration(fit, members, names, panel.horizon)
     print(f"{stage}: calibrating the {', '.join(f'{lv}%' for lv in panel.levels)} intervals on the validation "
           f"forecasts of {len(calibration)} series")
-    table, facts, lines = calibrated(table, series, calibration, shortened_, panel, {n: spec for n in names},
+    table, facts, lines = calibrated(table, series, calibration, shortened_, panel, {n: model for n in names},
                                      num_steps)
     for line in lines:
         print(f"{stage}: {line}")

@@ -169,7 +169,7 @@ def article_section(a: dict) -> list[str]:
 def refit_line(specs: dict[str, Any]) -> list[str]:
     """Which forecasters are refitted at every origin and which are not (``refit_every`` > 1)."""
     every = [n for n, spec in specs.items() if spec.refit_every == 1]
-    fewer = [f"{n} (every {spec.refit_every}th origin)" for n, spec in specs.items() if spec.refit_every > 1]
+    fewer = [f"{n} (every {spec.refit_every} origins)" for n, spec in specs.items() if spec.refit_every > 1]
     text = f"Refitted at every origin: {', '.join(every)}."
     if fewer:
         text += (f" Refitted less often: {', '.join(fewer)}; between refits such a forecaster conditions on the "

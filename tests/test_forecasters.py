@@ -120,7 +120,7 @@ def test_the_forecast_report_says_which_forecasters_refit_at_every_origin():
     lstm = KerasSpec(kind="keras", model="lstm", refit_every=11, fit=FitParams(seed=1))
     specs = {"naive": NaiveSpec(kind="naive"), "arima": ArimaSpec(kind="arima"), "lstm": lstm}
     assert refit_line(specs) == [
-        "Refitted at every origin: naive, arima. Refitted less often: lstm (every 11th origin); between refits such a "
+        "Refitted at every origin: naive, arima. Refitted less often: lstm (every 11 origins); between refits such a "
         "forecaster conditions on the longer history with the parameters, the weights and the scaler of its last "
         "fit.", ""]
     specs["lstm"] = lstm.model_copy(update={"refit_every": 1})

@@ -368,12 +368,13 @@ def test_the_stage_writes_the_ensemble_and_its_first_member_alone(tmp_path, monk
     np.testing.assert_allclose(ensemble, (members[0].forecast + members[1].forecast) / 2, rtol=1e-6)
 
 
-def test_the_stage_gives_the_ensemble_intervals_calibrated_on_its_validation_forecasts(tmp_path, monkeypatch,
+def test_the_stage_gives_the_ensemble_intervals_calibrated_on_its_validation_forecasts(tmp_path, monkeypatch, capsys,
                                                                                       raw_params):
     """The 80% and 95% intervals of the ensemble and of its first member alone, by hand: each series' validation
     forecast (the validation fit's, at its best epoch) errs on the series' last horizon before the test; scaled by
     that history's naive MAE, the ceil((n + 1) level)-th smallest at each step is the radius, times the series'
-    own scale. The other members alone get none."""
+    own scale. The other members alone get none; a series too short to validate on gets the others' radius; a
+    series the fallback forecast gets none."""
     import math
 
     import pandas as pd
@@ -385,38 +386,45 @@ def test_the_stage_gives_the_ensemble_intervals_calibrated_on_its_validation_for
     monkeypatch.setenv("PIPELINE_TRACKING", "off")
     raw_params["panel_models"] = {"x": direct(lookback=[2, 3], seeds=None, loss="smape", batches_per_epoch=3)}
     raw_params["statistical"] = {}  # the baselines alone beside it in evaluate_panel (fast)
+    raw_params["panels"]["m3_yearly"]["short_series"] = "fallback"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
     monkeypatch.setattr(paths, "params_file", lambda: tmp_path / "params.yaml")
     rng = np.random.default_rng(4)
     values = {f"s{i:02d}": 100 + rng.normal(size=30).cumsum() for i in range(24)}
-    pd.concat(pd.DataFrame({"id": sid, "time": range(1, 31), "value": v}) for sid, v in values.items()).to_csv(
+    # 12 points of history: trained on, but 6 before the validation horizon are too few to validate on (7);
+    # 7 points: too few to train on (horizon + 2), so the fallback forecasts it.
+    values["mid"], values["short"] = 100 + rng.normal(size=18).cumsum(), 100 + rng.normal(size=13).cumsum()
+    pd.concat(pd.DataFrame({"id": sid, "time": range(1, len(v) + 1), "value": v}) for sid, v in values.items()).to_csv(
         tmp_path / "series.csv", index=False)
     out = tmp_path / "models" / "x.csv"
     cli.run(panel_model.main, ["--panel", "m3_yearly", "--model", "x", "--series", str(tmp_path / "series.csv"),
                                "--out", str(out)])
+    assert ("panel_model@m3_yearly-x: 2 fallback forecasts get no interval (no forecaster of their kind in the set)"
+            in capsys.readouterr().out)  # the short series under x and x_single (the members get none anyway)
     table = pd.read_csv(out, dtype={"id": str})
 
     spec = parse_params(raw_params).panel_model("x")
     arch = spec.model_spec()
-    histories = [v[:-6] for v in values.values()]
+    histories = [v[:-6] for sid, v in values.items() if sid != "short"]
     members = [fit_member(config, histories, horizon=6, season_length=1, fit=spec.fit,
                           build=lambda steps, outputs: arch.build(steps, 1, outputs), batches_per_epoch=3,
                           history_limit=None, refit=True) for config in spec.members(6, 1, 3)]
-    assert list(members[0].validated) == list(range(24))  # 24 points of history: every series validates
-    held = np.stack([h[-6:] for h in histories])
-    part_scale = np.array([np.mean(np.abs(np.diff(h[:-6]))) for h in histories])  # naive MAE before validation
+    assert list(members[0].validated) == list(range(24))  # "mid" (index 24) trains but is not validated on
+    held = np.stack([h[-6:] for h in histories[:24]])
+    part_scale = np.array([np.mean(np.abs(np.diff(h[:-6]))) for h in histories[:24]])  # naive MAE before validation
     own_scale = np.array([np.mean(np.abs(np.diff(h))) for h in histories])
     for name, val in (("x", np.median([m.val_forecast for m in members], axis=0)), ("x_single", members[0].val_forecast)):
-        rows = table[table["forecaster"] == name]
-        forecast = rows["forecast"].to_numpy().reshape(24, 6)
+        rows = table[(table["forecaster"] == name) & (table["id"] != "short")]
+        forecast = rows["forecast"].to_numpy().reshape(25, 6)
         errors = np.sort(np.abs(held - val) / part_scale[:, None], axis=0)
         for level in (80, 95):
             radius = errors[math.ceil(25 * level / 100) - 1]  # one per step
-            np.testing.assert_allclose(rows[f"lo{level}"].to_numpy().reshape(24, 6),
+            np.testing.assert_allclose(rows[f"lo{level}"].to_numpy().reshape(25, 6),
                                        forecast - radius * own_scale[:, None], rtol=1e-6)
-            np.testing.assert_allclose(rows[f"hi{level}"].to_numpy().reshape(24, 6),
+            np.testing.assert_allclose(rows[f"hi{level}"].to_numpy().reshape(25, 6),
                                        forecast + radius * own_scale[:, None], rtol=1e-6)
     assert table[table["forecaster"] == "x_member2"]["lo80"].isna().all()
+    assert table[table["id"] == "short"][["lo80", "hi80", "lo95", "hi95"]].isna().all().all()
 
     # evaluate_panel scores them beside the classical set's: coverage over the test points.
     import json
@@ -430,9 +438,9 @@ def test_the_stage_gives_the_ensemble_intervals_calibrated_on_its_validation_for
                                   "--cd-figure", str(tmp_path / "cd.png")])
     metrics = json.loads((tmp_path / "m.json").read_text())
     for name in ("x", "x_single"):
-        rows = table[table["forecaster"] == name]
+        rows = table[(table["forecaster"] == name) & table["lo80"].notna()]
         for level in (80, 95):
             inside = ((rows["actual"] >= rows[f"lo{level}"]) & (rows["actual"] <= rows[f"hi{level}"])).mean()
             assert metrics[name][f"coverage_{level}"] == pytest.approx(inside)
-            assert metrics[name][f"interval_series_{level}"] == 24 and metrics[name][f"msis_{level}"] > 0
+            assert metrics[name][f"interval_series_{level}"] == 25 and metrics[name][f"msis_{level}"] > 0
     assert "coverage_80" in metrics["naive"]

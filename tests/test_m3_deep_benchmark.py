@@ -9,13 +9,15 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from stages.lib.config import load_params
 from tests.project import ROOT
 
 
 def run(tmp_path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks/m3_deep.py"), "--models", "nbeats_g", "--members", "2",
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks/m3_deep.py"), "--models", "nbeats_g", "lstm_global",
+                           "--members", "2",
                            "--sample", "2", "--quick", "--cache", str(tmp_path / "cache"),
                            "--report", str(tmp_path / "m3_deep.md"), "--figure", str(tmp_path / "m3.png"), *extra],
                           cwd=ROOT, capture_output=True, text=True, timeout=900,
@@ -26,13 +28,14 @@ def test_the_benchmark_trains_each_member_once_and_reports_its_ensembles(tmp_pat
     first = run(tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
     assert first.stdout.count("nbeats_g member") == 8  # 2 members x 4 panels
+    assert first.stdout.count("lstm_global member") == 4  # the recursive model is one network
     cached = tmp_path / "cache/nbeats_g/m3_monthly"
     members = [pd.read_csv(cached / f"00{i}.csv", dtype={"id": str}) for i in (0, 1)]
     assert len(members[0]) == 2 * 18 and members[0]["forecast"].notna().all()
     # Resumed: nothing is trained again, the cache is read as it is.
     stamp = (cached / "000.csv").stat().st_mtime_ns
     again = run(tmp_path)
-    assert again.returncode == 0 and "nbeats_g member" not in again.stdout
+    assert again.returncode == 0 and " member " not in again.stdout
     assert (cached / "000.csv").stat().st_mtime_ns == stamp
     report = (tmp_path / "m3_deep.md").read_text()
     assert "| nbeats_g | 1 |" in report and "| nbeats_g | 2 |" in report and (tmp_path / "m3.png").stat().st_size > 1000
@@ -71,6 +74,16 @@ def test_the_benchmark_trains_each_member_once_and_reports_its_ensembles(tmp_pat
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[2] == "8" and cells[3] == f"{np.mean(list(ours.values())):.2f}" and cells[4] == "15.00"
     assert cells[5].startswith("p = ")
+    # ... and against the recursive lstm_global on the same series: its per-series sMAPE, by hand.
+    recursive = pd.concat(pd.read_csv(tmp_path / f"cache/lstm_global/{p}/000.csv", dtype={"id": str})
+                          for p in ("m3_yearly", "m3_quarterly", "m3_monthly", "m3_other"))
+    f, a = recursive["forecast"], recursive["actual"]
+    by_series = (200 * (a - f).abs() / (a.abs() + f.abs())).groupby(recursive["id"]).mean()
+    row = next(line for line in (tmp_path / "m3_deep.md").read_text().splitlines()
+               if line.startswith("| nbeats_g (2) | lstm_global |"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[2] == "8" and cells[4] == f"{by_series.mean():.2f}" and cells[5].startswith("p = ")
+    assert recursive["val_forecast"].isna().all()  # no validation forecast, so no interval
     # Per frequency: the same ensemble on the monthly panel's two series against Theta's 15.00 there, with its
     # p-value; two series are too few to calibrate an interval (80% needs 4).
     row = next(line for line in (tmp_path / "m3_deep.md").read_text().splitlines()
@@ -101,19 +114,20 @@ def test_the_benchmark_trains_each_member_once_and_reports_its_ensembles(tmp_pat
 
 def test_the_ensembles_intervals_by_hand():
     """Five series, two steps: the median of the two members' validation forecasts errs by 1 to 5 (scale 1), so the
-    80% radius is the ceil(6 * 0.8) = 5th smallest error, 5, times each series' scale, 2; 95% would need 19."""
+    80% radius is the ceil(6 * 0.8) = 5th smallest error, 5, times each series' scale, 2; 95% would need 19. A sixth
+    series, not validated on (no validation forecast), is not calibrated on but gets the interval."""
     from benchmarks.m3_deep import ensemble_intervals
 
-    ids = np.repeat([f"s{i}" for i in range(5)], 2)
-    val_actual = np.arange(10.0)
-    err = np.repeat([1.0, 2.0, 3.0, 4.0, 5.0], 2)
-    actual = np.array([0, 11, 5, -5, 10, 20, 1, 1, -12, 0], dtype=float)  # 7 of 10 within ± 10 of 0
-    frame = pd.DataFrame({"id": ids, "h": np.tile([1, 2], 5), "actual": actual, "forecast": 0.0,
+    ids = np.repeat([f"s{i}" for i in range(6)], 2)
+    val_actual = np.arange(12.0)
+    err = np.repeat([1.0, 2.0, 3.0, 4.0, 5.0, np.nan], 2)
+    actual = np.array([0, 11, 5, -5, 10, 20, 1, 1, -12, 0, 0, 0], dtype=float)  # 9 of 12 within ± 10 of 0
+    frame = pd.DataFrame({"id": ids, "h": np.tile([1, 2], 6), "actual": actual, "forecast": 0.0,
                           "val_actual": val_actual, "val_scale": 1.0, "scale": 2.0})
     members = [(frame.assign(val_forecast=val_actual + err + shift), {}) for shift in (-1.0, 1.0)]
     scores = ensemble_intervals(members)
-    assert scores["coverage_80"] == 0.7 and "coverage_95" not in scores
+    assert scores["coverage_80"] == 0.75 and "coverage_95" not in scores and scores["interval_series_80"] == 6
     # MSIS at 80%: width 20 plus 2 / 0.2 times each miss (1 at s0, 10 at s2, 2 at s4), per series over 2 steps, / 2.
-    misses = {"s0": 1.0, "s1": 0.0, "s2": 10.0, "s3": 0.0, "s4": 2.0}
-    assert scores["msis_80"] == np.mean([(2 * 20 + 10 * m) / 2 / 2 for m in misses.values()])
+    misses = {"s0": 1.0, "s1": 0.0, "s2": 10.0, "s3": 0.0, "s4": 2.0, "s5": 0.0}
+    assert scores["msis_80"] == pytest.approx(np.mean([(2 * 20 + 10 * m) / 2 / 2 for m in misses.values()]))
     assert ensemble_intervals([(frame.assign(val_forecast=val_actual), {}), (frame, {})]) is None  # cached before

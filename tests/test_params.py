@@ -30,7 +30,14 @@ def test_shipped_params_are_valid():
      r"^params\.yaml: forecasters\.lstm\.refit: needs fit\.patience \(validation chooses how many epochs the refit trains\)$"),
     (lambda p: p["forecasters"]["tcn"]["fit"].update(lr_decay_every=100),
      r"^params\.yaml: forecasters\.tcn\.fit\.lr_decay_every: 100 never fires: training stops by epoch 64 "
-     r"\(fit\.max_epochs\); lower it or set null$"),
+     r"\(forecasters\.tcn\.fit\.max_epochs\); lower it or set null$"),
+    (lambda p: p["panel_models"]["nbeats_g"]["fit"].update(lr_decay_every=100),
+     r"^params\.yaml: panel_models\.nbeats_g\.fit\.lr_decay_every: 100 never fires: training stops by epoch 100 "),
+    (lambda p: p["train_memory"]["fit"].update(lr_decay_every=40),
+     r"^params\.yaml: train_memory\.fit\.lr_decay_every: 40 never fires: training stops by epoch 40 "),
+    (lambda p: (p["article"].pop("max_epochs"), p["article"].update(lr_decay_every=64)),
+     r"^params\.yaml: article\.lr_decay_every: 64 never fires: the article's training stops by epoch 64 "
+     r"\(forecasters\.lstm\.fit\.max_epochs\); lower it or set null$"),
     (lambda p: p["article"].update(lr_decay_every=128),
      r"^params\.yaml: article\.lr_decay_every: 128 never fires: the article's training stops by epoch 128 "
      r"\(article\.max_epochs\); lower it or set null$"),
@@ -131,3 +138,12 @@ def test_the_combination_members_take_the_settings_of_the_statistical_entries_th
     assert combination.member_spec("theta").datasets is None  # every member runs wherever the combination does
     raw_params["statistical"]["combination"]["members"] = ["ets", "arima"]  # a kind with no entry: its defaults
     assert parse_params(raw_params).statistical["combination"].member_spec("arima").order == "auto"
+
+
+def test_a_decay_that_fires_before_the_last_epoch_is_accepted(raw_params):
+    from stages.lib.nn.training import step_decay
+
+    raw_params["forecasters"]["tcn"]["fit"].update(lr_decay_every=63)  # max_epochs 64: the last epoch (63) decays
+    fit = parse_params(raw_params).forecaster("tcn").fit
+    rates = [step_decay(fit.learning_rate, fit.lr_decay_every, fit.lr_decay_factor)(e) for e in (62, 63)]
+    assert rates == [0.001, 0.001 * 0.1]

@@ -277,7 +277,7 @@ class ArticleParams(Strict):
     test_len: PositiveInt = 10
     forecaster: str = "lstm"       # a keras forecaster: its fit and arch are the article's recipe
     max_epochs: PositiveInt | None = None  # the article's epochs when the backtest trains for fewer; None: the forecaster's
-    # The article's schedule (learning rate / 10 every this many epochs) where its forecaster has none; None: the forecaster's.
+    # The article's schedule (learning rate / 10 every this many epochs), in place of its forecaster's; None: the forecaster's.
     lr_decay_every: PositiveInt | None = None
     arima_order: tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt] = (1, 1, 1)
 
@@ -392,17 +392,20 @@ class Params(Strict):
             if spec.kind == "keras" and spec.refit and not spec.fit.patience:
                 raise ValueError(f"forecasters.{name}.refit: needs fit.patience (validation chooses how many "
                                  "epochs the refit trains)")
-        for section, specs in (("forecasters", self.forecasters), ("panel_models", self.panel_models)):
-            for name, spec in specs.items():
-                fit = getattr(spec, "fit", None)
-                if fit is not None and fit.lr_decay_every is not None and fit.lr_decay_every >= fit.max_epochs:
-                    raise ValueError(f"{section}.{name}.fit.lr_decay_every: {fit.lr_decay_every} never fires: "
-                                     f"training stops by epoch {fit.max_epochs} (fit.max_epochs); lower it or set null")
+        fits = {"train_memory.fit": self.train_memory.fit,
+                **{f"{section}.{name}.fit": spec.fit for section, specs in (("forecasters", self.forecasters),
+                                                                           ("panel_models", self.panel_models))
+                   for name, spec in specs.items() if getattr(spec, "fit", None) is not None}}
+        for key, fit in fits.items():
+            if fit.lr_decay_every is not None and fit.lr_decay_every >= fit.max_epochs:
+                raise ValueError(f"{key}.lr_decay_every: {fit.lr_decay_every} never fires: training stops by epoch "
+                                 f"{fit.max_epochs} ({key}.max_epochs); lower it or set null")
         a = self.article
-        epochs = a.max_epochs or self.forecasters[a.forecaster].fit.max_epochs
+        epochs, source = ((a.max_epochs, "article.max_epochs") if a.max_epochs is not None else
+                          (self.forecasters[a.forecaster].fit.max_epochs, f"forecasters.{a.forecaster}.fit.max_epochs"))
         if a.lr_decay_every is not None and a.lr_decay_every >= epochs:
             raise ValueError(f"article.lr_decay_every: {a.lr_decay_every} never fires: the article's training stops "
-                             f"by epoch {epochs} (article.max_epochs); lower it or set null")
+                             f"by epoch {epochs} ({source}); lower it or set null")
         return self
 
     @model_validator(mode="after")

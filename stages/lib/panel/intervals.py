@@ -7,7 +7,9 @@ the other series instead, at an earlier origin:
 
 1. every series is forecast once more from ``horizon`` points before its test
    origin (its history with the last ``horizon`` points held out: the
-   competition protocol on the shortened series);
+   competition protocol on the shortened series); a global direct Keras model
+   has that forecast already, from its members' validation fits
+   (``validation_calibration``), so it is not trained again;
 2. each error there is divided by that history's scale, the in-sample MAE of the
    seasonal naive forecast (MASE's and MSIS's denominator), so that series of
    different levels can be pooled;
@@ -115,9 +117,10 @@ def validation_calibration(series: list[tuple[str, np.ndarray]], members: list, 
     series (test part removed) by id, as ``scaled_errors`` takes them.
 
     ``series``: every series the members were trained on, in their order (test part included).
-    One caveat: validation chose each member's epoch count on these very points, so the errors are a little
-    smaller than those of a fresh origin, and the intervals may cover a little less than their level; the
-    measured coverage says by how much (docs/panels.md)."""
+    Two caveats: validation chose each member's epoch count on these very points, so the errors are a little
+    smaller than those of a fresh origin; and with ``refit`` the network that forecasts the test is another
+    one, trained on the validation points too. The measured coverage says how far that matters
+    (docs/panels.md)."""
     from stages.lib.forecast.global_direct import median_ensemble
 
     shortened_ = {sid: holdout(y, horizon)[0] for sid, y in series}
@@ -150,7 +153,8 @@ def calibrated(table: pd.DataFrame, series: list[tuple[str, np.ndarray]], calibr
         lent = sum(v is not None for v in borrowed.values())
         lines.append(f"{lent} fallback forecasts take the interval of the forecaster of their kind"
                      + (f"; {len(borrowed) - lent} get none (no forecaster of their kind in the set)"
-                        if lent < len(borrowed) else ""))
+                        if lent < len(borrowed) else "") if lent else
+                     f"{len(borrowed)} fallback forecasts get no interval (no forecaster of their kind in the set)")
     facts = {f"{n}.calibration_series": len(e) for n, e in errors.items()}
     facts.update({f"{n}.radius{lv}_h{h}": float(r[lv][h - 1]) for n, r in radius.items() for lv in spec.levels
                   for h in (1, spec.horizon) if np.isfinite(r[lv][h - 1])})
