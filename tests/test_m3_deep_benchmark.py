@@ -91,7 +91,7 @@ def test_the_benchmark_trains_each_member_once_and_reports_its_ensembles(tmp_pat
     cells = [c.strip() for c in row.split("|")[1:-1]]
     monthly = pd.read_csv(tmp_path / "cache/nbeats_g/m3_monthly/000.csv", dtype={"id": str})["id"].unique()
     assert cells[2] == "2" and cells[3] == f"{np.mean([ours[i] for i in monthly]):.2f}"
-    assert cells[4] == "—" and cells[5].startswith("15.00 (p = ") and cells[6:] == ["—", "—", "—"]
+    assert cells[4] == "—" and cells[5].startswith("15.00 (p = ") and cells[6:] == ["—", "—", "—", "—"]
     # A classical set that lacks one of the deep run's series gives no test, and says which.
     pd.DataFrame({"id": ["other"], "forecaster": "theta", "smape": [1.0]}).to_csv(classical / "m3_other.csv", index=False)
     assert run(tmp_path, "--report-only", "--classical", str(classical)).returncode == 0
