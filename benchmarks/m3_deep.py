@@ -61,7 +61,8 @@ PER_PANEL_AGAINST = ("combination", "theta", "auto_arima")
 # against it on the same series, beside the classical set.
 RECURSIVE = ("lstm_global",)
 # N-BEATS-I+G: the two ensembles' members together, as the paper's
-COMBINED = ("nbeats_g", "nbeats_i")  
+COMBINED = ("nbeats_g", "nbeats_i")
+
 
 def panel_series(params, panel: str, sample: int | None) -> list[tuple[str, np.ndarray]]:
     spec = params.panel(panel)
@@ -362,24 +363,23 @@ def per_panel_lines(loaded: dict[str, dict[str, list]], classical: Path | None) 
     of its intervals."""
     from stages.lib.panel.significance import verdict, wilcoxon_p
 
+    paths = {p: None if classical is None else classical / f"{p}.csv" for p in PANELS}
+    scores = {p: pd.read_csv(path, dtype={"id": str}).pivot(index="id", columns="forecaster", values="smape")
+              if path is not None and path.exists() else pd.DataFrame() for p, path in paths.items()}
     rows = []
     for model, by_panel in loaded.items():
         for panel, members in by_panel.items():
             if not members:
                 continue
             ours = ensemble_errors(members, len(members)).groupby("id")["smape"].mean()
-            tests = []
-            path = None if classical is None else classical / f"{panel}.csv"
-            wide = (pd.read_csv(path, dtype={"id": str}).pivot(index="id", columns="forecaster", values="smape")
-                    if path is not None and path.exists() else pd.DataFrame())
+            tests, wide = [], scores[panel]
             for name in PER_PANEL_AGAINST:
                 if name in wide and ours.index.isin(wide.index).all():
                     pair = wide.loc[ours.index, name].to_numpy()
                     tests.append(f"{pair.mean():.2f} ({verdict(wilcoxon_p(ours.to_numpy(), pair))})")
                 else:
                     tests.append("—")
-            cover = ensemble_intervals(members)
-            cover = cover or {}  # a level without enough calibration series has no interval
+            cover = ensemble_intervals(members) or {}  # a level without enough calibration series has none
             cells = [f"{cover[k]:{'.3f' if k.startswith('coverage') else '.2f'}}" if k in cover else "—"
                      for k in ("coverage_80", "coverage_95", "msis_95")]
             rows.append(f"| {model} ({len(members)}) | {panel.removeprefix('m3_')} | {len(ours)} | {ours.mean():.2f} | "

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     # skip it may hold series a Keras model skipped. The classical set's intervals and the direct Keras models'
     # (the others have none: their rows have no lo/hi columns, or NaN there).
     with_levels = pd.concat([f[f["id"].astype(str).isin(values)] for f in frames
-                             if any(c.startswith("lo") for c in f.columns)], ignore_index=True)
+                             if any(c.startswith("lo") and c[2:].isdigit() for c in f.columns)], ignore_index=True)
     for name, interval in interval_scores(with_levels, scales, spec.levels).items():
         if name in summary:
             summary[name].update(interval)

@@ -149,12 +149,13 @@ def calibrated(table: pd.DataFrame, series: list[tuple[str, np.ndarray]], calibr
     scales = {sid: series_scale(holdout(y, spec.horizon)[0], spec.season_length) for sid, y in series}
     radius = radii(errors, spec.levels)
     borrowed = borrowed_radii({sid: len(y) for sid, y in series}, specs, spec.horizon, spec.season_length, num_steps)
-    if borrowed:
-        lent = sum(v is not None for v in borrowed.values())
+    lent = sum(v is not None for v in borrowed.values())
+    none = "get no interval (no forecaster of their kind in the set)"
+    if lent:
         lines.append(f"{lent} fallback forecasts take the interval of the forecaster of their kind"
-                     + (f"; {len(borrowed) - lent} get none (no forecaster of their kind in the set)"
-                        if lent < len(borrowed) else "") if lent else
-                     f"{len(borrowed)} fallback forecasts get no interval (no forecaster of their kind in the set)")
+                     + (f"; {len(borrowed) - lent} {none}" if lent < len(borrowed) else ""))
+    elif borrowed:
+        lines.append(f"{len(borrowed)} fallback forecasts {none}")
     facts = {f"{n}.calibration_series": len(e) for n, e in errors.items()}
     facts.update({f"{n}.radius{lv}_h{h}": float(r[lv][h - 1]) for n, r in radius.items() for lv in spec.levels
                   for h in (1, spec.horizon) if np.isfinite(r[lv][h - 1])})
