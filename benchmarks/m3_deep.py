@@ -30,6 +30,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -154,8 +155,8 @@ def validation_columns(member, histories: list[np.ndarray], horizon: int, season
 
 def recursive_member(spec, config, histories: list[np.ndarray], horizon: int, season_length: int, num_steps: int):
     """The global recursive model (``output: recursive``, e.g. lstm_global) as one member, through the stage's
-    code (stages/panel_model.py, forecast_global): one step ahead, fed back ``horizon`` times. It has no
-    validation forecast of the last horizon, so no interval."""
+    code (stages/panel_model.py, forecast_global): one step ahead, fed back ``horizon`` times. Its validation
+    forecasts (``recursive_calibration``) are added by the caller."""
     from stages.lib.forecast.global_direct import Member
     from stages.lib.forecast.keras import GlobalKerasForecaster
 
@@ -163,6 +164,20 @@ def recursive_member(spec, config, histories: list[np.ndarray], horizon: int, se
     model = GlobalKerasForecaster(spec, season_length, num_steps).fit(histories)
     forecast = np.asarray(model.predict(horizon), dtype=float)
     return Member(config, forecast, model.facts()["epochs_run"], None, time.process_time() - started)
+
+
+def recursive_calibration(spec, histories: list[np.ndarray], horizon: int, season_length: int, num_steps: int
+                          ) -> tuple[np.ndarray, np.ndarray, float]:
+    """What calibrates the recursive model's intervals, as the stage calibrates them (stages/panel_model.py,
+    calibration_forecasts): a second network, from the same seed, trained on every history long enough without
+    its last horizon, forecasts that horizon. The series (indices), their forecasts and its CPU seconds."""
+    from stages.panel_model import forecast_global, split_short
+
+    started = time.process_time()
+    fit, _ = split_short(list(enumerate(histories)), spec, horizon, season_length, num_steps)
+    results, _ = forecast_global("x", spec, fit, horizon, season_length, num_steps)
+    validated = np.array([i for i, _ in fit], dtype=int)
+    return validated, np.stack([f["x"] for _, f, _ in results]), time.process_time() - started
 
 
 def run_member(params, model: str, index: int, panel: str, series, cache: Path, sample: int | None) -> None:
@@ -180,10 +195,14 @@ def run_member(params, model: str, index: int, panel: str, series, cache: Path, 
         return
     histories = [holdout(y, H)[0] for _, y in series]
     started = time.perf_counter()
+    extra = {}
     if spec.output == "direct":
         member = fit_entry_member(spec, config, histories, horizon=H, season_length=m)
     else:
         member = recursive_member(spec, config, histories, H, m, params.num_steps)
+        validated, val_forecast, extra["calibration_cpu_s"] = recursive_calibration(spec, histories, H, m,
+                                                                                    params.num_steps)
+        member = replace(member, validated=validated, val_forecast=val_forecast)
     frame = pd.DataFrame({"id": np.repeat([sid for sid, _ in series], H), "h": np.tile(np.arange(1, H + 1), len(series)),
                           "actual": np.concatenate([y[-H:] for _, y in series]),
                           "forecast": member.forecast.reshape(-1), **validation_columns(member, histories, H, m)})
@@ -192,7 +211,7 @@ def run_member(params, model: str, index: int, panel: str, series, cache: Path, 
     frame.to_csv(tmp, index=False)
     meta = {"member": config.label, "cpu_s": member.cpu_s, "wall_s": time.perf_counter() - started,
             "epochs": member.epochs, "best_val_loss": member.best_val_loss, "settings": digest(today),
-            "trained_with": today}
+            "trained_with": today, **extra}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
     tmp.replace(path)  # the CSV last: its presence means the member is complete
     print(f"{model} member {index} ({config.label}) on {panel}: {member.epochs} epochs, "
@@ -389,7 +408,8 @@ def per_panel_lines(loaded: dict[str, dict[str, list]], classical: Path | None) 
     return ["", "Per frequency, each ensemble of every member trained on it, against three of the classical set on the "
                 "same series (sMAPE, mean over series, which within a frequency is the mean over all points; Wilcoxon "
                 "signed-rank test on the per-series pairs, two-sided; — where the classical scores are not at hand), "
-                "and its split-conformal intervals calibrated on the members' validation forecasts, as the stage "
+                "and its split-conformal intervals calibrated on the members' validation forecasts (the recursive "
+                "model's: a second network's, trained without each series' last horizon), as the stage "
                 "calibrates them (coverage of the test points; MSIS, M4's interval score; — for members cached "
                 "before their validation forecasts were):", "",
             "| ensemble | frequency | series | sMAPE | " + " | ".join(PER_PANEL_AGAINST)

@@ -18,7 +18,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from stages.lib.config import load_params
@@ -27,26 +26,8 @@ from stages.lib.infra.cluster import where
 from stages.lib.infra.cores import cores
 from stages.lib.infra.io import write_csv
 from stages.lib.infra.tracking import stage_run
-from stages.lib.panel.intervals import calibrated, shortened
-from stages.lib.panel.run import eta, fallback_lines, forecast_panel, forecast_table, kept_series, skipped_line
-
-
-def add_intervals(table: pd.DataFrame, series: list[tuple[str, np.ndarray]], spec, specs: dict, stage: str,
-                  workers: int) -> tuple[pd.DataFrame, dict[str, float]]:
-    """The forecast table with split-conformal intervals at ``spec.levels``, calibrated across the series on their
-    forecasts from ``horizon`` points earlier (stages/lib/panel/intervals.py), and the facts for MLflow."""
-    short = shortened(series, spec.horizon, spec.season_length)
-    print(f"{stage}: calibrating the {', '.join(f'{lv}%' for lv in spec.levels)} intervals on {len(short)} series "
-          f"forecast from {spec.horizon} points earlier")
-    started = time.perf_counter()
-    results = forecast_panel(short, spec.horizon, specs, spec.season_length, 1, workers,
-                             progress=lambda done: print(f"{stage}: calibration: "
-                                                         f"{eta(done, len(short), time.perf_counter() - started)}"),
-                             name=f"{stage}-calibration")
-    table, facts, lines = calibrated(table, series, [(sid, f) for sid, f, _ in results], dict(short), spec, specs, 1)
-    for line in lines:
-        print(f"{stage}: {line}")
-    return table, facts
+from stages.lib.panel.run import (earlier_origin_intervals, eta, fallback_lines, forecast_panel, forecast_table,
+                                  kept_series, skipped_line)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -80,17 +61,17 @@ def main(argv: list[str] | None = None) -> None:
                                  progress=lambda done: print(f"{stage}: {eta(done, len(series), time.perf_counter() - started)}"),
                                  name=stage)
         table = forecast_table(results, dict(series), spec.horizon)
-        calibration_s = 0.0
+        facts = {"calibration_s": 0.0}
         if spec.levels:
-            calibration_started = time.perf_counter()
-            table, facts = add_intervals(table, series, spec, specs, stage, workers)
-            calibration_s = time.perf_counter() - calibration_started
-            run.log_metrics(facts)
+            table, facts = earlier_origin_intervals(
+                table, series, spec, specs, 1, stage,
+                lambda short, progress: forecast_panel(short, spec.horizon, specs, spec.season_length, 1, workers,
+                                                       progress, name=f"{stage}-calibration"))
         write_csv(args.out, table, digits=None)
         # Seconds per forecaster, summed over the series (worker time: the stage's wall time is less
         # by the cores); in MLflow only, so that the committed files stay byte-identical.
         seconds = pd.DataFrame([s for _, _, s in results]).sum()
-        run.log_metrics({"series": len(series), "skipped": len(skipped), "calibration_s": calibration_s,
+        run.log_metrics({"series": len(series), "skipped": len(skipped), **facts,
                          **{f"{n}.fit_s": float(seconds[n]) for n in specs}})
     print(f"{stage}: done in {time.perf_counter() - started:.1f} s")
 

@@ -9,7 +9,10 @@ MLflow child run; the median and, for several, the first member alone are
 written). ``mode: per_series`` trains one model per
 series, over the cores, as a forecaster of ``forecasters:`` is trained on one
 dataset. ``--out``: the forecasts, one row per series and step ahead, in the
-layout of panel@'s; evaluate_panel scores them beside the classical set's. On a
+layout of panel@'s, with split-conformal intervals at the panel's ``levels``
+(calibrated on the direct members' validation forecasts, or on a second fit of
+a recursive model at an earlier origin: stages/lib/panel/intervals.py);
+evaluate_panel scores them beside the classical set's. On a
 panel the model's ``datasets`` does not list, the file has only its header.
 One MLflow run with the training curve (global), the seconds, and the forecasts.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +35,8 @@ from stages.lib.infra.cores import cores
 from stages.lib.infra.io import write_csv
 from stages.lib.infra.tracking import stage_run
 from stages.lib.panel.intervals import calibrated, validation_calibration
-from stages.lib.panel.run import (FORECAST_COLUMNS, Result, eta, fallback_lines, forecast_panel, forecast_series,
-                                  forecast_table, kept_series, skipped_line)
+from stages.lib.panel.run import (FORECAST_COLUMNS, Result, earlier_origin_intervals, eta, fallback_lines,
+                                  forecast_panel, forecast_series, forecast_table, kept_series, skipped_line)
 from stages.lib.panel.scores import holdout
 
 
@@ -103,6 +107,24 @@ def direct_intervals(table: pd.DataFrame, series: list[tuple[str, np.ndarray]], 
         print(f"{stage}: {line}")
     run.log_metrics(facts)
     return table
+
+
+def calibration_forecasts(name: str, model, horizon: int, season_length: int, num_steps: int, workers: int,
+                          stage: str, short: list[tuple[str, np.ndarray]], progress) -> list[Result]:
+    """A recursive model's forecasts of the shortened series (test part removed) from ``horizon`` points before
+    their end, which calibrate its intervals as panel@'s are (earlier_origin_intervals): a per_series model
+    fitted once more on each; a global one trained once more, from the same seed, on the shortened series long
+    enough for its window, so that no point it forecasts there was trained on. That second training doubles
+    the stage's time (docs/panels.md). A direct model needs none: its validation fit is that forecast."""
+    if model.mode == "per_series":
+        return forecast_panel(short, horizon, {name: model}, season_length, num_steps, workers, progress,
+                              name=f"{stage}-calibration")
+    fit, _ = split_short(short, model, horizon, season_length, num_steps)
+    if not fit:
+        return []
+    results, fitted = forecast_global(name, model, fit, horizon, season_length, num_steps)
+    print(f"{stage}: calibration network trained on {len(fit)} series, {fitted.facts()['epochs_run']} epochs")
+    return results
 
 
 def split_short(series: list[tuple[str, np.ndarray]], spec, horizon: int, season_length: int, num_steps: int
@@ -192,9 +214,15 @@ def main(argv: list[str] | None = None) -> None:
             results = in_order(series, results + fallback_results(short, args.model, model, spec.horizon,
                                                                   spec.season_length, params.num_steps))
         table = forecast_table(results, dict(series), spec.horizon)
-        if members and spec.levels:
+        if spec.levels and model.output == "direct" and members:
             table = direct_intervals(table, series, fit, members, args.model, model, spec, params.num_steps, stage,
                                      run)
+        elif spec.levels and model.output == "recursive" and (model.mode == "per_series" or fit):
+            table, calibration = earlier_origin_intervals(
+                table, series, spec, {args.model: model}, params.num_steps, stage,
+                partial(calibration_forecasts, args.model, model, spec.horizon, spec.season_length,
+                        params.num_steps, workers, stage))
+            run.log_metrics(calibration)
         elapsed = time.perf_counter() - started
         write_csv(args.out, table, digits=None)
         # Timings in MLflow only, so that the committed files stay byte-identical.

@@ -501,8 +501,9 @@ def panel_report(panels: dict[str, dict], names: list[str], baselines: list[str]
               "interval score, scaled as MASE, mean over the series, lower is better): split-conformal across the "
               "series, calibrated on each series' forecast from `horizon` points earlier, its errors scaled by "
               "that history's seasonal naive MAE (stages/lib/panel/intervals.py); for a direct Keras model that "
-              "forecast is its validation fit's, so it needs no second training. The recursive and per-series "
-              "Keras models give none (—).", ""]
+              "forecast is its validation fit's, so it needs no second training; a recursive one is trained once "
+              "more on the series without their test part (a global network from the same seed, a per-series one "
+              "on each), which doubles its stage's time.", ""]
     if sample is not None:
         lines += [f"**A sample**: `panel_sample` = {sample} series per panel, spread evenly over it. These means are "
                   "not comparable with published results; the whole collection: `dvc exp run -S "

@@ -3,6 +3,7 @@ per panel, two members, two epochs of two batches. It resumes from its cache and
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -83,7 +84,11 @@ def test_the_benchmark_trains_each_member_once_and_reports_its_ensembles(tmp_pat
                if line.startswith("| nbeats_g (2) | lstm_global |"))
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[2] == "8" and cells[4] == f"{by_series.mean():.2f}" and cells[5].startswith("p = ")
-    assert recursive["val_forecast"].isna().all()  # no validation forecast, so no interval
+    # Its calibration forecasts, from a second network trained without each history's last horizon: the
+    # actuals they are scored on are those points, and they differ from the test forecasts.
+    assert recursive["val_forecast"].notna().all() and not np.allclose(recursive["val_forecast"], f)
+    meta = json.loads((tmp_path / "cache/lstm_global/m3_monthly/000.json").read_text())
+    assert meta["calibration_cpu_s"] > 0
     # Per frequency: the same ensemble on the monthly panel's two series against Theta's 15.00 there, with its
     # p-value; two series are too few to calibrate an interval (80% needs 4).
     row = next(line for line in (tmp_path / "m3_deep.md").read_text().splitlines()

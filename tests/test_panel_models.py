@@ -110,7 +110,8 @@ def test_a_forecaster_without_a_series_stops_the_evaluation_naming_both():
         forecasts_by_series([frame, model], ["a", "b"], ["naive", "lstm_global"], 2)
 
 
-def run_stage(tmp_path, monkeypatch, raw_params, model: str, panel: str = "m3_quarterly") -> pd.DataFrame:
+def run_stage(tmp_path, monkeypatch, raw_params, model: str, panel: str = "m3_quarterly", count: int = 3
+              ) -> pd.DataFrame:
     import yaml
 
     from stages import panel_model
@@ -125,7 +126,7 @@ def run_stage(tmp_path, monkeypatch, raw_params, model: str, panel: str = "m3_qu
     monkeypatch.setattr(paths, "params_file", lambda: tmp_path / "params.yaml")
     rng = np.random.default_rng(3)
     frames = [pd.DataFrame({"id": sid, "time": range(1, 31), "value": 100 + rng.normal(size=30).cumsum()})
-              for sid in ("q1", "q2", "q3")]
+              for sid in [f"q{i}" for i in range(1, count + 1)]]
     pd.concat(frames).to_csv(tmp_path / "series.csv", index=False)
     out = tmp_path / f"{model}.csv"
     cli.run(panel_model.main, ["--panel", panel, "--model", model, "--series", str(tmp_path / "series.csv"),
@@ -138,11 +139,51 @@ def run_stage(tmp_path, monkeypatch, raw_params, model: str, panel: str = "m3_qu
 def test_the_stage_forecasts_every_series_held_out_points_in_either_mode(tmp_path, monkeypatch, raw_params, model,
                                                                          panel, horizon):
     out = run_stage(tmp_path, monkeypatch, raw_params, model, panel)
-    assert list(out.columns) == ["id", "forecaster", "h", "actual", "forecast"]
+    assert list(out.columns) == ["id", "forecaster", "h", "actual", "forecast", "lo80", "hi80", "lo95", "hi95"]
+    assert out[["lo80", "hi95"]].isna().all().all()  # 3 series: too few to calibrate an interval on
     assert list(out["id"].unique()) == ["q1", "q2", "q3"] and set(out["forecaster"]) == {model}
     assert list(out["h"]) == [*range(1, horizon + 1)] * 3 and out["forecast"].notna().all()
     series = pd.read_csv(tmp_path / "series.csv", dtype={"id": str})
     np.testing.assert_allclose(out["actual"], series.groupby("id")["value"].apply(lambda v: v.iloc[-horizon:]).to_numpy())
+
+
+@pytest.mark.parametrize(("model", "count"), [("lstm_global", 20), ("lstm_series", 6)])
+def test_a_recursive_model_s_intervals_are_calibrated_on_a_second_fit_from_an_earlier_origin(
+        tmp_path, monkeypatch, raw_params, capsys, model, count):
+    """By hand: each series' last 6 points before the test, forecast by the model fitted on what precedes them
+    (a global network trained once more, from the same seed, on every series cut there; a per-series network
+    refitted on each), err by a scaled amount; the ceil((n + 1) level)-th smallest of the n at each step, times
+    the series' own scale, is the radius of its interval around the test forecast. 6 per-series networks (a
+    second each is slow) calibrate an 80% interval, too few for 95%."""
+    import math
+
+    from stages.lib.forecast import registry
+    from stages.lib.forecast.keras import GlobalKerasForecaster
+
+    out = run_stage(tmp_path, monkeypatch, raw_params, model, panel="m3_yearly", count=count)
+    log = capsys.readouterr().out
+    assert f"calibrating the 80%, 95% intervals on {count} series forecast from 6 points earlier" in log
+    assert (f"calibration network trained on {count} series" in log) == (model == "lstm_global")
+    params = parse_params(raw_params)
+    spec_ = params.panel_model(model)
+    values = [v.to_numpy() for _, v in pd.read_csv(tmp_path / "series.csv").groupby("id", sort=False)["value"]]
+    if model == "lstm_global":
+        earlier = GlobalKerasForecaster(spec_, 1, params.num_steps).fit([v[:-12] for v in values]).predict(6)
+    else:
+        earlier = np.stack([registry.build(spec_, 1, params.num_steps).fit(v[:-12]).predict(6) for v in values])
+    errors = np.sort(np.abs(np.stack([v[-12:-6] for v in values]) - earlier)
+                     / np.array([np.mean(np.abs(np.diff(v[:-12]))) for v in values])[:, None], axis=0)
+    forecast = out["forecast"].to_numpy().reshape(count, 6)
+    own_scale = np.array([np.mean(np.abs(np.diff(v[:-6]))) for v in values])[:, None]
+    for level in (80, 95):
+        if count < 19 and level == 95:
+            assert out["lo95"].isna().all() and f"no 95% interval for {model}: fewer than the 19" in log
+            continue
+        radius = errors[math.ceil((count + 1) * level / 100) - 1]
+        np.testing.assert_allclose(out[f"lo{level}"].to_numpy().reshape(count, 6), forecast - radius * own_scale,
+                                   rtol=1e-5)
+        np.testing.assert_allclose(out[f"hi{level}"].to_numpy().reshape(count, 6), forecast + radius * own_scale,
+                                   rtol=1e-5)
 
 
 def test_on_a_panel_it_does_not_list_the_stage_writes_only_the_header(tmp_path, monkeypatch, raw_params, capsys):

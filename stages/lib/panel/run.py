@@ -16,6 +16,7 @@ import pandas as pd
 from stages.lib.forecast import registry, statistical
 from stages.lib.forecast.keras import KerasForecaster
 from stages.lib.infra import cluster, interrupts
+from stages.lib.panel.intervals import calibrated, shortened
 from stages.lib.panel.load import fallback_spec, fallbacks, min_length, screen
 from stages.lib.panel.scores import holdout
 
@@ -78,6 +79,26 @@ def forecast_panel(series: list[tuple[str, np.ndarray]], horizon: int, specs: di
     parts = cluster.map_ordered(forecast_chunk, chunks, (horizon, specs, season_length, num_steps), workers,
                                 on_done=arrived, name=name)
     return [result for part in parts for result in part]  # the panel's order, whatever order the chunks arrived in
+
+
+def earlier_origin_intervals(table: pd.DataFrame, series: list[tuple[str, np.ndarray]], spec, specs: dict,
+                             num_steps: int, stage: str, forecast) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The forecast table with split-conformal intervals at ``spec.levels``, calibrated across the series on a
+    second forecast of each from ``horizon`` points earlier (stages/lib/panel/intervals.py), and the facts for
+    MLflow. ``forecast(short, progress)``: the forecasters' results (``forecast_panel``'s) on the shortened
+    series, each with its test part removed: one model per series refitted there, or a global model trained
+    again on them. ``spec``: the panel's params."""
+    short = shortened(series, spec.horizon, spec.season_length)
+    print(f"{stage}: calibrating the {', '.join(f'{lv}%' for lv in spec.levels)} intervals on {len(short)} series "
+          f"forecast from {spec.horizon} points earlier")
+    started = time.perf_counter()
+    results = forecast(short, lambda done: print(f"{stage}: calibration: "
+                                                 f"{eta(done, len(short), time.perf_counter() - started)}"))
+    table, facts, lines = calibrated(table, series, [(sid, f) for sid, f, _ in results], dict(short), spec, specs,
+                                     num_steps)
+    for line in lines:
+        print(f"{stage}: {line}")
+    return table, {**facts, "calibration_s": time.perf_counter() - started}
 
 
 def eta(done: int, total: int, elapsed: float) -> str:
