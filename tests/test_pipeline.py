@@ -151,7 +151,8 @@ def test_a_handful_of_m3_series_are_forecast_scored_per_series_and_pooled(projec
             "evaluate_panel@m3_quarterly")
         assert "ets.fit_s" in keys("panel@m3_quarterly")
         # The global model's training curve (one value per epoch), its windows and its time.
-        assert {"loss", "val_loss", "windows", "epochs_run", "fit_s"} <= keys("panel_model@m3_quarterly-lstm_global")
+        assert {"loss", "val_loss", "windows", "epochs_run", "fit_s", "calibration_s"} <= keys(
+            "panel_model@m3_quarterly-lstm_global")
         # Each member of the N-BEATS ensemble is a child run of its stage's run, with its curves.
         children = db.execute(
             "select r.name from runs r join tags t on t.run_uuid = r.run_uuid where t.key = 'mlflow.parentRunId' "
