@@ -40,6 +40,9 @@ def test_the_benchmark_trains_each_member_once_and_reports_its_ensembles(tmp_pat
     assert (cached / "000.csv").stat().st_mtime_ns == stamp
     report = (tmp_path / "m3_deep.md").read_text()
     assert "| nbeats_g | 1 |" in report and "| nbeats_g | 2 |" in report and (tmp_path / "m3.png").stat().st_size > 1000
+    # The recursive model's intervals cost a second network per panel, timed apart from its forecast.
+    assert ("- lstm_global: its intervals' second network (trained without each series' last horizon, on 4 panel(s)) "
+            "cost ") in report
     # The monthly sMAPE of the ensemble of two, by hand: the median of two forecasts is their mean.
     a = members[0]["actual"].to_numpy()
     f = (members[0]["forecast"].to_numpy() + members[1]["forecast"].to_numpy()) / 2
@@ -88,7 +91,7 @@ def test_the_benchmark_trains_each_member_once_and_reports_its_ensembles(tmp_pat
     # actuals they are scored on are those points, and they differ from the test forecasts.
     assert recursive["val_forecast"].notna().all() and not np.allclose(recursive["val_forecast"], f)
     meta = json.loads((tmp_path / "cache/lstm_global/m3_monthly/000.json").read_text())
-    assert meta["calibration_cpu_s"] > 0
+    assert meta["calibration_cpu_s"] > 0 and meta["calibration_wall_s"] > 0
     # Per frequency: the same ensemble on the monthly panel's two series against Theta's 15.00 there, with its
     # p-value; two series are too few to calibrate an interval (80% needs 4).
     row = next(line for line in (tmp_path / "m3_deep.md").read_text().splitlines()
