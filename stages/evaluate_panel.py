@@ -83,6 +83,13 @@ def main(argv: list[str] | None = None) -> None:
     series, skipped, _ = kept_series(args.series, params, args.panel, params.panel_specs(args.panel),
                                     params.num_steps)
     sources = [args.forecasts, *(args.models / f"{n}.csv" for n in models)]
+    missing = [(path, f"panel_model@{args.panel}-{n}") for path, n in zip(sources[1:], models) if not path.is_file()]
+    if not args.forecasts.is_file():
+        missing.insert(0, (args.forecasts, f"panel@{args.panel}"))
+    if missing:
+        path, writer = missing[0]
+        raise DataError(f"{path}: no such file: its stage {writer} has not run (dvc repro runs it)"
+                        + (f"; {len(missing) - 1} more missing" if len(missing) > 1 else ""))
     frames = [pd.read_csv(path, dtype={"id": str}, float_precision="round_trip") for path in sources]
     values = dict(series)
     every = forecasts_by_series(frames, list(values), names + extra, spec.horizon)

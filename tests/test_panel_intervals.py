@@ -179,3 +179,29 @@ def test_too_few_series_for_a_level_give_no_interval_at_it_and_say_so(tmp_path, 
             "series it needs (10)") in capsys.readouterr().out
     assert forecasts["lo95"].isna().all() and forecasts["lo80"].notna().all()
     assert "coverage_80" in metrics["naive"] and "coverage_95" not in metrics["naive"]
+
+
+def test_a_panel_model_without_its_forecasts_stops_the_evaluation_in_one_line_naming_its_stage(tmp_path, capsys,
+                                                                                               random_walk_panel):
+    import yaml
+
+    from stages import evaluate_panel, panel
+    from stages.lib.infra import cli
+    from tests.project import ROOT
+
+    series = random_walk_panel(6)
+    cli.run(panel.main, ["--panel", "m3_yearly", "--series", str(series), "--out", str(tmp_path / "forecasts.csv")])
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["panel_models"] = {"lstm_global": yaml.safe_load((ROOT / "params.yaml").read_text())["panel_models"]["lstm_global"]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        cli.run(evaluate_panel.main, ["--panel", "m3_yearly", "--series", str(series),
+                                      "--forecasts", str(tmp_path / "forecasts.csv"), "--models", str(tmp_path / "models"),
+                                      "--scores", str(tmp_path / "scores.csv"), "--metrics", str(tmp_path / "m.json"),
+                                      "--cd-figure", str(tmp_path / "cd.png")])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {tmp_path / 'models' / 'lstm_global.csv'}: no such file: its stage panel_model@m3_yearly-lstm_global "
+        "has not run (dvc repro runs it)"]
+    assert not any((tmp_path / name).exists() for name in ("scores.csv", "m.json", "cd.png"))
