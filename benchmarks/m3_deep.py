@@ -168,16 +168,17 @@ def recursive_member(spec, config, histories: list[np.ndarray], horizon: int, se
 
 def recursive_calibration(spec, histories: list[np.ndarray], horizon: int, season_length: int, num_steps: int
                           ) -> tuple[np.ndarray, np.ndarray, float]:
-    """What calibrates the recursive model's intervals, as the stage calibrates them (stages/panel_model.py,
+    """What calibrates the recursive model's intervals, through the stage's code (stages/panel_model.py,
     calibration_forecasts): a second network, from the same seed, trained on every history long enough without
     its last horizon, forecasts that horizon. The series (indices), their forecasts and its CPU seconds."""
-    from stages.panel_model import forecast_global, split_short
+    from stages.panel_model import calibration_forecasts
 
     started = time.process_time()
-    fit, _ = split_short(list(enumerate(histories)), spec, horizon, season_length, num_steps)
-    results, _ = forecast_global("x", spec, fit, horizon, season_length, num_steps)
-    validated = np.array([i for i, _ in fit], dtype=int)
-    return validated, np.stack([f["x"] for _, f, _ in results]), time.process_time() - started
+    results = calibration_forecasts("x", spec, horizon, season_length, num_steps, 1, "m3_deep",
+                                    list(enumerate(histories)), progress=None)
+    validated = np.array([i for i, _, _ in results], dtype=int)
+    forecasts = np.stack([f["x"] for _, f, _ in results]) if results else np.empty((0, horizon))
+    return validated, forecasts, time.process_time() - started
 
 
 def run_member(params, model: str, index: int, panel: str, series, cache: Path, sample: int | None) -> None:

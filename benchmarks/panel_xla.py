@@ -46,8 +46,9 @@ def epoch_times(spec, histories, horizon: int, season_length: int, num_steps: in
         from tensorflow.python.framework import config as tf_config
 
         tf_config.disable_op_determinism()
-    model.compile(loss=keras_loss(config.loss), optimizer=keras.optimizers.Adam(spec.fit.learning_rate),
-                  jit_compile=xla)
+    # The optimiser as stages/lib/nn/training.py's train builds it.
+    optimizer = keras.optimizers.Adam(learning_rate=spec.fit.learning_rate, clipnorm=spec.fit.clipnorm)
+    model.compile(loss=keras_loss(config.loss), optimizer=optimizer, jit_compile=xla)
     times: list[float] = []
 
     class Clock(keras.callbacks.Callback):

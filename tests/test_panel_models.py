@@ -110,8 +110,10 @@ def test_a_forecaster_without_a_series_stops_the_evaluation_naming_both():
         forecasts_by_series([frame, model], ["a", "b"], ["naive", "lstm_global"], 2)
 
 
-def run_stage(tmp_path, monkeypatch, raw_params, model: str, panel: str = "m3_quarterly", count: int = 3
-              ) -> pd.DataFrame:
+def run_stage(tmp_path, monkeypatch, raw_params, model: str, panel: str = "m3_quarterly", count: int = 3,
+              lengths: dict[str, int] | None = None) -> pd.DataFrame:
+    """The stage on ``count`` random walks of 30 points (and the series ``lengths`` names, of those lengths),
+    with tiny networks: ``raw_params`` is changed in place to the params it ran with."""
     import yaml
 
     from stages import panel_model
@@ -127,6 +129,8 @@ def run_stage(tmp_path, monkeypatch, raw_params, model: str, panel: str = "m3_qu
     rng = np.random.default_rng(3)
     frames = [pd.DataFrame({"id": sid, "time": range(1, 31), "value": 100 + rng.normal(size=30).cumsum()})
               for sid in [f"q{i}" for i in range(1, count + 1)]]
+    frames += [pd.DataFrame({"id": sid, "time": range(1, n + 1), "value": 100 + rng.normal(size=n).cumsum()})
+               for sid, n in (lengths or {}).items()]
     pd.concat(frames).to_csv(tmp_path / "series.csv", index=False)
     out = tmp_path / f"{model}.csv"
     cli.run(panel_model.main, ["--panel", panel, "--model", model, "--series", str(tmp_path / "series.csv"),
@@ -154,35 +158,43 @@ def test_a_recursive_model_s_intervals_are_calibrated_on_a_second_fit_from_an_ea
     (a global network trained once more, from the same seed, on every series cut there; a per-series network
     refitted on each), err by a scaled amount; the ceil((n + 1) level)-th smallest of the n at each step, times
     the series' own scale, is the radius of its interval around the test forecast. 6 per-series networks (a
-    second each is slow) calibrate an 80% interval, too few for 95%."""
+    second each is slow) calibrate an 80% interval, too few for 95%. One more series is long enough for the
+    model at the test origin but not at the calibration origin: not calibrated on, it gets the others' radius."""
     import math
 
     from stages.lib.forecast import registry
     from stages.lib.forecast.keras import GlobalKerasForecaster
 
-    out = run_stage(tmp_path, monkeypatch, raw_params, model, panel="m3_yearly", count=count)
-    log = capsys.readouterr().out
-    assert f"calibrating the 80%, 95% intervals on {count} series forecast from 6 points earlier" in log
-    assert (f"calibration network trained on {count} series" in log) == (model == "lstm_global")
     params = parse_params(raw_params)
+    need = params.panel_model(model).min_panel_history(1, params.num_steps, 6)
+    short = 12 + need - 1  # a history of need + 5 at the test origin, need - 1 at the calibration origin
+    out = run_stage(tmp_path, monkeypatch, raw_params, model, panel="m3_yearly", count=count,
+                    lengths={"short": short})
+    log = capsys.readouterr().out
+    assert f"calibrating the 80%, 95% intervals on {count + 1} series forecast from 6 points earlier" in log
+    assert (f"calibration network trained on {count} series" in log) == (model == "lstm_global")
+    params = parse_params(raw_params)  # the tiny networks run_stage ran
     spec_ = params.panel_model(model)
     values = [v.to_numpy() for _, v in pd.read_csv(tmp_path / "series.csv").groupby("id", sort=False)["value"]]
+    assert [len(v) for v in values] == [30] * count + [short]
+    calibrated_on = values[:count]
     if model == "lstm_global":
-        earlier = GlobalKerasForecaster(spec_, 1, params.num_steps).fit([v[:-12] for v in values]).predict(6)
+        earlier = GlobalKerasForecaster(spec_, 1, params.num_steps).fit([v[:-12] for v in calibrated_on]).predict(6)
     else:
-        earlier = np.stack([registry.build(spec_, 1, params.num_steps).fit(v[:-12]).predict(6) for v in values])
-    errors = np.sort(np.abs(np.stack([v[-12:-6] for v in values]) - earlier)
-                     / np.array([np.mean(np.abs(np.diff(v[:-12]))) for v in values])[:, None], axis=0)
-    forecast = out["forecast"].to_numpy().reshape(count, 6)
+        earlier = np.stack([registry.build(spec_, 1, params.num_steps).fit(v[:-12]).predict(6)
+                            for v in calibrated_on])
+    errors = np.sort(np.abs(np.stack([v[-12:-6] for v in calibrated_on]) - earlier)
+                     / np.array([np.mean(np.abs(np.diff(v[:-12]))) for v in calibrated_on])[:, None], axis=0)
+    forecast = out["forecast"].to_numpy().reshape(count + 1, 6)
     own_scale = np.array([np.mean(np.abs(np.diff(v[:-6]))) for v in values])[:, None]
     for level in (80, 95):
         if count < 19 and level == 95:
             assert out["lo95"].isna().all() and f"no 95% interval for {model}: fewer than the 19" in log
             continue
         radius = errors[math.ceil((count + 1) * level / 100) - 1]
-        np.testing.assert_allclose(out[f"lo{level}"].to_numpy().reshape(count, 6), forecast - radius * own_scale,
+        np.testing.assert_allclose(out[f"lo{level}"].to_numpy().reshape(count + 1, 6), forecast - radius * own_scale,
                                    rtol=1e-5)
-        np.testing.assert_allclose(out[f"hi{level}"].to_numpy().reshape(count, 6), forecast + radius * own_scale,
+        np.testing.assert_allclose(out[f"hi{level}"].to_numpy().reshape(count + 1, 6), forecast + radius * own_scale,
                                    rtol=1e-5)
 
 
