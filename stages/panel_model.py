@@ -187,10 +187,11 @@ def main(argv: list[str] | None = None) -> None:
     tags = {"dataset": args.panel, "kind": "panel_model", "forecaster": args.model, "mode": model.mode}
     with stage_run("forecast", stage, run_params, inputs=[args.series], tags=tags) as run:
         started, members = time.perf_counter(), []
-        if model.mode == "global":
-            # A series too short for the network's window (short_series: fallback) does not train it: it gets
-            # the fallback's forecast under every name the model is scored under.
-            fit, short = split_short(series, model, spec.horizon, spec.season_length, params.num_steps)
+        # A series too short for a global network's window (short_series: fallback) does not train it: it gets
+        # the fallback's forecast under every name the model is scored under. A per-series model forecasts
+        # every series itself (forecast_series falls back per series).
+        fit, short = (split_short(series, model, spec.horizon, spec.season_length, params.num_steps)
+                      if model.mode == "global" else (series, []))
         if model.mode == "global" and not fit:
             print(f"{stage}: no series is long enough to train it: every series gets the fallback's forecast")
             results, facts = [], {}
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         if spec.levels and model.output == "direct" and members:
             table = direct_intervals(table, series, fit, members, args.model, model, spec, params.num_steps, stage,
                                      run)
-        elif spec.levels and model.output == "recursive" and (model.mode == "per_series" or fit):
+        elif spec.levels and model.output == "recursive" and fit:
             table, calibration = earlier_origin_intervals(
                 table, series, spec, {args.model: model}, params.num_steps, stage,
                 partial(calibration_forecasts, args.model, model, spec.horizon, spec.season_length,
