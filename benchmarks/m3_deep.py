@@ -153,16 +153,17 @@ def validation_columns(member, histories: list[np.ndarray], horizon: int, season
             "scale": np.repeat([series_scale(h, season_length) for h in histories], horizon)}
 
 
-def recursive_member(spec, config, histories: list[np.ndarray], horizon: int, season_length: int, num_steps: int):
+def recursive_member(spec, config, series: list[tuple[str, np.ndarray]], horizon: int, season_length: int,
+                     num_steps: int):
     """The global recursive model (``output: recursive``, e.g. lstm_global) as one member, through the stage's
-    code (stages/panel_model.py, forecast_global): one step ahead, fed back ``horizon`` times. Its validation
-    forecasts (``recursive_calibration``) are added by the caller."""
+    code (stages/panel_model.py, forecast_global): trained on every series' history, one step ahead, fed back
+    ``horizon`` times. Its validation forecasts (``recursive_calibration``) are added by the caller."""
     from stages.lib.forecast.global_direct import Member
-    from stages.lib.forecast.keras import GlobalKerasForecaster
+    from stages.panel_model import forecast_global
 
     started = time.process_time()
-    model = GlobalKerasForecaster(spec, season_length, num_steps).fit(histories)
-    forecast = np.asarray(model.predict(horizon), dtype=float)
+    results, model = forecast_global("x", spec, series, horizon, season_length, num_steps)
+    forecast = np.stack([f["x"] for _, f, _ in results]).astype(float)
     return Member(config, forecast, model.facts()["epochs_run"], None, time.process_time() - started)
 
 
@@ -201,7 +202,7 @@ def run_member(params, model: str, index: int, panel: str, series, cache: Path, 
         member = fit_entry_member(spec, config, histories, horizon=H, season_length=m)
         wall_s = time.perf_counter() - started
     else:
-        member = recursive_member(spec, config, histories, H, m, params.num_steps)
+        member = recursive_member(spec, config, series, H, m, params.num_steps)
         wall_s = time.perf_counter() - started
         # The intervals' second network, timed apart: the CPU and wall minutes of the report are the forecast's.
         validated, val_forecast, extra["calibration_cpu_s"] = recursive_calibration(spec, histories, H, m,

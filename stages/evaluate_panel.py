@@ -83,9 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     series, skipped, _ = kept_series(args.series, params, args.panel, params.panel_specs(args.panel),
                                     params.num_steps)
     sources = [args.forecasts, *(args.models / f"{n}.csv" for n in models)]
-    missing = [(path, f"panel_model@{args.panel}-{n}") for path, n in zip(sources[1:], models) if not path.is_file()]
-    if not args.forecasts.is_file():
-        missing.insert(0, (args.forecasts, f"panel@{args.panel}"))
+    writers = [f"panel@{args.panel}", *(f"panel_model@{args.panel}-{n}" for n in models)]
+    missing = [(path, writer) for path, writer in zip(sources, writers) if not path.is_file()]
     if missing:
         path, writer = missing[0]
         raise DataError(f"{path}: no such file: its stage {writer} has not run (dvc repro runs it)"
@@ -114,8 +113,8 @@ def main(argv: list[str] | None = None) -> None:
         summary[name]["smape_by_steps"] = bands
     scales = {sid: series_scale(holdout(y, spec.horizon)[0], spec.season_length) for sid, y in series}
     # The series every forecaster forecast: panel@ screens for the classical set alone, so under short_series:
-    # skip it may hold series a Keras model skipped. The classical set's intervals and the direct Keras models'
-    # (the others have none: their rows have no lo/hi columns, or NaN there).
+    # skip it may hold series a Keras model skipped. Every frame with interval columns (a table written before
+    # its stage gave intervals has none; a level without enough calibration series is NaN there).
     with_levels = pd.concat([f[f["id"].astype(str).isin(values)] for f in frames
                              if any(c.startswith("lo") and c[2:].isdigit() for c in f.columns)], ignore_index=True)
     for name, interval in interval_scores(with_levels, scales, spec.levels).items():
