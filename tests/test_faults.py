@@ -221,7 +221,8 @@ def test_interrupted_training_leaves_nothing_and_repro_recovers(proj, edited, si
     assert not (proj.path / models).exists()
     assert leftovers(proj.path / "data") == []
     assert proj.lock_entry(stage) == before
-    assert run_status(proj, run)[len(runs_before):] == ["KILLED"]
+    # The stage's own lines say where a run left RUNNING stopped (CI met it once, 1 in ~40).
+    assert run_status(proj, run)[len(runs_before):] == ["KILLED"], "".join(seen[-60:])
     # A plain `dvc repro` afterwards completes normally.
     (proj.path / "params.yaml").write_text(proj.sh("git", "show", "HEAD:params.yaml").stdout)
     proj.sh("dvc", "repro", stage)

@@ -175,6 +175,45 @@ def test_a_dropped_interrupt_still_stops_training_at_the_next_batch():
     assert done.stderr.rstrip().endswith("interrupted")
 
 
+def test_a_signal_during_a_fit_is_raised_at_the_end_of_its_batch_not_inside_tensorflow(data, monkeypatch):
+    """Raised wherever Python happened to be inside TensorFlow, a KeyboardInterrupt once aborted a
+    member (glibc heap corruption) before its MLflow run ended; during a fit it waits for the batch's end."""
+    import signal
+
+    import keras
+
+    from stages.lib.infra import interrupts
+    from stages.lib.nn import training
+
+    class SignalMidBatch(keras.callbacks.Callback):
+        began, ended, went_on = [], [], False
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.began.append(batch)
+            if batch == 1:
+                signal.raise_signal(signal.SIGINT)  # its handler runs here, in the main thread
+                SignalMidBatch.went_on = True
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.ended.append(batch)
+
+    original = training.callbacks_for
+    monkeypatch.setattr(training, "callbacks_for", lambda fit, has_val: [SignalMidBatch(), *original(fit, has_val)])
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    interrupts.install()
+    try:
+        with pytest.raises(KeyboardInterrupt, match="signal 2") as stopped:
+            train(REGISTRY["fullconv"]().build(STEPS, 1), data["train"].X, data["train"].y,
+                  FitParams(max_epochs=3, batch_size=16), verbose=0)
+    finally:
+        interrupts.reset()
+        signal.signal(signal.SIGINT, saved[0])
+        signal.signal(signal.SIGTERM, saved[1])
+    assert SignalMidBatch.went_on, "the handler raised inside the callback, mid-batch"
+    assert SignalMidBatch.began == [0, 1] and SignalMidBatch.ended == [0, 1]  # batch 1 finished, no batch 2
+    assert stopped.traceback[-1].name == "check" and stopped.traceback[-2].name == "on_train_batch_end"
+
+
 def test_fresh_batches_are_new_every_epoch_and_reproducible():
     from stages.lib.memory.tasks import first_last
     from stages.lib.nn.training import FreshBatches

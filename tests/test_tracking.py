@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pandas as pd
 import pytest
 
@@ -63,6 +65,29 @@ def test_interrupted_stage_leaves_run_killed(store):
         raise KeyboardInterrupt
     _, (r,) = runs(store)
     assert r.info.status == "KILLED"
+
+
+@pytest.mark.parametrize("body, status", [(None, "FINISHED"), (KeyboardInterrupt, "KILLED")])
+def test_a_locked_store_as_the_run_ends_still_records_its_status(store, monkeypatch, body, status):
+    # mlflow.end_run forgets the active run before it writes: retried after "database is locked", it ended
+    # nothing, and an interrupted stage's run stayed RUNNING.
+    monkeypatch.setattr(tracking, "RETRY_DELAYS_S", (0.0, 0.0))
+    original, calls = mlflow.MlflowClient.set_terminated, []
+
+    def locked_once(self, run_id, *args, **kwargs):
+        calls.append(run_id)
+        if len(calls) == 1:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return original(self, run_id, *args, **kwargs)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "set_terminated", locked_once)
+    with pytest.raises(KeyboardInterrupt) if body else contextlib.nullcontext():
+        with tracking.stage_run("memory", "s", {}, inputs=[]):
+            if body:
+                raise body
+    _, (r,) = runs(store)
+    assert r.info.status == status and len(calls) >= 2
+    assert mlflow.active_run() is None
 
 
 def test_params_hash_changes_with_params_and_input_content(tmp_path):

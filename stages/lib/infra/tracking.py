@@ -314,6 +314,11 @@ def stage_run(experiment: str, stage: str, params: Mapping[str, Any], inputs: li
         status = "KILLED"
         raise
     finally:
-        # Wall time lives in MLflow only: committed files stay byte-identical.
-        with_retry(mlflow.log_metric, "wall_time_s", time.perf_counter() - started)
-        with_retry(mlflow.end_run, status=status)
+        try:
+            # Wall time lives in MLflow only: committed files stay byte-identical.
+            with_retry(mlflow.log_metric, "wall_time_s", time.perf_counter() - started)
+        finally:
+            # The status first, through the client: mlflow.end_run forgets the active run before it writes,
+            # so its retry after "database is locked" would end nothing and leave the run RUNNING.
+            with_retry(mlflow.MlflowClient().set_terminated, run.info.run_id, status)
+            with_retry(mlflow.end_run, status=status)

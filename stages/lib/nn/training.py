@@ -62,7 +62,7 @@ class StopAtTarget(keras.callbacks.Callback):
 
 
 class StopOnSignal(keras.callbacks.Callback):
-    """Stop at the next batch once Ctrl-C or SIGTERM came, even if its first exception was dropped."""
+    """Stop at the next batch once Ctrl-C or SIGTERM came: ``train`` defers the signal's exception to here."""
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         interrupts.check()
@@ -146,10 +146,14 @@ def train(model: keras.Model, X: np.ndarray | FreshBatches, y: np.ndarray | None
     optimizer = keras.optimizers.Adam(learning_rate=fit.learning_rate, clipnorm=fit.clipnorm)
     model.compile(loss=loss, optimizer=optimizer, jit_compile=xla)
     stream = isinstance(X, keras.utils.PyDataset)
-    history = model.fit(
-        X, y, batch_size=None if stream else fit.batch_size, epochs=fit.max_epochs, validation_data=val, shuffle=True,
-        callbacks=callbacks_for(fit, has_val=val is not None), verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
-    )
+    # Ctrl-C stops it at the next batch's StopOnSignal, not wherever TensorFlow's Python happens to be
+    # (stages/lib/infra/interrupts.py: raised there, it once aborted the process before its MLflow run ended).
+    with interrupts.deferred():
+        history = model.fit(
+            X, y, batch_size=None if stream else fit.batch_size, epochs=fit.max_epochs, validation_data=val,
+            shuffle=True, callbacks=callbacks_for(fit, has_val=val is not None),
+            verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
+        )
     frame = pd.DataFrame(history.history).drop(columns=["learning_rate"], errors="ignore")
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
     return frame
