@@ -117,3 +117,55 @@ def test_a_bad_core_count_names_the_variable(monkeypatch, value):
     monkeypatch.setenv("PIPELINE_CORES", value)
     with pytest.raises(CommandError, match=rf"^PIPELINE_CORES='{value}': expected a whole number of cores, 1 or more$"):
         cores()
+
+
+# A member that opens its MLflow run, says so, then dies as native code or the OOM killer would end it: no cleanup.
+DIES_IN_ITS_RUN = """
+import os, pathlib, signal, sys, time
+from stages.lib.infra import tracking
+with tracking.stage_run("memory", sys.argv[1], {{}}, inputs=[]):
+    pathlib.Path(sys.argv[2]).touch()
+    {end}
+"""
+
+
+def member_runs(store):
+    import sqlite3
+
+    with sqlite3.connect(store / "mlflow.db") as db:
+        return dict(db.execute("select name, status from runs"))
+
+
+def test_a_member_killed_in_its_run_has_the_run_ended_by_the_stage(tmp_path, monkeypatch, capfd):
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("PIPELINE_TRACKING", raising=False)
+    code = DIES_IN_ITS_RUN.format(end="os.kill(os.getpid(), signal.SIGKILL)")
+    with pytest.raises(CommandError, match=r"^train_memory@lstm: killed by SIGKILL$"):
+        run_members([Member("train_memory@lstm", py(code) + ["train_memory@lstm", str(tmp_path / "started")])])
+    assert member_runs(tmp_path) == {"train_memory@lstm": "FAILED"}
+    assert "train_memory@lstm: killed by SIGKILL, its MLflow run was left RUNNING: ended as FAILED" in capfd.readouterr().err
+
+
+def test_a_member_killed_after_its_sigterm_grace_has_its_run_ended_killed(tmp_path, monkeypatch):
+    """One member fails; the other, deaf to SIGTERM, is killed a grace later: its run ends KILLED, not RUNNING.
+    A member that ends normally has its own status, and its run is left as it set it."""
+    import importlib
+
+    pytest.importorskip("mlflow")
+    parallel = importlib.import_module("stages.lib.infra.parallel")
+    monkeypatch.setattr(parallel, "KILL_AFTER_S", 1.0)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("PIPELINE_TRACKING", raising=False)
+    deaf = DIES_IN_ITS_RUN.format(end="signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)")
+    done = DIES_IN_ITS_RUN.format(end="pass")
+    failing = (f"import os, sys, time\nwhile not os.path.exists({str(tmp_path / 'deaf')!r}): time.sleep(0.05)\n"
+               "sys.exit('error: broken')")
+    started = time.perf_counter()
+    with pytest.raises(CommandError, match=r"^c: broken$"):
+        run_members([Member("a", py(deaf) + ["a", str(tmp_path / "deaf")]),
+                     Member("b", py(done) + ["b", str(tmp_path / "done")]), Member("c", py(failing))], jobs=2)
+    assert time.perf_counter() - started < 60
+    assert member_runs(tmp_path) == {"a": "KILLED", "b": "FINISHED"}

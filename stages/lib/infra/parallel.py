@@ -13,7 +13,11 @@ Every line a member prints reaches the stage's log prefixed with its label,
 stdout to stdout and stderr to stderr. When a member fails, the others are
 stopped (SIGTERM: their MLflow runs end KILLED), the outputs of those that
 finished are discarded with the rest, and the stage fails with one line naming
-the member and its error; Ctrl-C or SIGTERM on the stage stops them all.
+the member and its error; Ctrl-C or SIGTERM on the stage stops them all. A
+member killed by a signal (one still running a minute after its SIGTERM, or
+one that native code aborted) could not end its MLflow run: the stage ends it
+for it (FAILED, or KILLED when the stage stopped it), found by a tag it gave the
+member, rather than leave it RUNNING in the MLflow UI.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO
@@ -55,6 +60,7 @@ class Running:
     member: Member
     proc: subprocess.Popen
     pumps: list[threading.Thread]
+    run_tag: str  # the tag of its MLflow run (tracking.MEMBER_TAG)
 
 
 def prefixed(line: str, label: str) -> str:
@@ -94,13 +100,30 @@ def member_env(share: int) -> dict[str, str]:
 
 
 def _start(member: Member, lock: threading.Lock, share: int) -> Running:
+    run_tag = uuid.uuid4().hex
     proc = subprocess.Popen([sys.executable, *member.args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, errors="replace", bufsize=1, env=member_env(share))
+                            text=True, errors="replace", bufsize=1,
+                            env={**member_env(share), tracking.MEMBER_ENV: run_tag})
     pumps = [threading.Thread(target=_pump, args=(proc.stdout, sys.stdout, member, lock, False), daemon=True),
              threading.Thread(target=_pump, args=(proc.stderr, sys.stderr, member, lock, True), daemon=True)]
     for pump in pumps:
         pump.start()
-    return Running(member, proc, pumps)
+    return Running(member, proc, pumps, run_tag)
+
+
+def _end_if_orphaned(r: Running, status: str) -> None:
+    """After a member's exit: a member killed by a signal ran no cleanup, so its MLflow run is ended here.
+    Best effort: a store that fails now does not hide why the stage stopped."""
+    code = r.proc.returncode
+    if code is None or code >= 0:
+        return
+    try:
+        if tracking.end_orphaned(r.run_tag, status):
+            print(f"{r.member.label}: {exit_reason(code)}, its MLflow run was left RUNNING: ended as {status}",
+                  file=sys.stderr, flush=True)
+    except Exception as exc:  # reported; the stage's own error then goes on
+        print(f"{r.member.label}: {exit_reason(code)}; its MLflow run could not be ended ({exc})",
+              file=sys.stderr, flush=True)
 
 
 def _stop(running: list[Running], grace_s: float = 0.0) -> None:
@@ -124,6 +147,7 @@ def _stop(running: list[Running], grace_s: float = 0.0) -> None:
             r.proc.kill()
             r.proc.wait()
         _join(r.pumps)
+        _end_if_orphaned(r, "KILLED")
 
 
 def _join(pumps: list[threading.Thread]) -> None:
@@ -162,6 +186,7 @@ def run_members(members: Sequence[Member], jobs: int | None = None) -> None:
                 _join(done.pumps)
                 running.remove(done)
                 code, member = done.proc.returncode, done.member
+                _end_if_orphaned(done, "KILLED" if code in INTERRUPTED else "FAILED")
                 if code in INTERRUPTED:  # the member got the stage's Ctrl-C first
                     raise KeyboardInterrupt(f"{member.label} interrupted")
                 if code != 0:

@@ -40,6 +40,9 @@ from stages.lib.infra import paths
 
 
 OFF_SWITCH = "PIPELINE_TRACKING"
+# Set by a stage for each member process it starts (stages/lib/infra/parallel.py): the member's run carries it as
+# a tag, so that the stage can end the run where the member died before it could (end_orphaned).
+MEMBER_ENV, MEMBER_TAG = "PIPELINE_MEMBER_ID", "pipeline.member"
 
 
 def tracking_uri() -> str:
@@ -205,6 +208,23 @@ def _experiment_id(mlflow, name: str, uri: str) -> str:
         return with_retry(mlflow.get_experiment_by_name, name).experiment_id
 
 
+def end_orphaned(member_id: str, status: str) -> int:
+    """End with ``status`` the runs still RUNNING that carry ``member_id``: those of a member process that died
+    before its own cleanup could end them (killed after its SIGTERM grace, or aborted by native code). MLflow
+    would show them running for ever. How many there were."""
+    if not tracking_enabled():
+        return 0
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri())
+    experiments = [e.experiment_id for e in with_retry(client.search_experiments)]
+    found = with_retry(client.search_runs, experiments,
+                       filter_string=f"tags.`{MEMBER_TAG}` = '{member_id}' and attributes.status = 'RUNNING'")
+    for run in found:
+        with_retry(client.set_terminated, run.info.run_id, status)
+    return len(found)
+
+
 class StageRun:
     """What a stage may log into its run."""
 
@@ -298,6 +318,7 @@ def stage_run(experiment: str, stage: str, params: Mapping[str, Any], inputs: li
         "dvc.exp": os.environ.get("DVC_EXP_NAME", "workspace"),
         "git.commit": git_commit(),
         "params.hash": params_hash(params, inputs),
+        **({MEMBER_TAG: os.environ[MEMBER_ENV]} if os.environ.get(MEMBER_ENV) else {}),
         **(tags or {}),
     }
     started = time.perf_counter()
