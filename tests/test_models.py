@@ -179,6 +179,7 @@ def test_a_signal_during_a_fit_is_raised_at_the_end_of_its_batch_not_inside_tens
     """Raised wherever Python happened to be inside TensorFlow, a KeyboardInterrupt once aborted a
     member (glibc heap corruption) before its MLflow run ended; during a fit it waits for the batch's end."""
     import signal
+    import sys
 
     import keras
 
@@ -199,7 +200,7 @@ def test_a_signal_during_a_fit_is_raised_at_the_end_of_its_batch_not_inside_tens
 
     original = training.callbacks_for
     monkeypatch.setattr(training, "callbacks_for", lambda fit, has_val: [SignalMidBatch(), *original(fit, has_val)])
-    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), sys.unraisablehook
     interrupts.install()
     try:
         with pytest.raises(KeyboardInterrupt, match="signal 2") as stopped:
@@ -209,6 +210,7 @@ def test_a_signal_during_a_fit_is_raised_at_the_end_of_its_batch_not_inside_tens
         interrupts.reset()
         signal.signal(signal.SIGINT, saved[0])
         signal.signal(signal.SIGTERM, saved[1])
+        sys.unraisablehook = saved[2]
     assert SignalMidBatch.went_on, "the handler raised inside the callback, mid-batch"
     assert SignalMidBatch.began == [0, 1] and SignalMidBatch.ended == [0, 1]  # batch 1 finished, no batch 2
     assert stopped.traceback[-1].name == "check" and stopped.traceback[-2].name == "on_train_batch_end"

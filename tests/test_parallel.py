@@ -14,6 +14,14 @@ from stages.lib.infra import interrupts
 from stages.lib.infra.parallel import Member, exit_reason, member_env, prefixed, run_members
 
 
+@pytest.fixture(autouse=True)
+def own_store(tmp_path, monkeypatch):
+    """A member killed by a signal has its MLflow run looked up: in this test's store, never the repository's."""
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("PIPELINE_TRACKING", raising=False)
+
+
 def py(code: str) -> list[str]:
     return ["-c", code]
 
@@ -76,6 +84,7 @@ def test_a_member_that_says_nothing_fails_with_its_exit_code():
 def test_an_exit_status_is_told_as_a_code_or_a_signal():
     assert exit_reason(3) == "exited with code 3"
     assert exit_reason(-signal.SIGKILL) == "killed by SIGKILL"
+    assert exit_reason(-(signal.SIGRTMIN + 2)) == f"killed by signal {signal.SIGRTMIN + 2}"  # no name
 
 
 def test_a_members_thread_settings_are_its_share_unless_the_user_set_them(monkeypatch):
@@ -124,6 +133,7 @@ DIES_IN_ITS_RUN = """
 import os, pathlib, signal, sys, time
 from stages.lib.infra import tracking
 with tracking.stage_run("memory", sys.argv[1], {{}}, inputs=[]):
+    {before}
     pathlib.Path(sys.argv[2]).touch()
     {end}
 """
@@ -138,10 +148,7 @@ def member_runs(store):
 
 def test_a_member_killed_in_its_run_has_the_run_ended_by_the_stage(tmp_path, monkeypatch, capfd):
     pytest.importorskip("mlflow")
-    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("PIPELINE_TRACKING", raising=False)
-    code = DIES_IN_ITS_RUN.format(end="os.kill(os.getpid(), signal.SIGKILL)")
+    code = DIES_IN_ITS_RUN.format(before="pass", end="os.kill(os.getpid(), signal.SIGKILL)")
     with pytest.raises(CommandError, match=r"^train_memory@lstm: killed by SIGKILL$"):
         run_members([Member("train_memory@lstm", py(code) + ["train_memory@lstm", str(tmp_path / "started")])])
     assert member_runs(tmp_path) == {"train_memory@lstm": "FAILED"}
@@ -156,11 +163,8 @@ def test_a_member_killed_after_its_sigterm_grace_has_its_run_ended_killed(tmp_pa
     pytest.importorskip("mlflow")
     parallel = importlib.import_module("stages.lib.infra.parallel")
     monkeypatch.setattr(parallel, "KILL_AFTER_S", 1.0)
-    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("PIPELINE_TRACKING", raising=False)
-    deaf = DIES_IN_ITS_RUN.format(end="signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)")
-    done = DIES_IN_ITS_RUN.format(end="pass")
+    deaf = DIES_IN_ITS_RUN.format(before="signal.signal(signal.SIGTERM, signal.SIG_IGN)", end="time.sleep(120)")
+    done = DIES_IN_ITS_RUN.format(before="pass", end="pass")
     failing = (f"import os, sys, time\nwhile not os.path.exists({str(tmp_path / 'deaf')!r}): time.sleep(0.05)\n"
                "sys.exit('error: broken')")
     started = time.perf_counter()

@@ -90,6 +90,33 @@ def test_a_locked_store_as_the_run_ends_still_records_its_status(store, monkeypa
     assert mlflow.active_run() is None
 
 
+def test_a_store_that_fails_as_an_interrupted_run_ends_does_not_replace_the_interrupt(store, monkeypatch, capsys):
+    """The wall time's write fails: the status is still recorded. The status write fails too: Ctrl-C still
+    leaves as Ctrl-C (exit 130, not a traceback), the failure is told in one line, and no run is left active
+    for MLflow's exit hook to end as FINISHED."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk I/O error")
+
+    monkeypatch.setattr(mlflow, "log_metric", broken)
+    with pytest.raises(KeyboardInterrupt), tracking.stage_run("memory", "s", {}, inputs=[]):
+        raise KeyboardInterrupt
+    _, (r,) = runs(store)
+    assert r.info.status == "KILLED"
+    err = capsys.readouterr().err
+    assert f"s: MLflow run {r.info.run_id}: could not record its wall time (disk I/O error)\n" in err
+    assert "its status" not in err
+
+    monkeypatch.setattr(mlflow.MlflowClient, "set_terminated", broken)
+    with pytest.raises(KeyboardInterrupt), tracking.stage_run("memory", "t", {}, inputs=[]):
+        raise KeyboardInterrupt
+    assert "could not record its status KILLED (disk I/O error)" in capsys.readouterr().err
+    assert mlflow.active_run() is None
+    # A stage that succeeded but whose run cannot be ended fails: its run would say otherwise.
+    with pytest.raises(RuntimeError, match="disk I/O error"), tracking.stage_run("memory", "u", {}, inputs=[]):
+        pass
+    assert mlflow.active_run() is None
+
+
 def test_params_hash_changes_with_params_and_input_content(tmp_path):
     f = tmp_path / "a.csv"
     f.write_text("1")

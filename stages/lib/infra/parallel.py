@@ -15,9 +15,9 @@ stopped (SIGTERM: their MLflow runs end KILLED), the outputs of those that
 finished are discarded with the rest, and the stage fails with one line naming
 the member and its error; Ctrl-C or SIGTERM on the stage stops them all. A
 member killed by a signal (one still running a minute after its SIGTERM, or
-one that native code aborted) could not end its MLflow run: the stage ends it
-for it (FAILED, or KILLED when the stage stopped it), found by a tag it gave the
-member, rather than leave it RUNNING in the MLflow UI.
+one that native code aborted) could not end its MLflow run: the stage tries to
+end it for it (FAILED, or KILLED when the stage stopped it), found by a tag it
+gave the member, rather than leave it RUNNING in the MLflow UI.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def _start(member: Member, lock: threading.Lock, share: int) -> Running:
              threading.Thread(target=_pump, args=(proc.stderr, sys.stderr, member, lock, True), daemon=True)]
     for pump in pumps:
         pump.start()
-    return Running(member, proc, pumps, run_tag)
+    return Running(member=member, proc=proc, pumps=pumps, run_tag=run_tag)
 
 
 def _end_if_orphaned(r: Running, status: str) -> None:
@@ -122,7 +122,7 @@ def _end_if_orphaned(r: Running, status: str) -> None:
             print(f"{r.member.label}: {exit_reason(code)}, its MLflow run was left RUNNING: ended as {status}",
                   file=sys.stderr, flush=True)
     except Exception as exc:  # reported; the stage's own error then goes on
-        print(f"{r.member.label}: {exit_reason(code)}; its MLflow run could not be ended ({exc})",
+        print(f"{r.member.label}: {exit_reason(code)}; its MLflow run could not be ended ({tracking.first_line(exc)})",
               file=sys.stderr, flush=True)
 
 
@@ -159,7 +159,10 @@ def _join(pumps: list[threading.Thread]) -> None:
 def exit_reason(code: int) -> str:
     """What a member's exit status says, for the stage's error line."""
     if code < 0:
-        return f"killed by {signal.Signals(-code).name}"
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:  # a real-time signal has no name
+            return f"killed by signal {-code}"
     return f"exited with code {code}"
 
 

@@ -25,11 +25,12 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -145,8 +146,7 @@ def check_store(uri: str) -> None:
         else:
             with_retry(mlflow.MlflowClient(tracking_uri=uri).search_experiments, max_results=1)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TrackingError(f"MLflow tracking URI {uri}: cannot open the store ({first}); {HINT}") from None
+        raise TrackingError(f"MLflow tracking URI {uri}: cannot open the store ({first_line(exc)}); {HINT}") from None
 
 
 def artifact_root() -> str:
@@ -214,9 +214,13 @@ def end_orphaned(member_id: str, status: str) -> int:
     would show them running for ever. How many there were."""
     if not tracking_enabled():
         return 0
+    uri = tracking_uri()
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        return 0  # no store, no run: do not create one
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri())
+    client = mlflow.MlflowClient(tracking_uri=uri)
     experiments = [e.experiment_id for e in with_retry(client.search_experiments)]
     found = with_retry(client.search_runs, experiments,
                        filter_string=f"tags.`{MEMBER_TAG}` = '{member_id}' and attributes.status = 'RUNNING'")
@@ -265,7 +269,8 @@ class StageRun:
         parent = with_retry(client.get_run, self.run_id)
         child = with_retry(client.create_run, parent.info.experiment_id, run_name=name,
                            tags={"mlflow.parentRunId": self.run_id, **{k: v for k, v in parent.data.tags.items()
-                                                                      if k.startswith(("dvc.", "git."))}})
+                                                                      if k.startswith(("dvc.", "git."))
+                                                                      or k == MEMBER_TAG}})
         now = int(time.time() * 1000)
         entries = [Metric(key=k, value=float(v), timestamp=now, step=0) for k, v in flatten(metrics).items()
                    if isinstance(v, (int, float))]
@@ -335,11 +340,36 @@ def stage_run(experiment: str, stage: str, params: Mapping[str, Any], inputs: li
         status = "KILLED"
         raise
     finally:
-        try:
-            # Wall time lives in MLflow only: committed files stay byte-identical.
-            with_retry(mlflow.log_metric, "wall_time_s", time.perf_counter() - started)
-        finally:
-            # The status first, through the client: mlflow.end_run forgets the active run before it writes,
-            # so its retry after "database is locked" would end nothing and leave the run RUNNING.
-            with_retry(mlflow.MlflowClient().set_terminated, run.info.run_id, status)
-            with_retry(mlflow.end_run, status=status)
+        _end(mlflow, stage, run.info.run_id, status, time.perf_counter() - started)
+
+
+def _end(mlflow, stage: str, run_id: str, status: str, wall_s: float) -> None:
+    """Record the wall time and the status, then close the run in this process.
+
+    The status goes through the client, retried: mlflow.end_run forgets the active run before it writes, so its
+    own retry after "database is locked" would end nothing and leave the run RUNNING. end_run still runs, so
+    that MLflow's exit hook cannot end a failed run as FINISHED. A store that fails here does not replace the
+    stage's own error (a traceback and exit 1 instead of its one line, or Ctrl-C's 130): it is told in a line.
+    """
+    failed = []
+    try:
+        # Wall time lives in MLflow only: committed files stay byte-identical.
+        with_retry(mlflow.log_metric, "wall_time_s", wall_s)
+    except Exception as exc:
+        failed.append(("its wall time", exc))
+    try:
+        with_retry(mlflow.MlflowClient().set_terminated, run_id, status)
+    except Exception as exc:
+        failed.append((f"its status {status}", exc))
+    with suppress(Exception):
+        mlflow.end_run(status=status)
+    if failed and status == "FINISHED":
+        raise failed[0][1]  # the stage succeeded: its run must not say otherwise unnoticed
+    for what, exc in failed:
+        print(f"{stage}: MLflow run {run_id}: could not record {what} ({first_line(exc)})", file=sys.stderr,
+              flush=True)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, or its type where it has no message."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
