@@ -498,6 +498,10 @@ def write_report(cache: Path, models: list[str], report: Path, figure: Path, par
               "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {name} (ours) | " + " | ".join(f"{v:.2f}" for v in values) + " |" for name, values in OURS.items()]
     lines += [f"| {name} | — | — | — | — | {value:.2f} |" for name, value in REFERENCES.items()]
+    if any(model in tables for model in RECURSIVE):
+        lines += ["", f"The recursive lstm_global reference is the pipeline's run of docs/panels.md "
+                      f"({OURS['lstm_global, recursive'][-1]:.2f}); its row in the first table is this cache's re-run "
+                      f"of the same network (another machine, a later commit)."]
     # The goals are about the configured ensembles: a cache missing some of them (a run of --panels) has none.
     lines += ["", *goal_lines(tables)] if all(m in tables for m in models) else [""]
     if classical is not None and tables:

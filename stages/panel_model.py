@@ -110,12 +110,13 @@ def direct_intervals(table: pd.DataFrame, series: list[tuple[str, np.ndarray]], 
 
 
 def calibration_forecasts(name: str, model, horizon: int, season_length: int, num_steps: int, workers: int,
-                          stage: str, short: list[tuple[str, np.ndarray]], progress) -> list[Result]:
+                          stage: str, short: list[tuple[str, np.ndarray]], progress, on_network=None) -> list[Result]:
     """A recursive model's forecasts of the shortened series (test part removed) from ``horizon`` points before
     their end, which calibrate its intervals as panel@'s are (earlier_origin_intervals): a per_series model
     fitted once more on each; a global one trained once more, from the same seed, on the shortened series long
     enough for its window, so that no point it forecasts there was trained on. That second training doubles
-    the stage's time (docs/panels.md). A direct model needs none: its validation fit is that forecast."""
+    the stage's time (docs/panels.md). A direct model needs none: its validation fit is that forecast.
+    ``on_network(fitted)``: called with the global calibration network once trained (its MLflow child run)."""
     if model.mode == "per_series":
         return forecast_panel(short, horizon, {name: model}, season_length, num_steps, workers, progress,
                               name=f"{stage}-calibration")
@@ -124,6 +125,8 @@ def calibration_forecasts(name: str, model, horizon: int, season_length: int, nu
         return []
     results, fitted = forecast_global(name, model, fit, horizon, season_length, num_steps)
     print(f"{stage}: calibration network trained on {len(fit)} series, {fitted.facts()['epochs_run']} epochs")
+    if on_network is not None:
+        on_network(fitted)
     return results
 
 
@@ -220,10 +223,15 @@ def main(argv: list[str] | None = None) -> None:
             table = direct_intervals(table, series, fit, members, args.model, model, spec, params.num_steps, stage,
                                      run)
         elif spec.levels and model.output == "recursive" and fit:
+            # The global calibration network's curves go to a child run, as an ensemble member's do: the
+            # stage's own curves stay those of the network that forecasts.
             table, calibration = earlier_origin_intervals(
                 table, series, spec, {args.model: model}, params.num_steps, stage,
                 partial(calibration_forecasts, args.model, model, spec.horizon, spec.season_length,
-                        params.num_steps, workers, stage))
+                        params.num_steps, workers, stage,
+                        on_network=lambda fitted: run.log_child(
+                            f"{stage}/calibration", params={"origin": f"{spec.horizon} points before the test"},
+                            metrics=fitted.facts(), histories=list(fitted.training_histories().values()))))
             run.log_metrics({k: v for k, v in calibration.items() if k != "calibration_s"})
         elapsed = time.perf_counter() - started
         write_csv(args.out, table, digits=None)

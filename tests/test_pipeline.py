@@ -161,6 +161,14 @@ def test_a_handful_of_m3_series_are_forecast_scored_per_series_and_pooled(projec
                                                         "panel_model@m3_quarterly-nbeats_g/seed0-L24-smape"]
         assert {"epochs", "cpu_s", "fit0.loss", "fit0.val_loss", "fit1.loss"} <= keys(
             "panel_model@m3_quarterly-nbeats_g/seed0-L16-smape")
+        # The recursive global model's second network, which calibrates its intervals: a child run with its curve.
+        (parent,) = db.execute("select t.value from tags t join runs r on t.run_uuid = r.run_uuid where r.name = "
+                               "'panel_model@m3_quarterly-lstm_global/calibration' and t.key = 'mlflow.parentRunId'"
+                               ).fetchone()
+        assert parent == db.execute("select run_uuid from runs where name = 'panel_model@m3_quarterly-lstm_global'"
+                                    ).fetchone()[0]
+        assert {"fit0.loss", "fit0.val_loss", "epochs_run", "windows"} <= keys(
+            "panel_model@m3_quarterly-lstm_global/calibration")
 
 
 def test_mlflow_store_holds_one_run_per_stage_with_tags(project):
