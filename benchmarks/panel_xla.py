@@ -35,20 +35,13 @@ def epoch_times(spec, histories, horizon: int, season_length: int, num_steps: in
     import keras
 
     from stages.lib.forecast.global_direct import WindowPool, from_the_window, keras_loss, mase_denominators
-    from stages.lib.nn.training import FreshBatches, seed_everything
+    from stages.lib.nn.training import FreshBatches, seed_everything, train
 
     config = spec.members(horizon, season_length, num_steps)[0]
     mase = mase_denominators(histories, season_length) if config.loss == "mase" else None
     pool = WindowPool(histories, config.lookback, horizon, spec.history_limit, mase)
     seed_everything(config.seed)
     model = from_the_window(spec.model_spec().build(config.lookback, 1, horizon), spec.start)
-    if xla:  # as stages/lib/nn/training.py's train does: Keras refuses XLA under op determinism
-        from tensorflow.python.framework import config as tf_config
-
-        tf_config.disable_op_determinism()
-    # The optimiser as stages/lib/nn/training.py's train builds it.
-    optimizer = keras.optimizers.Adam(learning_rate=spec.fit.learning_rate, clipnorm=spec.fit.clipnorm)
-    model.compile(loss=keras_loss(config.loss), optimizer=optimizer, jit_compile=xla)
     times: list[float] = []
 
     class Clock(keras.callbacks.Callback):
@@ -58,8 +51,10 @@ def epoch_times(spec, histories, horizon: int, season_length: int, num_steps: in
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.started)
 
+    # Trained as the stage trains a member (the same function, no validation), with XLA or without.
     stream = FreshBatches(pool.draw, spec.batches_per_epoch, spec.fit.batch_size, seed=(config.seed,))
-    model.fit(stream, epochs=epochs, verbose=0, callbacks=[Clock()])
+    train(model, stream, None, spec.fit.model_copy(update={"max_epochs": epochs}), verbose=0, xla=xla,
+          loss=keras_loss(config.loss), callbacks=[Clock()])
     return times
 
 

@@ -122,8 +122,8 @@ def _end_if_orphaned(r: Running, status: str) -> None:
             print(f"{r.member.label}: {exit_reason(code)}, its MLflow run was left RUNNING: ended as {status}",
                   file=sys.stderr, flush=True)
     except Exception as exc:  # reported; the stage's own error then goes on
-        print(f"{r.member.label}: {exit_reason(code)}; its MLflow run could not be ended ({tracking.first_line(exc)})",
-              file=sys.stderr, flush=True)
+        print(f"{r.member.label}: {exit_reason(code)}; its MLflow run could not be ended "
+              f"({tracking.first_line(exc)})", file=sys.stderr, flush=True)
 
 
 def _stop(running: list[Running], grace_s: float = 0.0) -> None:

@@ -123,7 +123,7 @@ def callbacks_for(fit: FitParams, has_val: bool) -> list[keras.callbacks.Callbac
 
 def train(model: keras.Model, X: np.ndarray | FreshBatches, y: np.ndarray | None, fit: FitParams,
           val: tuple[np.ndarray, ...] | None = None, verbose: int | None = None,
-          xla: bool = False, loss="mse") -> pd.DataFrame:
+          xla: bool = False, loss="mse", callbacks: list[keras.callbacks.Callback] = ()) -> pd.DataFrame:
     """Compile with ``loss`` (MSE unless given: a Keras loss name or function) and Adam, train, and return the
     per-epoch history.
 
@@ -136,7 +136,8 @@ def train(model: keras.Model, X: np.ndarray | FreshBatches, y: np.ndarray | None
 
     ``X`` is a fixed training set with targets ``y``, or a FreshBatches stream
     (``y`` None; its batches may carry sample weights, as may ``val``). Progress: Keras' bar on a terminal, one line per epoch
-    otherwise (DVC logs), or ``verbose`` (Keras' 0, 1 or 2) where given.
+    otherwise (DVC logs), or ``verbose`` (Keras' 0, 1 or 2) where given. ``callbacks`` run after the training's
+    own (a benchmark's clock).
     """
     if xla:
         # Only the enabling half is public; Keras reads the setting from this module too.
@@ -151,7 +152,7 @@ def train(model: keras.Model, X: np.ndarray | FreshBatches, y: np.ndarray | None
     with interrupts.deferred():
         history = model.fit(
             X, y, batch_size=None if stream else fit.batch_size, epochs=fit.max_epochs, validation_data=val,
-            shuffle=True, callbacks=callbacks_for(fit, has_val=val is not None),
+            shuffle=True, callbacks=[*callbacks_for(fit, has_val=val is not None), *callbacks],
             verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
         )
     frame = pd.DataFrame(history.history).drop(columns=["learning_rate"], errors="ignore")
