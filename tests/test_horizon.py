@@ -289,6 +289,77 @@ def test_the_horizon_fit_recovers_a_known_fifty_percent_point_from_seed_verdicts
     assert few["horizon"] == pytest.approx(100, rel=0.15) and few["half_width"] > h["half_width"]
 
 
+def test_the_logistic_horizon_recovers_a_known_fifty_percent_point_from_seed_verdicts():
+    """P(remember) = 1 / (1 + (seq / 100)^6) is logistic in log seq (slope -6, 50% at 100). With the seeds that
+    remember at their expected counts (40 p, rounded: a random draw would fail the deviance test 1 time in 20, as
+    it should), the logistic fit finds the curve, its interval covers 100 within the goal, and it is the one the
+    estimate uses."""
+    from stages.tools.horizon import horizon_estimate
+
+    seq = np.array([40, 55, 70, 85, 100, 118, 140, 180, 250])
+    n = np.full(len(seq), 40)
+    k = np.round(n / (1 + (seq / 100.0) ** 6)).astype(int)
+    h = horizon_estimate(pd.DataFrame({"seq": seq, "k": k, "n": n}), draws=400)
+    assert h["method"] == "logistic" and h["horizon"] == pytest.approx(100, rel=0.05)
+    assert h["low"] < 100 < h["high"] and h["within_goal"] and h["fit_p"] > 0.05
+    assert h["params"][1] == pytest.approx(-6, rel=0.25)
+    assert h["isotonic"]["horizon"] == pytest.approx(100, rel=0.1)  # the other fit is kept beside it
+
+
+def test_the_logistic_fit_by_hand_and_against_statsmodels():
+    from scipy.special import logit
+
+    from stages.tools.horizon import deviance_p, logistic_crossing, logistic_fit
+
+    # Shares 0.8, 0.5, 0.2 at seq 10, 100, 1000 lie exactly on a logistic curve in log seq, symmetric about 100:
+    # the fit goes through them (deviance 0, p = 1) and crosses 50% at 100.
+    seq, n = np.array([10, 100, 1000]), np.full(3, 10)
+    k = np.array([8, 5, 2])
+    ab = logistic_fit(seq, k, n)[0]
+    assert ab == pytest.approx([0.0, logit(0.8) / -np.log(10)], abs=1e-9)
+    assert logistic_crossing(seq, ab)[0] == pytest.approx(100)
+    assert deviance_p(seq, k, n, ab) == pytest.approx(1.0)
+    # Draws at once, each the maximum-likelihood fit statsmodels' GLM finds.
+    import statsmodels.api as sm
+
+    seq = np.array([12, 16, 23, 32, 45, 64])
+    n = np.array([6, 9, 12, 12, 9, 6])
+    draws = np.random.default_rng(3).binomial(n, [0.9, 0.8, 0.6, 0.45, 0.3, 0.1], size=(5, len(seq)))
+    fits = logistic_fit(seq, draws, n)
+    x = sm.add_constant(np.log(seq) - np.log(seq).mean())
+    for k, ab in zip(draws, fits):
+        glm = sm.GLM(np.column_stack([k, n - k]), x, family=sm.families.Binomial()).fit()
+        assert ab == pytest.approx(glm.params, rel=1e-6)
+
+
+def test_separated_seeds_have_no_logistic_fit_and_the_isotonic_one_is_used():
+    from stages.tools.horizon import horizon_estimate, logistic_fit, separated
+
+    n = np.full(4, 3)
+    rows = np.array([[3, 3, 0, 0],   # remember below, forget above: separated
+                     [3, 2, 0, 0],   # one mixed seq at the boundary: still separated (quasi-complete)
+                     [3, 2, 1, 0],   # mixed at two seqs: a fit exists
+                     [0, 0, 3, 3],   # the other way round
+                     [3, 3, 3, 3],   # all remember
+                     [2, 3, 0, 1]])  # a seed remembers above one that forgets
+    assert separated(rows, n).tolist() == [True, True, False, True, True, False]
+    assert np.isnan(logistic_fit(np.array([16, 32, 64, 128]), rows, n)[[0, 1, 3, 4]]).all()
+    h = horizon_estimate(pd.DataFrame({"seq": [16, 32, 64, 128], "k": [3, 3, 0, 0], "n": n}), draws=200)
+    assert h["method"] == "isotonic" and h["logistic"]["horizon"] is None
+    assert "separated" in h["logistic"]["why"] and h["horizon"] == pytest.approx(np.sqrt(32 * 64))
+
+
+def test_a_logistic_curve_that_does_not_fit_the_seeds_is_not_used():
+    """Shares that rise and fall again (all 40 remember at 10 and 40, none at 20 and beyond) are no logistic
+    curve: its deviance test rejects it, and the isotonic horizon is the one reported."""
+    from stages.tools.horizon import horizon_estimate
+
+    points = pd.DataFrame({"seq": [10, 20, 40, 80, 160], "k": [40, 0, 40, 0, 0], "n": np.full(5, 40)})
+    h = horizon_estimate(points, draws=200)
+    assert h["logistic"]["horizon"] is not None and h["logistic"]["fit_p"] < 1e-6
+    assert h["method"] == "isotonic" and h["horizon"] == h["isotonic"]["horizon"]
+
+
 def test_the_seeds_needed_for_the_goal_by_hand():
     from stages.tools.horizon import seeds_to_goal
 
@@ -370,10 +441,12 @@ def test_the_refinement_adds_a_seq_where_the_grid_is_coarser_than_the_goal_then_
     assert next_refinement(pd.DataFrame({"seq": [8, 16], "k": [3, 3], "n": [3, 3]}), {"horizon": None}) == 32
 
 
-def test_a_simulated_refinement_narrows_a_known_horizon_to_the_goal_within_its_budget():
+@pytest.mark.parametrize("fit", ["horizon_estimate", "horizon_interval"])  # the search's, and the isotonic alone
+def test_a_simulated_refinement_narrows_a_known_horizon_to_the_goal_within_its_budget(fit):
     """Seeds drawn with P(remember) = 1 / (1 + (seq / 40)^8); the search's own functions choose every next
     experiment of three seeds: bracket first, then refinement. The 50% point is 40."""
-    from stages.tools.horizon import horizon_interval, new_seeds, next_refinement, seed_outcomes
+    from stages.tools import horizon as module
+    from stages.tools.horizon import new_seeds, next_refinement, seed_outcomes
 
     rng = np.random.default_rng(3)
     k_of = lambda seq, seeds: int(rng.binomial(seeds, 1 / (1 + (seq / 40.0) ** 8)))  # noqa: E731
@@ -385,7 +458,7 @@ def test_a_simulated_refinement_narrows_a_known_horizon_to_the_goal_within_its_b
     for _ in range(60):
         table = pd.DataFrame({"seq": list(points), "k": [v[0] for v in points.values()],
                               "n": [v[1] for v in points.values()]}).sort_values("seq", ignore_index=True)
-        h = horizon_interval(table, draws=300)
+        h = getattr(module, fit)(table, draws=300)
         target = next_refinement(table, h)
         if target is None:
             break
@@ -393,7 +466,7 @@ def test_a_simulated_refinement_narrows_a_known_horizon_to_the_goal_within_its_b
         points[target] = [k + k_of(target, 3), n + 3]
         experiments += 1
     assert h["within_goal"] and h["low"] <= 40 <= h["high"], h
-    assert experiments <= 60
+    assert experiments <= 60, experiments
     assert set(seed_outcomes(pd.DataFrame({"seq": [16], "remembers_first_fraction": [0.5], "seeds": [6]}))["k"]) == {3}
     assert new_seeds({0, 1, 2, 3, 4, 5}, 3) == (6, 7, 8)
 

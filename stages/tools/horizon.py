@@ -164,32 +164,149 @@ def fifty_point(seq: np.ndarray, p: np.ndarray) -> float | None:
 
 def horizon_interval(points: pd.DataFrame, draws: int = BOOTSTRAP_DRAWS, level: float = INTERVAL_LEVEL,
                      seed: int = 0) -> dict:
-    """The 50% horizon and its interval, from a bootstrap over the seeds: each draw resamples every seq's seeds
-    with replacement (k ~ Binomial(n, k/n)) and refits the curve. The interval is at least as wide as the gap
-    between the tested seqs around the horizon: where every seed agrees at every seq, the seeds carry no
-    spread, and the grid is the only limit on the answer."""
+    """The 50% horizon of the isotonic curve and its interval, from a bootstrap over the seeds: each draw
+    resamples every seq's seeds with replacement (k ~ Binomial(n, k/n)) and refits the curve. The interval is at
+    least as wide as the gap between the tested seqs around the horizon: where every seed agrees at every seq,
+    the seeds carry no spread, and the grid is the only limit on the answer."""
     seq, k, n = points["seq"].to_numpy(), points["k"].to_numpy(), points["n"].to_numpy()
     point = fifty_point(seq, remember_curve(seq, k, n))
     if point is None:
-        return {"horizon": None}
+        return {"horizon": None, "method": "isotonic"}
     rng = np.random.default_rng(seed)
-    found = []
-    for _ in range(draws):
-        redrawn = rng.binomial(n, k / n)
-        p = remember_curve(seq, redrawn, n)
-        at = fifty_point(seq, p)
-        # A draw whose curve never crosses 50% puts the horizon outside the seqs tried: below the first
-        # (every seed forgets) or beyond the last (every seed remembers). It counts, as 0 or infinity.
-        found.append(at if at is not None else (np.inf if p[-1] >= 0.5 else 0.0))
+    found = [isotonic_crossing(seq, rng.binomial(n, k / n), n) for _ in range(draws)]
+    return {**bounds(seq, n, point, np.array(found), level, grid=True), "method": "isotonic"}
+
+
+def isotonic_crossing(seq: np.ndarray, k: np.ndarray, n: np.ndarray) -> float:
+    """The isotonic curve's 50% point of one bootstrap draw. A draw whose curve never crosses 50% puts the
+    horizon outside the seqs tried: below the first (every seed forgets) or beyond the last (every seed
+    remembers). It counts, as 0 or infinity."""
+    p = remember_curve(seq, k, n)
+    at = fifty_point(seq, p)
+    return at if at is not None else (np.inf if p[-1] >= 0.5 else 0.0)
+
+
+def bounds(seq: np.ndarray, n: np.ndarray, point: float, found: np.ndarray, level: float, grid: bool) -> dict:
+    """The interval of a horizon ``point`` from its bootstrap draws ``found`` (0 and infinity: outside the seqs
+    tried); with ``grid``, never narrower than the gap between the tried seqs around the point (a curve that
+    says nothing between the seqs tried, as the isotonic one, cannot place its crossing more finely)."""
     tail = (1 - level) / 2
-    lo, hi = np.quantile(np.array(found), [tail, 1 - tail], method="inverted_cdf")
+    lo, hi = np.quantile(found, [tail, 1 - tail], method="inverted_cdf")
     below, above = seq[seq <= point], seq[seq > point]
-    lo, hi = min(lo, below.max() if len(below) else point), max(hi, above.min() if len(above) else point)
+    if grid:
+        lo, hi = min(lo, below.max() if len(below) else point), max(hi, above.min() if len(above) else point)
     half = max(point - lo, hi - point) / point
     return {"horizon": point, "low": float(lo), "high": float(hi), "half_width": float(half),
             "within_goal": bool(half <= WIDTH_GOAL),
-            "outside_share": float(np.mean([f in (0.0, np.inf) for f in found])),
+            "outside_share": float(np.mean((found == 0.0) | (found == np.inf))),
             "seeds": int(n.min()) if n.min() == n.max() else f"{n.min()}-{n.max()}"}
+
+
+def separated(k: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Per row of ``k`` (draws × seqs, seqs ascending): whether the seeds are separated in seq, so that the
+    logistic fit has no maximum: every seed that remembers sits at or below every one that forgets (or at or
+    above it), which includes all remembering or all forgetting."""
+    k, idx = np.atleast_2d(k), np.arange(np.shape(n)[-1])
+    ones, zeros = k > 0, k < n
+    last_one = np.where(ones, idx, -1).max(axis=1)
+    first_one = np.where(ones, idx, len(idx)).min(axis=1)
+    last_zero = np.where(zeros, idx, -1).max(axis=1)
+    first_zero = np.where(zeros, idx, len(idx)).min(axis=1)
+    return (last_one <= first_zero) | (last_zero <= first_one)
+
+
+def logistic_fit(seq: np.ndarray, k: np.ndarray, n: np.ndarray, iterations: int = 100) -> np.ndarray:
+    """Maximum-likelihood logistic fits of P(remember) = 1 / (1 + exp(-(a + b (log seq - mean)))) to the seed
+    counts, one per row of ``k`` (draws × seqs): rows of [a, b], NaN where the seeds are separated (no maximum)
+    or Newton's method did not settle. Written out rather than statsmodels' GLM (tests/test_horizon.py checks
+    they agree): the bootstrap refits 2000 draws at every report and every look of a search, and Newton's
+    method on two parameters runs all the draws at once as arrays."""
+    from scipy.special import expit, logit
+
+    k = np.atleast_2d(k).astype(float)
+    x = np.log(seq) - np.log(seq).mean()
+    ok = ~separated(k, n)
+    a = logit(np.clip(k.sum(axis=1) / n.sum(), 1e-3, 1 - 1e-3))
+    b = np.zeros(len(k))
+    settled = np.zeros(len(k), dtype=bool)
+    for _ in range(iterations):
+        p = expit(a[:, None] + b[:, None] * x)
+        w, r = n * p * (1 - p), k - n * p
+        haa, hab, hbb = w.sum(axis=1), (w * x).sum(axis=1), (w * x * x).sum(axis=1)
+        ga, gb = r.sum(axis=1), (r * x).sum(axis=1)
+        det = np.where(ok, haa * hbb - hab ** 2, 1.0)
+        da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
+        a, b = np.where(ok, a + da, a), np.where(ok, b + db, b)
+        settled = np.abs(da) + np.abs(db) < 1e-9
+        if settled[ok].all():
+            break
+    good = ok & settled & np.isfinite(a) & np.isfinite(b)
+    return np.where(good[:, None], np.column_stack([a, b]), np.nan)
+
+
+def logistic_crossing(seq: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """The seq where each fit [a, b] crosses 50%: NaN where there is no fit or it does not fall with seq."""
+    a, b = np.atleast_2d(ab).T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at = np.exp(np.log(seq).mean() - a / b)
+    return np.where(b < 0, at, np.nan)
+
+
+def deviance_p(seq: np.ndarray, k: np.ndarray, n: np.ndarray, ab: np.ndarray) -> float:
+    """The deviance goodness-of-fit test of one logistic fit: the chance of a deviance this large if the
+    logistic curve were right (chi-squared, seqs - 2 degrees of freedom); NaN with two seqs or fewer (the curve
+    then goes through every share)."""
+    from scipy.special import expit, xlogy
+    from scipy.stats import chi2
+
+    if len(seq) <= 2:
+        return float("nan")
+    expected = n * expit(ab[0] + ab[1] * (np.log(seq) - np.log(seq).mean()))
+    deviance = 2 * np.sum(xlogy(k, k / expected) + xlogy(n - k, (n - k) / (n - expected)))
+    return float(chi2.sf(deviance, len(seq) - 2))
+
+
+def logistic_interval(points: pd.DataFrame, draws: int = BOOTSTRAP_DRAWS, level: float = INTERVAL_LEVEL,
+                      seed: int = 0) -> dict:
+    """The 50% horizon of the logistic fit in log seq, with its interval from the same bootstrap over the seeds
+    as ``horizon_interval``. It is located only where the fit exists (the seeds are not separated), falls
+    with seq and crosses 50% within the seqs tried; ``why`` says otherwise. A bootstrap draw whose seeds are
+    separated has no logistic maximum: its fit tends to a step, and the draw counts with the isotonic curve's
+    crossing (that step's place); a crossing outside the seqs tried counts as 0 or infinity, as there. The
+    interval is not widened to the grid: the curve's form places its crossing between the seqs tried."""
+    seq, k, n = points["seq"].to_numpy(), points["k"].to_numpy(), points["n"].to_numpy()
+    ab = logistic_fit(seq, k, n)[0]
+    if np.isnan(ab).any():
+        return {"horizon": None, "method": "logistic", "why": "the seeds are separated in seq: no logistic fit"}
+    point = float(logistic_crossing(seq, ab)[0])
+    if np.isnan(point) or not seq.min() <= point <= seq.max():
+        return {"horizon": None, "method": "logistic", "why": "the fit does not cross 50% within the seqs tried"}
+    rng = np.random.default_rng(seed)
+    redrawn = rng.binomial(n, k / n, size=(draws, len(seq)))
+    found = logistic_crossing(seq, logistic_fit(seq, redrawn, n))
+    for row in np.flatnonzero(np.isnan(found)):
+        found[row] = isotonic_crossing(seq, redrawn[row], n)
+    found = np.where(found < seq.min(), 0.0, np.where(found > seq.max(), np.inf, found))
+    return {**bounds(seq, n, point, found, level, grid=False), "method": "logistic", "fit_p": deviance_p(seq, k, n, ab),
+            "params": ab}
+
+
+FIT_LEVEL = 0.05  # the deviance test's level below which the logistic curve is judged not to fit the seeds
+
+
+def horizon_estimate(points: pd.DataFrame, draws: int = BOOTSTRAP_DRAWS, level: float = INTERVAL_LEVEL,
+                     seed: int = 0) -> dict:
+    """The horizon the report and the search use, with both fits beside it (``isotonic``, ``logistic``): the
+    logistic one where it is located and its deviance test does not reject it at 5%, the isotonic one
+    otherwise. The rule was fixed before either was compared with the goal: a curve with two parameters pools
+    the seeds of every seq into the 50% point, so where it fits it is the sharper estimate (the isotonic
+    curve's crossing rests on the two or three seqs nearest it and jumps from one to another across a flat
+    stretch); where the seeds separate cleanly it has no maximum, and where it does not fit its interval would
+    be the model's, not the seeds'."""
+    iso = horizon_interval(points, draws, level, seed)
+    fitted = logistic_interval(points, draws, level, seed)
+    usable = fitted["horizon"] is not None and fitted["fit_p"] >= FIT_LEVEL
+    return {**(fitted if usable else iso), "isotonic": iso, "logistic": fitted}
 
 
 def seeds_to_goal(half_width: float, trained: int, width: float = WIDTH_GOAL) -> int | None:
@@ -205,7 +322,7 @@ def seeds_to_goal(half_width: float, trained: int, width: float = WIDTH_GOAL) ->
 
 def next_refinement(points: pd.DataFrame, h: dict, width: float = WIDTH_GOAL, lowest: int = SEQ_MIN,
                     highest: int = SEQ_MAX) -> int | None:
-    """Where to add seeds next for a horizon ``h`` (horizon_interval of ``points``: seq, k, n) to reach ±``width``,
+    """Where to add seeds next for a horizon ``h`` (horizon_estimate of ``points``: seq, k, n) to reach ±``width``,
     or None where it is within it, or cannot be: outside lowest..highest, or so small that the whole seqs next
     to it are already further apart than the goal (seq 4 and 5 around a horizon of 4.4 are ±14%, 2 and 3 ±40%).
 
@@ -257,7 +374,7 @@ def new_seeds(used: set[int], count: int) -> tuple[int, ...]:
 
 def confident_horizons(table: pd.DataFrame) -> dict[tuple[str, str], dict]:
     """Per (model, budget): the 50% horizon with its 90% interval (``horizon`` None where it is not located)."""
-    return {(model, budget): {**horizon_interval(seed_outcomes(rows)), "points": seed_outcomes(rows)}
+    return {(model, budget): {**horizon_estimate(seed_outcomes(rows)), "points": seed_outcomes(rows)}
             for (budget, model), rows in table.groupby(["budget", "model"], sort=False)}
 
 
@@ -497,44 +614,68 @@ def interval_text(h: dict, tried: list[int]) -> str:
 
 
 def confidence_section(table: pd.DataFrame) -> list[str]:
-    """The horizon as the seq where half the seeds remember, with its 90% bootstrap interval."""
+    """The horizon as the seq where half the seeds remember, with its 90% bootstrap interval, and both fits."""
     lines = ["## Horizons with a confidence interval", "",
              "Whether a network learns the task at a given `seq` is a chance event over its training seeds. "
              "Per model and budget, the probability that a seed remembers x[0] is fitted to every seed's verdict "
-             "as a non-increasing function of `seq` (isotonic, in log `seq`); the horizon is the `seq` where it "
-             f"crosses 50%, and its {INTERVAL_LEVEL:.0%} interval comes from {BOOTSTRAP_DRAWS} bootstrap draws over "
-             "the seeds (each `seq`'s seeds resampled, the curve refitted). An interval is never narrower than the "
-             "gap between the `seq`s tried around the horizon; 'below 16' means that in more than 5% of the draws "
-             "every seed forgets at every `seq` tried. The goal: within "
-             f"±{WIDTH_GOAL:.0%} of the horizon.", "",
+             "in log `seq` in two ways: a logistic curve (two parameters, maximum likelihood) and an isotonic one "
+             "(any non-increasing curve). The horizon is the `seq` where the curve crosses 50%, and its "
+             f"{INTERVAL_LEVEL:.0%} interval comes from {BOOTSTRAP_DRAWS} bootstrap draws over the seeds (each "
+             "`seq`'s seeds resampled, the curve refitted). The logistic horizon is the one used where it exists "
+             "(the seeds do not separate cleanly in `seq`) and its deviance test does not reject it at "
+             f"{FIT_LEVEL:.0%}: it pools the seeds of every `seq` into the 50% point, where the isotonic curve's "
+             "crossing rests on the few `seq`s nearest it. The isotonic one is used otherwise. An isotonic "
+             "interval is never narrower than the gap between the `seq`s tried around the horizon (that curve says "
+             "nothing between them); 'below 16' means that in "
+             f"more than 5% of the draws every seed forgets at every `seq` tried. The goal: within ±{WIDTH_GOAL:.0%} "
+             "of the horizon.", "",
              "Where it is not, the last column estimates how many seeds in all would bring it there if the "
              "interval narrows as 1/√seeds (`seeds_to_goal`: the seeds trained so far × (half-width / goal)²), "
-             "a planning figure, not a promise: where a model remembers about half the time over a range of `seq`, "
-             "the 50% point moves with every few seeds and the interval can widen as seeds are added, so there "
-             "the estimate is optimistic.", "",
-             f"| model | budget | seeds per seq | horizon (50%) | {INTERVAL_LEVEL:.0%} interval | half-width | "
+             "a planning figure, not a promise.", "",
+             f"| model | budget | seeds per seq | fit | horizon (50%) | {INTERVAL_LEVEL:.0%} interval | half-width | "
              f"within ±{WIDTH_GOAL:.0%} | seeds trained | seeds for ±{WIDTH_GOAL:.0%} (estimate) |",
-             "|---|---|---:|---:|---|---:|---|---:|---:|"]
+             "|---|---|---:|---|---:|---|---:|---|---:|---:|"]
+    both = ["Both fits side by side (the one used in bold; deviance p: the logistic curve's goodness of fit, "
+            "small where it does not fit the seeds):", "",
+            "| model | budget | isotonic horizon | isotonic interval | logistic horizon | logistic interval | "
+            "deviance p |", "|---|---|---:|---|---:|---|---:|"]
     within = []
     for (model, budget), h in confident_horizons(table).items():
         tried = h["points"]["seq"].tolist()
         within += [f"{model} ({budget})"] if h.get("within_goal") else []
+        both.append(f"| {model} | {budget} | {fit_cells(h, 'isotonic', tried)} | {fit_cells(h, 'logistic', tried)} | "
+                    + (f"{h['logistic']['fit_p']:.2f} |" if h["logistic"].get("horizon") is not None else "— |"))
         if h["horizon"] is None:
             p = h["points"]
             fitted = remember_curve(p["seq"].to_numpy(), p["k"].to_numpy(), p["n"].to_numpy())
-            lines.append(f"| {model} | {budget} | {int(p['n'].min())} | not located: most seeds "
-                         f"{'remember' if fitted[-1] >= 0.5 else 'forget'} at every seq tried | — | — | — | {int(p['n'].sum())} | — |")
+            lines.append(f"| {model} | {budget} | {int(p['n'].min())} | — | not located: most seeds "
+                         f"{'remember' if fitted[-1] >= 0.5 else 'forget'} at every seq tried | — | — | — | "
+                         f"{int(p['n'].sum())} | — |")
             continue
-        half = "unbounded" if not np.isfinite(h["half_width"]) else f"±{h['half_width']:.0%}"
         trained = int(h["points"]["n"].sum())
         needed = seeds_to_goal(h["half_width"], trained)
         estimate = "—" if h["within_goal"] else ("unbounded" if needed is None else f"about {needed}")
-        lines.append(f"| {model} | {budget} | {h['seeds']} | {h['horizon']:.1f} | {interval_text(h, tried)} | "
-                     f"{half} | {'yes' if h['within_goal'] else '**no**'} | {trained} | {estimate} |")
+        lines.append(f"| {model} | {budget} | {h['seeds']} | {h['method']} | {h['horizon']:.1f} | "
+                     f"{interval_text(h, tried)} | {half_text(h)} | {'yes' if h['within_goal'] else '**no**'} | "
+                     f"{trained} | {estimate} |")
     return [*lines, "", f"Located to the goal's width: {', '.join(within) or 'none'}. Once a model is bracketed, "
             "`search` adds seeds (three more at a time) where the interval is least certain, and seqs where the "
             "grid is coarser than the goal, until the interval is within the goal or `--max-experiments` is spent; "
-            "several experiments at one seq add up their seeds.", ""]
+            "several experiments at one seq add up their seeds.", "", *both, ""]
+
+
+def half_text(h: dict) -> str:
+    return "unbounded" if not np.isfinite(h["half_width"]) else f"±{h['half_width']:.0%}"
+
+
+def fit_cells(h: dict, method: str, tried: list[int]) -> str:
+    """Two table cells for one fit of a horizon: the 50% point and its interval with its half-width, in bold
+    where it is the one used; why not, where it is not located."""
+    fit = h[method]
+    if fit.get("horizon") is None:
+        return f"— | {fit.get('why', 'not located')}"
+    bold = "**" if h["method"] == method and h["horizon"] is not None else ""
+    return f"{bold}{fit['horizon']:.1f}{bold} | {interval_text(fit, tried)} ({half_text(fit)})"
 
 
 def seed_dots(points: pd.DataFrame, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -578,8 +719,18 @@ def plot(table: pd.DataFrame, path: Path, ideal: float = IDEAL_CHANGE_PCT,
             chance = axes[2, col]
             chance.scatter(*seed_dots(points), s=6, color=color, alpha=0.5, linewidths=0)
             chance.scatter(points["seq"], points["k"] / points["n"], s=25 * points["n"], color=color, alpha=0.6)
-            chance.step(points["seq"], remember_curve(points["seq"].to_numpy(), points["k"].to_numpy(),
-                                                      points["n"].to_numpy()), where="mid", color=color, label=model)
+            seq = points["seq"].to_numpy()
+            logistic = h["method"] == "logistic"
+            chance.step(seq, remember_curve(seq, points["k"].to_numpy(), points["n"].to_numpy()), where="mid",
+                        color=color, lw=0.8 if logistic else 1.5, ls=":" if logistic else "-",
+                        label=None if logistic else f"{model} (isotonic)")
+            if logistic:
+                from scipy.special import expit
+
+                a, b = h["params"]
+                grid = np.geomspace(seq.min(), seq.max(), 200)
+                chance.plot(grid, expit(a + b * (np.log(grid) - np.log(seq).mean())), color=color,
+                            label=f"{model} (logistic)")
             if h["horizon"] is not None:
                 high = h["high"] if np.isfinite(h["high"]) else points["seq"].max()
                 low = h["low"] if h["low"] > 0 else points["seq"].min()
@@ -597,7 +748,8 @@ def plot(table: pd.DataFrame, path: Path, ideal: float = IDEAL_CHANGE_PCT,
         chance = axes[2, col]
         chance.axhline(0.5, color="k", ls=":", lw=1)
         chance.set_title("dots: one per seed (top: remembers x[0], bottom: forgets)\n"
-                         f"circles: share per seq; line: fit; ◆ horizon, {INTERVAL_LEVEL:.0%} interval", fontsize=10)
+                         "circles: share per seq; line: the fit used (dotted: the isotonic\n"
+                         f"curve beside a logistic fit); ◆ horizon, {INTERVAL_LEVEL:.0%} interval", fontsize=10)
         chance.set(xlabel="seq (log scale)", xscale="log", ylim=(-0.2, 1.2))
         for ax in (top, bottom, chance):
             ax.xaxis.set_major_locator(FixedLocator([2, 4, 8, 16, 32, 64, 128, 256, 512, 1000]))
@@ -715,7 +867,7 @@ def refinement(table: pd.DataFrame, model: str, budget: str, seeds: tuple[int, .
     if rows.empty or len(rows) + len(flying) >= max_experiments:
         return None, seeds
     points = seed_outcomes(per_seq(rows))
-    target = next_refinement(points, horizon_interval(points), width, highest=highest)
+    target = next_refinement(points, horizon_estimate(points), width, highest=highest)
     if target is None:
         return None, seeds
     used = {s for listed in rows.loc[rows["seq"] == target, "seed_list"] for s in listed}
@@ -798,10 +950,11 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
         print(f"horizon search: {budget}: {model}: {outcome(verdicts_of(table, model, budget, seeds), highest=highest)}")
         rows = table[(table["model"] == model) & (table["budget"] == budget)]
         if max_experiments and not rows.empty:
-            h = horizon_interval(seed_outcomes(per_seq(rows)))
+            h = horizon_estimate(seed_outcomes(per_seq(rows)))
             if h.get("horizon") is not None:
                 print(f"horizon search: {budget}: {model}: 50% horizon {h['horizon']:.1f}, 90% interval "
-                      f"{h['low']:.0f} to {h['high']:.0f} (±{h['half_width']:.0%}) from {len(rows)} experiments")
+                      f"{h['low']:.0f} to {h['high']:.0f} (±{h['half_width']:.0%}, {h['method']} fit) "
+                      f"from {len(rows)} experiments")
     return runs  # what the report needs: no second `dvc exp show`
 
 
