@@ -246,12 +246,12 @@ def logistic_fit(seq: np.ndarray, k: np.ndarray, n: np.ndarray, iterations: int 
     return np.where(good[:, None], np.column_stack([a, b]), np.nan)
 
 
-def logistic_curve(seq: np.ndarray, ab: np.ndarray) -> np.ndarray:
-    """The fitted probability that a seed remembers at each seq, for one fit [a, b] of ``logistic_fit`` (whose
-    log seq is centred on the mean over the same ``seq``)."""
+def logistic_curve(seq: np.ndarray, ab: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
+    """The fitted probability that a seed remembers, for one fit [a, b] of ``logistic_fit`` to ``seq`` (its log
+    seq centred on their mean), at each of ``at`` (default: ``seq`` itself)."""
     from scipy.special import expit
 
-    return expit(ab[0] + ab[1] * (np.log(seq) - np.log(seq).mean()))
+    return expit(ab[0] + ab[1] * (np.log(seq if at is None else at) - np.log(seq).mean()))
 
 
 def logistic_crossing(seq: np.ndarray, ab: np.ndarray) -> np.ndarray:
@@ -319,15 +319,14 @@ def simulated_coverage(seq: np.ndarray, n: np.ndarray, ab: np.ndarray, reps: int
     seeds are few; this says by how much here. Sets whose own fit is not located are left out: the report
     would not use the logistic horizon for them."""
     truth = float(logistic_crossing(seq, ab)[0])
-    tail = (1 - level) / 2
     covered = []
     for k in rng.binomial(n, logistic_curve(seq, ab), size=(reps, len(seq))):
         at = float(logistic_crossing(seq, logistic_fit(seq, k, n)[0])[0])
         if np.isnan(at) or not seq.min() <= at <= seq.max():
             continue
         found, _ = logistic_draws(seq, rng.binomial(n, k / n, size=(draws, len(seq))), n)
-        lo, hi = np.quantile(found, [tail, 1 - tail], method="inverted_cdf")
-        covered.append(lo <= truth <= hi)
+        interval = bounds(seq, n, at, found, level, grid=False)
+        covered.append(interval["low"] <= truth <= interval["high"])
     return float(np.mean(covered)) if covered else float("nan")
 
 
@@ -607,7 +606,8 @@ def article_claim(table: pd.DataFrame) -> str:
             f"{said(69)}; {where}.")
 
 
-def render(table: pd.DataFrame, found: dict[tuple[str, str], dict], searches: dict | None = None) -> str:
+def render(table: pd.DataFrame, found: dict[tuple[str, str], dict], searches: dict | None = None,
+           confident: dict[tuple[str, str], dict] | None = None) -> str:
     searches = searches or {}
     lines = ["# Memory horizon", "",
              "<!-- Written by `python -m stages.tools.horizon` from `dvc exp show` and reports/horizon_points.csv; "
@@ -619,7 +619,7 @@ def render(table: pd.DataFrame, found: dict[tuple[str, str], dict], searches: di
              "one at which it does not; it means nothing without the training budget, so every verdict sits beside "
              "its budget. `default`: params.yaml's `train_memory.fit` (a fixed set of 2000 samples, early stopping); "
              "`article`: the article's recipe (1000 epochs of 768 fresh samples in batches of 256, the best "
-             "validation checkpoint).", "", article_claim(table), "", *confidence_section(table), "## Horizons", "",
+             "validation checkpoint).", "", article_claim(table), "", *confidence_section(table, confident), "## Horizons", "",
              "| model | budget | answer | remembers up to seq | forgets from seq | seqs tried |",
              "|---|---|---|---:|---:|---|"]
     for (model, budget), h in found.items():
@@ -665,8 +665,9 @@ def interval_text(h: dict, tried: list[int]) -> str:
     return f"{low} to {high}"
 
 
-def confidence_section(table: pd.DataFrame) -> list[str]:
-    """The horizon as the seq where half the seeds remember, with its 90% bootstrap interval, and both fits."""
+def confidence_section(table: pd.DataFrame, confident: dict[tuple[str, str], dict] | None = None) -> list[str]:
+    """The horizon as the seq where half the seeds remember, with its 90% bootstrap interval, and both fits
+    (``confident``: ``confident_horizons(table)`` where the caller has it already)."""
     lines = ["## Horizons with a confidence interval", "",
              "Whether a network learns the task at a given `seq` is a chance event over its training seeds. "
              "Per model and budget, the probability that a seed remembers x[0] is fitted to every seed's verdict "
@@ -699,7 +700,7 @@ def confidence_section(table: pd.DataFrame) -> list[str]:
             f"deviance p | coverage of a {INTERVAL_LEVEL:.0%} interval | draws without a fit |",
             "|---|---|---:|---|---:|---|---:|---:|---:|"]
     within = []
-    for (model, budget), h in confident_horizons(table).items():
+    for (model, budget), h in (confident or confident_horizons(table)).items():
         tried = h["points"]["seq"].tolist()
         within += [f"{model} ({budget})"] if h.get("within_goal") else []
         both.append(f"| {model} | {budget} | {fit_cells(h, 'isotonic', tried)} | {fit_cells(h, 'logistic', tried)} | "
@@ -759,7 +760,7 @@ def seed_dots(points: pd.DataFrame, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 
 def plot(table: pd.DataFrame, path: Path, ideal: float = IDEAL_CHANGE_PCT,
-         blind_threshold: float = BLIND_THRESHOLD) -> None:
+         blind_threshold: float = BLIND_THRESHOLD, confident: dict[tuple[str, str], dict] | None = None) -> None:
     """Per budget: the x[0] change probe (top) and the x[0] blinding MSE (bottom) against seq, log scale.
 
     A filled marker is a seq the model remembers at (majority of seeds), a hollow one a seq it forgets at.
@@ -772,7 +773,7 @@ def plot(table: pd.DataFrame, path: Path, ideal: float = IDEAL_CHANGE_PCT,
 
     budgets = list(dict.fromkeys(table["budget"]))
     fig, axes = plt.subplots(3, len(budgets), figsize=(6 * len(budgets), 10), squeeze=False, sharex=True)
-    confident = confident_horizons(table)
+    confident = confident or confident_horizons(table)
     models = sorted(table["model"].unique())
     for col, budget in enumerate(budgets):
         top, bottom = axes[0, col], axes[1, col]
@@ -793,12 +794,8 @@ def plot(table: pd.DataFrame, path: Path, ideal: float = IDEAL_CHANGE_PCT,
                         color=color, lw=0.8 if logistic else 1.5, ls=":" if logistic else "-",
                         label=None if logistic else f"{model} (isotonic)")
             if logistic:
-                from scipy.special import expit
-
-                a, b = h["params"]
                 grid = np.geomspace(seq.min(), seq.max(), 200)
-                chance.plot(grid, expit(a + b * (np.log(grid) - np.log(seq).mean())), color=color,
-                            label=f"{model} (logistic)")
+                chance.plot(grid, logistic_curve(seq, h["params"], grid), color=color, label=f"{model} (logistic)")
             if h["horizon"] is not None:
                 high = h["high"] if np.isfinite(h["high"]) else points["seq"].max()
                 low = h["low"] if h["low"] > 0 else points["seq"].min()
@@ -1042,8 +1039,9 @@ def report(runs: list[dict], out: Path, figure: Path, log_file: Path = SEARCH_LO
                            f"`dvc exp show` or {ledger}: run the search first")
     found = horizons(table)
     searches = read_json(log_file) if log_file.exists() else {}
-    write_text(out, render(table, found, searches))
-    plot(table, figure)
+    confident = confident_horizons(table)  # the bootstraps and coverage simulations, once for text and figure
+    write_text(out, render(table, found, searches, confident))
+    plot(table, figure, confident=confident)
     for (model, budget), h in found.items():
         print(f"horizon: {model} ({budget} budget): {h['answer']}")
     print(f"horizon: wrote {out} and {figure} from {len(table)} verdicts")
