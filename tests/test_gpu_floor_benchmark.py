@@ -1,5 +1,6 @@
-"""benchmarks/gpu_floor.py, the part of a direct member's epoch a GPU would not remove, in a tiny version
-through the same code: ten M3 monthly series, N-BEATS-G, two epochs of each network, one round."""
+"""benchmarks/gpu_floor.py, the part of an epoch a GPU would not remove, in tiny versions through the same
+code: ten M3 monthly series and N-BEATS-G (``panel``), the memory LSTM at a short seq (``memory``), two epochs
+of each network, one round."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def test_the_floor_network_keeps_the_entrys_input_and_output_and_almost_none_of_
 
 
 def test_the_benchmark_times_both_networks_and_its_share_is_their_quotient():
-    done = subprocess.run([sys.executable, SCRIPT, "--models", "nbeats_g", "--panels", "m3_monthly", "--sample", "10",
+    done = subprocess.run([sys.executable, SCRIPT, "panel", "--models", "nbeats_g", "--panels", "m3_monthly", "--sample", "10",
                            "--epochs", "2", "--rounds", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stderr[-2000:]
@@ -40,9 +41,23 @@ def test_the_benchmark_times_both_networks_and_its_share_is_their_quotient():
     assert float(cells[6]) == pytest.approx(floor / own, abs=0.01 + 0.001 / own)
 
 
-@pytest.mark.parametrize("models, named", [(["nbeats_x"], "nbeats_x"), (["lstm_global"], "lstm_global")])
-def test_a_model_it_cannot_time_is_one_line_naming_it(models, named):
-    done = subprocess.run([sys.executable, SCRIPT, "--models", *models], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+def test_the_memory_mode_times_a_memory_model_as_its_stage_trains_it():
+    done = subprocess.run([sys.executable, SCRIPT, "memory", "--models", "lstm", "--seqs", "8", "--epochs", "2",
+                           "--rounds", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| lstm | 8 |"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[2] == ("yes" if load_params().train_memory.spec("lstm").xla else "no")
+    own, floor = (float(cells[i].removesuffix(" s")) for i in (3, 4))
+    assert own > 0 and floor > 0
+    assert float(cells[5]) == pytest.approx(floor / own, abs=0.01 + 0.001 / own)
+
+
+@pytest.mark.parametrize("args, named", [(["panel", "--models", "nbeats_x"], "nbeats_x"),
+                                         (["panel", "--models", "lstm_global"], "lstm_global"),
+                                         (["memory", "--models", "nbeats_g"], "nbeats_g")])
+def test_a_model_it_cannot_time_is_one_line_naming_it(args, named):
+    done = subprocess.run([sys.executable, SCRIPT, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and named in done.stderr.strip().splitlines()[-1]
     assert "Traceback" not in done.stderr
