@@ -16,9 +16,10 @@ single dense layer from the look-back to the horizon, whose arithmetic is about 
 The floor network's epoch is what remains when the arithmetic costs nothing: drawing the windows on the CPU
 (``WindowPool.draw``, numpy), Keras' step loop, the loss and Adam's update of a few weights. A GPU runs a
 member's matrix products in less time than this CPU, but it still waits on that loop (the code draws every
-batch in the training process; nothing prefetches it), so floor / own is a lower bound on the share of the
-time a GPU would leave, and floor / own x the CPU minutes of a run is a lower bound on that run's time on one.
-Also printed: the draws alone per epoch, and each network's first epoch (tracing and building).
+batch in the training process; nothing prefetches it), so floor / own is a lower bound on the share of an
+epoch's time a GPU would leave. Building each fit's graph (the own network's first epoch less a steady one)
+is Python work it leaves too: a run's epochs x floor / own, plus its fits x that building time, is a lower
+bound on the run's time on one. Also printed: the draws alone per epoch, and each network's first epoch.
 
 ``memory``: a memory model of ``train_memory:`` trained as the stage trains it at the default budget (the
 fixed set of ``generate.n_train`` samples, ``train_memory.fit``'s batches, validation every epoch, XLA where
