@@ -4,6 +4,7 @@
     python benchmarks/gpu_floor.py panel --models nbeats_g --panels m3_monthly --epochs 4 --rounds 2
     python benchmarks/gpu_floor.py panel --models nbeats_g --panels m3_monthly --sample 10 --epochs 2 --rounds 1
     python benchmarks/gpu_floor.py memory --models lstm gru --seqs 16 128   # the memory models at the default budget
+    python benchmarks/gpu_floor.py memory --models lstm --seqs 45 --budget article
 
 No GPU has been lent to this project's sessions, so "what would the deep M3 run (issue 24) and the horizon
 searches (issue 25) take on a GPU" cannot be timed. What can be timed is the part an accelerator leaves as it
@@ -21,11 +22,12 @@ epoch's time a GPU would leave. Building each fit's graph (the own network's fir
 is Python work it leaves too: a run's epochs x floor / own, plus its fits x that building time, is a lower
 bound on the run's time on one. Also printed: the draws alone per epoch, and each network's first epoch.
 
-``memory``: a memory model of ``train_memory:`` trained as the stage trains it at the default budget (the
-fixed set of ``generate.n_train`` samples, ``train_memory.fit``'s batches, validation every epoch, XLA where
-its spec asks for it; ``stages.lib.nn.training.train``), once as built and once as the floor network (one
-dense layer from the ``seq`` inputs to the output), at each ``seq`` given: there an epoch is a few dozen
-batches of 64 sequences, and the recurrence's steps run one after another.
+``memory``: a memory model of ``train_memory:`` trained as the stage trains it at ``--budget`` (default: the
+fixed set of ``generate.n_train`` samples in ``train_memory.fit``'s batches; article: 3 fresh batches of 256
+drawn every epoch), validated every epoch, with XLA where its spec asks for it
+(``stages.lib.nn.training.train``), once as built and once as the floor network (one dense layer from the
+``seq`` inputs to the output), at each ``seq`` given: there an epoch is a few batches of sequences whose
+recurrence runs step after step.
 
 Median seconds per epoch after each run's first; the two networks alternate round by round, so a busy
 machine slows both alike. Run it on a quiet machine.
@@ -89,19 +91,28 @@ def panel_histories(params, panel: str, sample: int | None) -> tuple[list[np.nda
     return histories, spec.horizon, spec.season_length
 
 
-def memory_epoch_times(name: str, seq: int, epochs: int, floor: bool) -> list[float]:
+def memory_epoch_times(name: str, seq: int, epochs: int, floor: bool, budget: str = "default") -> list[float]:
     """Seconds per epoch of memory model ``name`` (or the floor network in its place) at ``seq``, trained
-    ``epochs`` epochs from seed 0 as train_memory trains it at the default budget."""
+    ``epochs`` epochs from seed 0 as train_memory trains it at ``budget``: the fixed training set, or the
+    article's fresh batches drawn every epoch (train_memory's ``training_data``)."""
     import keras
 
-    from stages.lib.memory.tasks import make_splits
-    from stages.lib.nn.training import seed_everything, train
+    from stages.lib.memory.tasks import TASKS, make_splits
+    from stages.lib.nn.training import FreshBatches, seed_everything, train
 
     params = load_params()
-    g, section = params.generate, params.train_memory
+    g = params.generate
+    section = params.train_memory.model_copy(update={"budget": budget})
     data = make_splits(g.task, seq, g.seed, {"train": g.n_train, "val": g.n_val})
     spec = section.spec(name)
     fit = section.resolved_fit().model_copy(update={"max_epochs": epochs, "patience": None, "target_val_loss": None})
+    training = (data["train"].X, data["train"].y)
+    if section.fresh_batches() is not None:
+        def draw(n, rng):
+            fresh = TASKS[g.task].generate(n, seq, rng)
+            return fresh.X, fresh.y
+
+        training = (FreshBatches(draw, section.fresh_batches(), fit.batch_size, seed=(g.seed, 0)), None)
     times: list[float] = []
 
     class Clock(keras.callbacks.Callback):
@@ -113,7 +124,7 @@ def memory_epoch_times(name: str, seq: int, epochs: int, floor: bool) -> list[fl
 
     seed_everything(0)
     model = floor_network(seq, 1) if floor else spec.build(seq, 1)
-    train(model, data["train"].X, data["train"].y, fit, val=(data["val"].X, data["val"].y), verbose=0,
+    train(model, *training, fit, val=(data["val"].X, data["val"].y), verbose=0,
           xla=spec.xla and not floor, callbacks=[Clock()])
     return times
 
@@ -137,14 +148,14 @@ def memory(args) -> None:
             raise CommandError(f"--models {name}: not one of train_memory.models "
                              f"({', '.join(params.train_memory.models)})")
     print(f"{args.epochs} epochs a run, {args.rounds} rounds; median seconds per epoch after the first")
-    print("| model | seq | XLA | own network | floor network | floor / own | first epoch, own / floor |")
-    print("|---|---:|---|---:|---:|---:|---|")
+    print("| model | budget | seq | XLA | own network | floor network | floor / own | first epoch, own / floor |")
+    print("|---|---|---:|---|---:|---:|---:|---|")
     for name in args.models:
         for seq in args.seqs:
             steady, first = alternated({kind: (lambda floor=(kind == "floor"): memory_epoch_times(
-                name, seq, args.epochs, floor)) for kind in ("own", "floor")}, args.rounds)
+                name, seq, args.epochs, floor, args.budget)) for kind in ("own", "floor")}, args.rounds)
             xla = "yes" if params.train_memory.spec(name).xla else "no"
-            print(f"| {name} | {seq} | {xla} | {steady['own']:.3f} s | {steady['floor']:.3f} s "
+            print(f"| {name} | {args.budget} | {seq} | {xla} | {steady['own']:.3f} s | {steady['floor']:.3f} s "
                   f"| {steady['floor'] / steady['own']:.2f} | {first['own']:.1f} s / {first['floor']:.1f} s |",
                   flush=True)
 
@@ -181,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     m = modes.add_parser("memory", help="the memory models at the default budget")
     m.add_argument("--models", nargs="+", default=["lstm", "gru", "tcn", "fullconv"], help="train_memory.models")
     m.add_argument("--seqs", nargs="+", type=int, default=[70], help="sequence lengths")
+    m.add_argument("--budget", choices=["default", "article"], default="default", help="train_memory.budget")
     for sub in (p, m):
         sub.add_argument("--epochs", type=int, default=4, help="per run; the first is left out (tracing)")
         sub.add_argument("--rounds", type=int, default=2)

@@ -41,17 +41,18 @@ def test_the_benchmark_times_both_networks_and_its_share_is_their_quotient():
     assert float(cells[6]) == pytest.approx(floor / own, abs=0.01 + 0.001 / own)
 
 
-def test_the_memory_mode_times_a_memory_model_as_its_stage_trains_it():
+@pytest.mark.parametrize("budget", ["default", "article"])
+def test_the_memory_mode_times_a_memory_model_as_its_stage_trains_it(budget):
     done = subprocess.run([sys.executable, SCRIPT, "memory", "--models", "lstm", "--seqs", "8", "--epochs", "2",
-                           "--rounds", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                           "--rounds", "1", "--budget", budget], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stderr[-2000:]
-    row = next(line for line in done.stdout.splitlines() if line.startswith("| lstm | 8 |"))
+    row = next(line for line in done.stdout.splitlines() if line.startswith(f"| lstm | {budget} | 8 |"))
     cells = [c.strip() for c in row.split("|")[1:-1]]
-    assert cells[2] == ("yes" if load_params().train_memory.spec("lstm").xla else "no")
-    own, floor = (float(cells[i].removesuffix(" s")) for i in (3, 4))
+    assert cells[3] == ("yes" if load_params().train_memory.spec("lstm").xla else "no")
+    own, floor = (float(cells[i].removesuffix(" s")) for i in (4, 5))
     assert own > 0 and floor > 0
-    assert float(cells[5]) == pytest.approx(floor / own, abs=0.01 + 0.001 / own)
+    assert float(cells[6]) == pytest.approx(floor / own, abs=0.01 + 0.001 / own)
 
 
 @pytest.mark.parametrize("args, named", [(["panel", "--models", "nbeats_x"], "nbeats_x"),
