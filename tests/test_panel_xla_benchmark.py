@@ -33,3 +33,23 @@ def test_an_unknown_model_is_one_line_naming_the_key():
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "nbeats_x" in done.stderr.strip().splitlines()[-1]
     assert "Traceback" not in done.stderr
+
+
+def test_the_bf16_variant_times_nbeats_with_bfloat16_hidden_layers():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks/panel_xla.py"), "--models", "nbeats_i",
+                           "--variant", "bf16", "--sample", "10", "--epochs", "2", "--rounds", "1"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert "| plain | bf16 hidden | bf16 hidden / plain |" in lines[1]
+    cells = [c.strip() for c in next(line for line in lines if line.startswith("| nbeats_i |")).split("|")[1:-1]]
+    plain, bf16 = (float(c.removesuffix(" s")) for c in cells[2:4])
+    assert float(cells[4].removesuffix("x")) == pytest.approx(bf16 / plain, abs=0.01 + 0.001 / plain)
+
+
+def test_the_bf16_variant_of_a_model_that_is_not_nbeats_is_one_line_naming_it():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks/panel_xla.py"), "--models", "tcn_direct",
+                           "--variant", "bf16", "--sample", "10"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and "tcn_direct" in last and "hidden_dtype" in last
+    assert "Traceback" not in done.stderr
