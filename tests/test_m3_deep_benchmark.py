@@ -150,3 +150,30 @@ def test_the_ensembles_intervals_by_hand():
     misses = {"s0": 1.0, "s1": 0.0, "s2": 10.0, "s3": 0.0, "s4": 2.0, "s5": 0.0}
     assert scores["msis_80"] == pytest.approx(np.mean([(2 * 20 + 10 * m) / 2 / 2 for m in misses.values()]))
     assert ensemble_intervals([(frame.assign(val_forecast=val_actual), {}), (frame, {})]) is None  # cached before
+
+
+def _validated_members(t: np.ndarray, u: np.ndarray) -> dict[str, list]:
+    """Three members on every panel, ten series of two steps, all validated on 100: the first errs by +20
+    everywhere, the median of two by ``t`` per series, the median of three by ``u`` per series."""
+    from benchmarks.m3_deep import PANELS
+
+    ids = np.repeat([f"s{i}" for i in range(10)], 2)
+    frame = pd.DataFrame({"id": ids, "h": np.tile([1, 2], 10), "actual": 0.0, "forecast": 0.0, "val_actual": 100.0})
+    forecasts = [np.full(20, 120.0), 80.0 + 2 * np.repeat(t, 2), 100.0 + np.repeat(u, 2)]
+    return {p: [(frame.assign(val_forecast=f), {}) for f in forecasts] for p in PANELS}
+
+
+def test_the_ensemble_size_on_validation_by_the_one_standard_error_rule():
+    from benchmarks.m3_deep import size_on_validation
+
+    # Three members beat two on every series by the same amount: no noise to hide it, so three.
+    assert size_on_validation(_validated_members(np.full(10, 2.0), np.zeros(10)), 3) == (3, 3)
+    # Two err (by 2) on five series, three on four others: three is lowest, by 1.98 x 8 points of one series over
+    # 80 points, 0.198; the standard error of that difference over the ten series' sums is 0.62: two it is.
+    t, u = np.array([2.0] * 5 + [0.0] * 5), np.array([0.0] * 6 + [2.0] * 4)
+    assert size_on_validation(_validated_members(t, u), 3) == (2, 3)
+    # One member alone errs by 20 everywhere: never within the error of the lowest.
+    assert size_on_validation(_validated_members(t, u), 1) == (1, 1)
+    members = _validated_members(t, u)
+    members["m3_yearly"][1] = (members["m3_yearly"][1][0].drop(columns="val_forecast"), {})  # cached before
+    assert size_on_validation(members, 3) is None
