@@ -367,6 +367,13 @@ def goal_lines(tables: dict[str, tuple[list[dict], dict]]) -> list[str]:
     return out + [""]
 
 
+def shown(path: Path) -> str:
+    """A path as a committed report may print it: relative to the repository, or its last parts only (no
+    machine's own folders in a report)."""
+    path = path.resolve()
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else f".../{'/'.join(path.parts[-3:])}"
+
+
 def paired_tests(tables: dict[str, tuple[list[dict], dict]], classical: Path) -> list[str]:
     """Each deep ensemble (all its members) against the classical forecasters on the same series: the mean of the
     per-series sMAPE of both, and the Wilcoxon signed-rank test on the pairs (two-sided), over every series the
@@ -376,7 +383,7 @@ def paired_tests(tables: dict[str, tuple[list[dict], dict]], classical: Path) ->
 
     paths = [classical / f"{p}.csv" for p in PANELS]
     if not all(path.exists() for path in paths):
-        return ["", f"No paired tests against the classical set: no per-series scores at {classical} "
+        return ["", f"No paired tests against the classical set: no per-series scores at {shown(classical)} "
                     "(run benchmarks/m3_classical.py, or name them with --classical).", ""]
     scores = pd.concat([pd.read_csv(path, dtype={"id": str}) for path in paths])
     wide = scores.pivot(index="id", columns="forecaster", values="smape")
@@ -389,7 +396,8 @@ def paired_tests(tables: dict[str, tuple[list[dict], dict]], classical: Path) ->
         ours = pd.concat([ensemble_errors(members[p], k) for p in PANELS]).groupby("id")["smape"].mean()
         missing = ours.index.difference(wide.index)
         if len(missing):  # the classical side must hold every series the deep side forecast, or the pairs differ
-            return ["", f"No paired tests against the classical set: its scores at {classical} lack {len(missing)} "
+            return ["", f"No paired tests against the classical set: its scores at {shown(classical)} lack "
+                        f"{len(missing)} "
                         f"of the {len(ours)} series {model} forecast (first: {missing[0]}).", ""]
         for name in [n for n in ("combination", "theta", "ets", "comb_shd", *RECURSIVE) if n in wide and n != model]:
             pair = pd.concat([ours.rename("deep"), wide[name].rename("classical")], axis=1, join="inner").dropna()
@@ -481,6 +489,14 @@ def calibration_cost_lines(loaded: dict[str, dict[str, list]]) -> list[str]:
     return out + [""] if out else []
 
 
+def bfloat16_note(params, models: list[str]) -> str:
+    """A sentence naming the models whose hidden layers multiplied in bfloat16 (``arch.hidden_dtype``, off by
+    default), so that a report of such a run says so; empty where none did."""
+    named = [m for m in models if params.panel_model(m).arch.get("hidden_dtype") == "mixed_bfloat16"]
+    return (f" Hidden layers in bfloat16 (`arch.hidden_dtype: mixed_bfloat16` in params.yaml) for {', '.join(named)}."
+            if named else "")
+
+
 def trained(by_panel: dict[str, list], short: dict[str, str]) -> str:
     """How many members a model has: one count where every panel has as many, else per panel."""
     counts = {p: len(v) for p, v in by_panel.items()}
@@ -517,7 +533,8 @@ def write_report(cache: Path, models: list[str], report: Path, figure: Path, par
              "and forecasting (process time, both cores), wall minutes the same on the 2-core machine (other jobs "
              "shared it at times, so CPU minutes are the steadier figure). Members trained so far: "
              + ", ".join(f"{m} {trained(loaded[m], short)}" for m in models)
-             + " (of the ensembles params.yaml configures; the command resumes where it stopped). A difference "
+             + " (of the ensembles params.yaml configures; the command resumes where it stopped)."
+             + bfloat16_note(params, models) + " A difference "
              "of a few hundredths is not a verdict: the paired tests against the classical set are below the "
              "goals, where the classical per-series scores are at hand (--classical).", ""]
     if not tables:  # a run of some panels only (--panels): what they hold, and no table over all of M3
