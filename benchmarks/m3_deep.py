@@ -252,28 +252,34 @@ def ensemble_errors(members: list[tuple[pd.DataFrame, dict]], k: int) -> pd.Data
 def validation_errors(members: list[tuple[pd.DataFrame, dict]], k: int) -> pd.DataFrame | None:
     """The median of the first k members' validation forecasts (each validated series' last horizon before the
     test, forecast by the member's validation fit), with its sMAPE per point; the series not validated on are
-    left out. None where a member was cached before its validation forecasts were."""
+    NaN. None where a member was cached before its validation forecasts were."""
     if any("val_forecast" not in frame for frame, _ in members[:k]):
         return None
     first = members[0][0]
     forecast = np.median(np.stack([frame["val_forecast"].to_numpy() for frame, _ in members[:k]]), axis=0)
-    out = pd.DataFrame({"id": first["id"], "smape": 100.0 * symmetric_ratio(first["val_actual"].to_numpy(), forecast)})
-    return out[np.isfinite(forecast)]
+    with np.errstate(invalid="ignore"):
+        smape = 100.0 * symmetric_ratio(first["val_actual"].to_numpy(), forecast)
+    return pd.DataFrame({"id": first["id"], "h": first["h"], "smape": np.where(np.isfinite(forecast), smape, np.nan)})
 
 
 def size_on_validation(members: dict[str, list], sizes: int) -> tuple[int, int] | None:
     """The ensemble size chosen on validation windows alone: the smallest k whose validation sMAPE over all
-    points is within one standard error of the lowest (the one-standard-error rule; the error of the mean
-    difference from the lowest, over the series' summed pointwise differences, so a series' horizon counts as
-    one draw). Returns (the chosen k, the lowest's k), or None without validation forecasts. The test points
-    play no part."""
+    points is within one standard error of its difference from the lowest (the one-standard-error rule; the
+    error of that mean paired difference over the series' summed pointwise differences, so a series' horizon
+    counts as one draw). Returns (the chosen k, the lowest's k), or None without validation forecasts. The
+    test points play no part; the validation points are those each member's early stop looked at, so their
+    scores flatter every size alike. Every size scores the same points: each panel's rows in one order, a
+    series keyed by its panel and id."""
     errors = [[validation_errors(members[p], k) for p in PANELS] for k in range(1, sizes + 1)]
     if any(e is None for by_panel in errors for e in by_panel):
         return None
-    pooled = [pd.concat(by_panel, ignore_index=True) for by_panel in errors]
+    pooled = [pd.concat([e.assign(series=p + "/" + e["id"]) for p, e in zip(PANELS, by_panel)], ignore_index=True)
+              for by_panel in errors]
+    scored = np.logical_and.reduce([e["smape"].notna().to_numpy() for e in pooled])
+    pooled = [e[scored] for e in pooled]
     best = int(np.argmin([e["smape"].mean() for e in pooled]))
     for k, e in enumerate(pooled):
-        diff = (e["smape"] - pooled[best]["smape"]).groupby(e["id"]).sum()
+        diff = (e["smape"] - pooled[best]["smape"]).groupby(e["series"]).sum()
         n_points = len(e)
         se = np.sqrt(len(diff)) * diff.std(ddof=1) / n_points if len(diff) > 1 else 0.0
         if diff.sum() / n_points <= se:
@@ -530,8 +536,8 @@ def write_report(cache: Path, models: list[str], report: Path, figure: Path, par
              f"Written by `python benchmarks/m3_deep.py{named}` from its cache ({scope}). sMAPE **over all forecast "
              "points** (the basis of the published M3 and N-BEATS tables); 'mean over series' beside it. "
              "An ensemble of k is the median of its first k members; CPU minutes are the k members' training "
-             "and forecasting (process time, both cores), wall minutes the same on the 2-core machine (other jobs "
-             "shared it at times, so CPU minutes are the steadier figure). Members trained so far: "
+             "and forecasting (process time, both cores), wall minutes the same on the 2-core machine (where other "
+             "jobs shared it, CPU minutes are the steadier figure). Members trained so far: "
              + ", ".join(f"{m} {trained(loaded[m], short)}" for m in models)
              + " (of the ensembles params.yaml configures; the command resumes where it stopped)."
              + bfloat16_note(params, models) + " A difference "

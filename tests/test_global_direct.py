@@ -32,6 +32,17 @@ def test_shared_weights_make_the_interpretable_stacks_smaller():
     assert shared.build(12, 1, 6).count_params() < own.build(12, 1, 6).count_params() / 2
 
 
+def _no_bfloat16() -> bool:
+    from stages.lib.nn.models import bfloat16_hardware
+
+    return bfloat16_hardware() is False
+
+
+NO_BFLOAT16 = pytest.mark.skipif("_no_bfloat16()", reason="this machine has no bfloat16 arithmetic: the stage "
+                                                          "refuses mixed_bfloat16 here (tested below)")
+
+
+@NO_BFLOAT16
 @pytest.mark.parametrize("variant", ["generic", "interpretable"])
 def test_bfloat16_hidden_layers_multiply_in_bfloat16_and_keep_the_rest_float32(variant):
     import keras
@@ -68,6 +79,8 @@ def test_bfloat16_hardware_reads_the_cpus_flags(tmp_path, monkeypatch):
         cpuinfo.write_text(f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
         assert models.bfloat16_hardware(str(cpuinfo)) is expected
     assert models.bfloat16_hardware(str(tmp_path / "absent")) is None  # not Linux: unknown, not refused
+    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n")  # ARM names no x86 flags: unknown
+    assert models.bfloat16_hardware(str(cpuinfo)) is None
 
 
 def test_bfloat16_hidden_layers_on_a_cpu_without_bfloat16_are_one_line_naming_the_key(monkeypatch):

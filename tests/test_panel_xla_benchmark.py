@@ -35,6 +35,13 @@ def test_an_unknown_model_is_one_line_naming_the_key():
     assert "Traceback" not in done.stderr
 
 
+def _no_bfloat16() -> bool:
+    from stages.lib.nn.models import bfloat16_hardware
+
+    return bfloat16_hardware() is False
+
+
+@pytest.mark.skipif("_no_bfloat16()", reason="this machine has no bfloat16 arithmetic: the stage refuses it here")
 def test_the_bf16_variant_times_nbeats_with_bfloat16_hidden_layers():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks/panel_xla.py"), "--models", "nbeats_i",
                            "--variant", "bf16", "--sample", "10", "--epochs", "2", "--rounds", "1"], cwd=ROOT,

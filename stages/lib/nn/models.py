@@ -243,8 +243,9 @@ class NBeatsSpec(ModelSpec):
     harmonics: PositiveInt = 1         # Fourier harmonics of the seasonality basis
     share_weights: bool = False        # the paper shares them within a stack for N-BEATS-I only
     # The hidden layers' arithmetic (their weights stay float32): mixed_bfloat16 multiplies in bfloat16, which
-    # CPUs with AMX or AVX512-BF16 (and GPUs) run several times faster; the heads, the residuals and the
-    # forecast sum stay float32, so the forecast keeps float32's precision.
+    # CPUs with AMX or AVX512-BF16 (and GPUs from compute capability 8.0) run faster (here 0.69-0.76x the epoch
+    # time, docs/speed.md); the heads, the residuals and the forecast sum stay float32, so the forecast is
+    # summed at float32's precision from parts rounded to bfloat16's.
     hidden_dtype: Literal["float32", "mixed_bfloat16"] = "float32"
 
     def check_outputs(self, steps: int, outputs: int) -> None:
@@ -269,7 +270,8 @@ class NBeatsSpec(ModelSpec):
 
         self.check_outputs(steps, outputs)
         if self.hidden_dtype == "mixed_bfloat16" and bfloat16_hardware() is False:
-            # Without them TensorFlow emulates bfloat16, slower than float32 (or oneDNN aborts the process).
+            # Without them TensorFlow would emulate bfloat16 (not measured here; with oneDNN capped at AVX2 the
+            # process aborted instead), so it is refused before any training.
             raise ParamsError("arch.hidden_dtype: mixed_bfloat16 needs a GPU or a CPU with bfloat16 instructions "
                               "(AMX or AVX512-BF16), and this machine has neither: set it to float32")
         inputs = keras.Input(shape=(steps, channels))
@@ -295,18 +297,24 @@ BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 def bfloat16_hardware(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
-    """Whether this machine multiplies bfloat16 natively: a GPU TensorFlow sees, or a CPU whose flags (Linux's
-    ``cpuinfo``) name AMX or AVX512-BF16. None where the CPU's flags cannot be read (not Linux): unknown."""
+    """Whether this machine multiplies bfloat16 natively: a GPU TensorFlow sees, of compute capability 8.0 or
+    more (older ones have no bfloat16 arithmetic), or else a CPU whose flags (Linux's ``cpuinfo``) name AMX or
+    AVX512-BF16. None where it cannot tell: no x86 ``flags`` line to read (not Linux, or an ARM CPU, whose
+    ``Features`` name bfloat16 otherwise)."""
     import tensorflow as tf
 
-    if tf.config.list_physical_devices("GPU"):
-        return True
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return any(tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0))
+                   >= (8, 0) for gpu in gpus)
     try:
         text = Path(cpuinfo).read_text()
     except OSError:
         return None
-    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
-    return any(flag in flags for flag in BF16_CPU_FLAGS)
+    lines = [line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags") and ":" in line]
+    if not lines:
+        return None
+    return any(flag in BF16_CPU_FLAGS for flags in lines for flag in flags)
 
 
 def _nbeats_block_layers(units: int, layers: int, back_basis, fore_basis, steps: int, outputs: int,
