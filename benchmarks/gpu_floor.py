@@ -95,7 +95,7 @@ def memory_epoch_times(name: str, seq: int, epochs: int, floor: bool, budget: st
     """Seconds per epoch of memory model ``name`` (or the floor network in its place) at ``seq``, trained
     ``epochs`` epochs from seed 0 as train_memory trains it at ``budget``: the fixed training set, or the
     article's fresh batches drawn every epoch (train_memory's ``training_data``)."""
-    import keras
+    from epoch_profile import EpochTimes  # beside this file; imports Keras
 
     from stages.lib.memory.tasks import TASKS, make_splits
     from stages.lib.nn.training import FreshBatches, seed_everything, train
@@ -113,20 +113,13 @@ def memory_epoch_times(name: str, seq: int, epochs: int, floor: bool, budget: st
             return fresh.X, fresh.y
 
         training = (FreshBatches(draw, section.fresh_batches(), fit.batch_size, seed=(g.seed, 0)), None)
-    times: list[float] = []
-
-    class Clock(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.started)
+    timer = EpochTimes()  # epoch_profile.py's clock
 
     seed_everything(0)
     model = floor_network(seq, 1) if floor else spec.build(seq, 1)
     train(model, *training, fit, val=(data["val"].X, data["val"].y), verbose=0,
-          xla=spec.xla and not floor, callbacks=[Clock()])
-    return times
+          xla=spec.xla and not floor, callbacks=[timer])
+    return timer.times
 
 
 def alternated(runs: dict[str, object], rounds: int) -> tuple[dict[str, float], dict[str, float]]:

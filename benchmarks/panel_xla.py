@@ -23,7 +23,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -39,7 +38,7 @@ def epoch_times(spec, histories, horizon: int, season_length: int, num_steps: in
                 network=None) -> list[float]:
     """Seconds per epoch of the entry's first member, trained ``epochs`` epochs from its seed. ``network``
     (lookback, horizon) -> a Keras model replaces the entry's own (benchmarks/gpu_floor.py's)."""
-    import keras
+    from epoch_profile import EpochTimes  # beside this file; imports Keras
 
     from stages.lib.forecast.global_direct import WindowPool, from_the_window, keras_loss, mase_denominators
     from stages.lib.nn.training import FreshBatches, seed_everything, train
@@ -50,20 +49,13 @@ def epoch_times(spec, histories, horizon: int, season_length: int, num_steps: in
     seed_everything(config.seed)
     build = network or (lambda steps, outputs: spec.model_spec().build(steps, 1, outputs))
     model = from_the_window(build(config.lookback, horizon), spec.start)
-    times: list[float] = []
-
-    class Clock(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.started)
+    timer = EpochTimes()  # epoch_profile.py's clock
 
     # Trained as the stage trains a member (the same function, no validation), with XLA or without.
     stream = FreshBatches(pool.draw, spec.batches_per_epoch, spec.fit.batch_size, seed=(config.seed,))
     train(model, stream, None, spec.fit.model_copy(update={"max_epochs": epochs}), verbose=0, xla=xla,
-          loss=keras_loss(config.loss), callbacks=[Clock()])
-    return times
+          loss=keras_loss(config.loss), callbacks=[timer])
+    return timer.times
 
 
 VARIANTS = {"xla": "XLA", "bf16": "bf16 hidden"}
