@@ -5,6 +5,7 @@
     python benchmarks/gpu_floor.py panel --models nbeats_g --panels m3_monthly --sample 10 --epochs 2 --rounds 1
     python benchmarks/gpu_floor.py memory --models lstm gru --seqs 16 128   # the memory models at the default budget
     python benchmarks/gpu_floor.py memory --models lstm --seqs 45 --budget article
+    python benchmarks/gpu_floor.py search --model gru --seq 147 --seeds 42 43 44   # one horizon experiment
 
 No GPU has been lent to this project's sessions, so "what would the deep M3 run (issue 24) and the horizon
 searches (issue 25) take on a GPU" cannot be timed. What can be timed is the part an accelerator leaves as it
@@ -29,6 +30,16 @@ drawn every epoch), validated every epoch, with XLA where its spec asks for it
 ``seq`` inputs to the output), at each ``seq`` given: there an epoch is a few batches of sequences whose
 recurrence runs step after step.
 
+``search``: where one experiment of the horizon search (issue 25) spends its time, and the least of it a GPU
+would leave. The model's own and floor epochs are timed at ``--seq`` as in ``memory``; then the experiment is run
+as the search queues it (``stages.tools.horizon.point_settings``: ``dvc exp run --temp`` with the same ``-S``
+options), timed from the command's start to its end, and removed again (``dvc exp remove``), so that it never
+counts among the search's verdicts. Its stages' MLflow runs (tag ``dvc.exp``) split that time into the stages'
+runs and what lies outside them (DVC's bookkeeping, each stage's interpreter and imports); their
+``seed<N>.epochs_run`` give its epochs. A GPU could at most remove every epoch's arithmetic, epochs x (own -
+floor): what remains is a lower bound on the experiment's time with this CPU feeding an accelerator. It refuses
+to run beside a queue worker (a running search would share the cores, and could read the experiment).
+
 Median seconds per epoch after each run's first; the two networks alternate round by round, so a busy
 machine slows both alike. Run it on a quiet machine.
 """
@@ -37,9 +48,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
+import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +169,96 @@ def memory(args) -> None:
                   flush=True)
 
 
+@dataclass(frozen=True)
+class ExperimentTime:
+    """One experiment's wall time split (seconds): the stages' MLflow runs, what lies outside them, and the
+    epochs' arithmetic a GPU could at most remove."""
+    wall: float
+    in_runs: float
+    outside: float
+    epochs: int
+    removable: float
+    floor: float
+
+
+def experiment_time(wall_s: float, run_seconds: list[float], epochs: int, own_s: float, floor_s: float) -> ExperimentTime:
+    """Split ``wall_s``: ``run_seconds`` are its stages' runs; ``epochs`` of ``own_s`` seconds each could at most
+    shrink to ``floor_s`` each on an accelerator (the floor network's epoch: Keras' loop stays)."""
+    in_runs = sum(run_seconds)
+    removable = epochs * max(0.0, own_s - floor_s)
+    return ExperimentTime(wall_s, in_runs, wall_s - in_runs, epochs, removable, wall_s - removable)
+
+
+def experiment_runs(name: str, model: str) -> tuple[dict[str, float], int]:
+    """Seconds of each MLflow run tagged ``dvc.exp`` = ``name`` (by run name), and the epochs that model's
+    training run logged (``seed<N>.epochs_run``, summed over seeds)."""
+    import mlflow
+
+    from stages.lib.infra.tracking import tracking_uri
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri())
+    ids = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(ids, filter_string=f"tags.`dvc.exp` = '{name}'") if ids else []
+    seconds, epochs = {}, 0
+    for run in runs:
+        info, data = run.info, run.data
+        if info.end_time is None:
+            raise CommandError(f"MLflow run {info.run_name} of experiment {name} has not ended")
+        seconds[info.run_name] = seconds.get(info.run_name, 0.0) + (info.end_time - info.start_time) / 1000
+        if info.run_name == f"train_memory@{model}":
+            epochs += int(sum(v for k, v in data.metrics.items() if re.fullmatch(r"seed\d+\.epochs_run", k)))
+    if not seconds:
+        raise CommandError(f"no MLflow run is tagged dvc.exp = {name}: is PIPELINE_TRACKING off?")
+    return seconds, epochs
+
+
+def active_workers() -> int:
+    """How many dvc queue workers run now (`dvc queue status`'s last line)."""
+    done = subprocess.run(["dvc", "queue", "status"], capture_output=True, text=True)
+    found = re.search(r"Worker status: (\d+) active", done.stdout)
+    return int(found.group(1)) if found else 0
+
+
+def search(args) -> None:
+    from stages.tools.horizon import point_settings
+
+    params = load_params()
+    configured = [name for name, spec in params.train_memory.arch if spec is not None]
+    if args.model not in configured:
+        raise CommandError(f"--model {args.model}: no train_memory.arch entry (have: {', '.join(configured)})")
+    if active_workers():
+        raise CommandError("a dvc queue worker is running (a horizon search?): it would share the cores and could "
+                           "read this experiment; stop it first (`dvc queue stop`)")
+    steady, _ = alternated({kind: (lambda floor=(kind == "floor"): memory_epoch_times(
+        args.model, args.seq, args.epochs, floor, args.budget)) for kind in ("own", "floor")}, args.rounds)
+    name = f"gpu-floor-{args.model}-{args.seq}-{os.getpid()}"
+    seeds = tuple(args.seeds)
+    command = ["dvc", "exp", "run", "--temp", "--name", name, *point_settings(args.budget, args.model, args.seq, seeds)]
+    print(" ".join(command), flush=True)
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            reason = next((line for line in done.stderr.splitlines() if line.startswith("ERROR")), done.stderr.strip())
+            raise CommandError(f"{' '.join(command)}: {reason or 'failed'}")
+        seconds, epochs = experiment_runs(name, args.model)
+    finally:
+        subprocess.run(["dvc", "exp", "remove", name], capture_output=True, text=True)
+    split = experiment_time(wall, list(seconds.values()), epochs, steady["own"], steady["floor"])
+    print(f"epochs: own {steady['own']:.3f} s, floor {steady['floor']:.3f} s (median after the first)")
+    print("| stage run | seconds |")
+    print("|---|---:|")
+    for run_name, run_s in sorted(seconds.items(), key=lambda kv: -kv[1]):
+        print(f"| {run_name} | {run_s:.1f} |")
+    print("| model | budget | seq | seeds | epochs | experiment | in the stages' runs | outside them "
+          "| arithmetic a GPU could remove (at most) | left: at least | left / experiment |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| {args.model} | {args.budget} | {args.seq} | {len(seeds)} | {split.epochs} | {split.wall:.1f} s "
+          f"| {split.in_runs:.1f} s | {split.outside:.1f} s | {split.removable:.1f} s | {split.floor:.1f} s "
+          f"| {split.floor / split.wall:.2f} |", flush=True)
+
+
 def panel(args) -> None:
     params = load_params()
     specs = {name: params.panel_model(name) for name in args.models}  # an unknown name stops here, naming it
@@ -188,11 +292,16 @@ def main(argv: list[str] | None = None) -> None:
     m.add_argument("--models", nargs="+", default=["lstm", "gru", "tcn", "fullconv"], help="train_memory.models")
     m.add_argument("--seqs", nargs="+", type=int, default=[70], help="sequence lengths")
     m.add_argument("--budget", choices=["default", "article"], default="default", help="train_memory.budget")
-    for sub in (p, m):
+    s = modes.add_parser("search", help="one horizon search experiment, end to end")
+    s.add_argument("--model", required=True, help="a train_memory.arch entry")
+    s.add_argument("--seq", type=int, required=True)
+    s.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="the experiment's training seeds")
+    s.add_argument("--budget", choices=["default", "article"], default="default", help="train_memory.budget")
+    for sub in (p, m, s):
         sub.add_argument("--epochs", type=int, default=4, help="per run; the first is left out (tracing)")
         sub.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
-    (memory if args.mode == "memory" else panel)(args)
+    {"memory": memory, "panel": panel, "search": search}[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -55,9 +55,46 @@ def test_the_memory_mode_times_a_memory_model_as_its_stage_trains_it(budget):
     assert float(cells[6]) == pytest.approx(floor / own, abs=0.01 + 0.001 / own)
 
 
+def test_an_experiments_time_splits_into_its_runs_the_rest_and_what_a_gpu_could_remove():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_floor import experiment_time
+
+    # 200 s in all, of which stage runs of 150 and 20 s; 3 seeds of 40 epochs at 1.2 s, 0.2 s on the floor network.
+    split = experiment_time(200.0, [150.0, 20.0], 120, 1.2, 0.2)
+    assert split.in_runs == 170.0 and split.outside == 30.0
+    assert split.removable == pytest.approx(120.0) and split.floor == pytest.approx(80.0)
+    # A floor network slower than the model (noise on a tiny one) removes nothing; it never adds time.
+    assert experiment_time(50.0, [40.0], 10, 0.1, 0.12).floor == 50.0
+
+
+def test_an_experiments_runs_and_epochs_are_read_from_the_mlflow_store(tmp_path, monkeypatch):
+    import mlflow
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_floor import experiment_runs
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    memory = client.create_experiment("memory")
+
+    def logged(name, exp, start, end, metrics=()):
+        run = client.create_run(memory, start_time=start, tags={"dvc.exp": exp}, run_name=name)
+        for key, value in metrics:
+            client.log_metric(run.info.run_id, key, value)
+        client.set_terminated(run.info.run_id, end_time=end)
+
+    logged("train_memory@gru", "gpu-floor-gru-147-1", 1_000, 91_000,
+           [("seed42.epochs_run", 40), ("seed43.epochs_run", 18), ("seed42.loss", 0.3)])
+    logged("evaluate_memory", "gpu-floor-gru-147-1", 92_000, 98_500)
+    logged("train_memory@gru", "hz-default-gru-147", 0, 500_000, [("seed0.epochs_run", 40)])  # another experiment
+    seconds, epochs = experiment_runs("gpu-floor-gru-147-1", "gru")
+    assert seconds == {"train_memory@gru": 90.0, "evaluate_memory": 6.5} and epochs == 58
+
+
 @pytest.mark.parametrize("args, named", [(["panel", "--models", "nbeats_x"], "nbeats_x"),
                                          (["panel", "--models", "lstm_global"], "lstm_global"),
-                                         (["memory", "--models", "nbeats_g"], "nbeats_g")])
+                                         (["memory", "--models", "nbeats_g"], "nbeats_g"),
+                                         (["search", "--model", "nbeats_g", "--seq", "8"], "nbeats_g")])
 def test_a_model_it_cannot_time_is_one_line_naming_it(args, named):
     done = subprocess.run([sys.executable, SCRIPT, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and named in done.stderr.strip().splitlines()[-1]

@@ -377,6 +377,24 @@ def test_horizon_search_on_two_workers_lands_a_bracket_and_resumes(project):
         assert f",{name}," in kept, kept
 
 
+def test_the_gpu_floor_of_a_search_experiment_is_its_time_less_its_epochs_arithmetic(project):
+    """benchmarks/gpu_floor.py search runs one experiment as the search queues it, splits its time with the
+    stages' MLflow runs, and removes it again: it never counts among the search's verdicts."""
+    repo, sh, _ = project
+    done = sh("python", "benchmarks/gpu_floor.py", "search", "--model", "lstm", "--seq", "6", "--seeds", "0",
+              "--epochs", "2", "--rounds", "1", timeout=600)
+    assert "-S seq=6 -S train_memory.models=[lstm] -S train_memory.seeds=[0]" in done.stdout
+    assert "| train_memory@lstm |" in done.stdout and "| evaluate_memory |" in done.stdout
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| lstm | default | 6 | 1 |"))
+    epochs, wall, in_runs, outside, removable, left, share = (
+        float(c.strip().removesuffix(" s")) for c in row.split("|")[5:12])
+    assert 1 <= epochs <= 2  # one seed of the tiny params' at most 2 epochs
+    assert 0 < in_runs < wall and outside == pytest.approx(wall - in_runs, abs=0.15)
+    assert left == pytest.approx(wall - removable, abs=0.15) and share == pytest.approx(left / wall, abs=0.01)
+    shown = json.loads(sh("dvc", "exp", "show", "--json", "--all-commits").stdout)
+    assert not [run for run in runs_from_exp_show(shown) if run["name"].startswith("gpu-floor-")]
+
+
 def test_compare_names_params_metrics_verdicts_and_figures(project):
     """The review comment against the committed baseline, after a param change and a re-run without one model."""
     from tests.test_compare import gfm_tables

@@ -836,6 +836,13 @@ def exp_name(budget: str, model: str, seq: int, point_seeds: tuple[int, ...] = (
     return f"hz-{budget}-{model}-{seq}" + (f"-s{point_seeds[0]}" if point_seeds and point_seeds != seeds else "")
 
 
+def point_settings(budget: str, model: str, seq: int, point_seeds: tuple[int, ...]) -> list[str]:
+    """The `-S` options of one search experiment: ``model`` alone at ``seq`` with ``point_seeds`` and ``budget``."""
+    return ["-S", f"seq={seq}", "-S", f"train_memory.models=[{model}]",
+            "-S", f"train_memory.seeds=[{','.join(map(str, point_seeds))}]", "-S", f"train_memory.budget={budget}",
+            "-S", "train_memory.truncate=null"]
+
+
 def transient(message: str) -> bool:
     """Whether a dvc failure is another dvc process's doing, gone if tried again.
 
@@ -993,9 +1000,7 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
                 break
             for model, seq, name, point_seeds in todo:
                 print(f"horizon search: {budget}: {model}: queue seq={seq}, seeds {list(point_seeds)} ({name})", flush=True)
-                dvc("exp", "run", "--queue", "--name", name, "-S", f"seq={seq}", "-S", f"train_memory.models=[{model}]",
-                    "-S", f"train_memory.seeds=[{','.join(map(str, point_seeds))}]", "-S", f"train_memory.budget={budget}",
-                    "-S", "train_memory.truncate=null")
+                dvc("exp", "run", "--queue", "--name", name, *point_settings(budget, model, seq, point_seeds))
                 ran += 1
             if todo or not workers_started or any(states.get(name) == "queued" for _, _, name, _ in pending):
                 # Workers stop when the queue is empty; starting them again is harmless (`dvc queue start`
