@@ -237,7 +237,7 @@ def search(args) -> None:
     print(" ".join(command), flush=True)
     started = time.perf_counter()
     try:
-        done = subprocess.run(command, capture_output=True, text=True)
+        done = subprocess.run(command, stderr=subprocess.PIPE, text=True)  # DVC's progress goes on to stdout
         wall = time.perf_counter() - started
         if done.returncode != 0:
             reason = next((line for line in done.stderr.splitlines() if line.startswith("ERROR")), done.stderr.strip())

@@ -57,6 +57,7 @@ def forecast_direct(name: str, spec, series: list[tuple[str, np.ndarray]], horiz
     members, whose validation forecasts calibrate the intervals."""
     from stages.lib.forecast.global_direct import fit_ensemble, median_ensemble
 
+    spec.model_spec().check_hardware(f"params.yaml: panel_models.{name}: arch")  # before any member trains
     configs = spec.members(horizon, season_length, num_steps)
     longest = max(len(y) for _, y in series) - horizon
     too_long = [c.lookback for c in configs if c.lookback > longest]

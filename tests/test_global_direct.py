@@ -97,6 +97,19 @@ def test_bfloat16_hidden_layers_on_a_cpu_without_bfloat16_are_one_line_naming_th
     assert arch.build(12, 1, 6) is not None
 
 
+def test_the_panel_model_stage_refuses_bfloat16_without_the_hardware_naming_the_entry(raw_params, monkeypatch):
+    from stages import panel_model
+    from stages.lib.nn import models
+
+    raw_params["panel_models"]["nbeats_g"]["arch"]["hidden_dtype"] = "mixed_bfloat16"
+    spec = parse_params(raw_params).panel_model("nbeats_g")
+    monkeypatch.setattr(models, "bfloat16_hardware", lambda: False)
+    series = [("N1", np.arange(40.0))]
+    with pytest.raises(ParamsError, match=r"^params\.yaml: panel_models\.nbeats_g: arch\.hidden_dtype: mixed_bfloat16 "
+                                          r"needs a GPU or a CPU with bfloat16 instructions"):
+        panel_model.forecast_direct("nbeats_g", spec, series, 6, 1, 12, "panel_model@m3_yearly-nbeats_g", run=None)
+
+
 def test_an_unknown_hidden_dtype_is_refused_naming_the_key(raw_params):
     raw_params["panel_models"]["nbeats_g"]["arch"]["hidden_dtype"] = "float16"
     with pytest.raises(ParamsError, match=r"^params\.yaml: panel_models\.nbeats_g: arch\.hidden_dtype: Input should be "

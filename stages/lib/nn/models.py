@@ -55,6 +55,10 @@ class ModelSpec(BaseModel):
     def check_outputs(self, steps: int, outputs: int) -> None:
         """Raise ValueError naming the key when the model cannot map ``steps`` inputs to ``outputs`` values."""
 
+    def check_hardware(self, key: str = "arch") -> None:
+        """Raise ParamsError naming ``key`` (the spec's place in params.yaml) where this machine cannot run the
+        spec's arithmetic as asked; ``build`` calls it too, so a stage that knows the entry calls it first."""
+
     def describe(self, steps: int) -> dict[str, float]:
         """Facts about the built model worth logging (e.g. receptive field)."""
         return {}
@@ -265,15 +269,18 @@ class NBeatsSpec(ModelSpec):
                 (self.seasonality_units, seasonality_basis(steps, outputs, self.harmonics, backcast=True),
                  seasonality_basis(outputs, outputs, self.harmonics, backcast=False))]
 
+    def check_hardware(self, key: str = "arch") -> None:
+        if self.hidden_dtype == "mixed_bfloat16" and bfloat16_hardware() is False:
+            # Without them TensorFlow would emulate bfloat16 (not measured here; with oneDNN capped at AVX2 the
+            # process aborted instead), so it is refused before any training.
+            raise ParamsError(f"{key}.hidden_dtype: mixed_bfloat16 needs a GPU or a CPU with bfloat16 instructions "
+                              "(AMX or AVX512-BF16), and this machine has neither: set it to float32")
+
     def build(self, steps: int, channels: int, outputs: int = 1):
         import keras
 
         self.check_outputs(steps, outputs)
-        if self.hidden_dtype == "mixed_bfloat16" and bfloat16_hardware() is False:
-            # Without them TensorFlow would emulate bfloat16 (not measured here; with oneDNN capped at AVX2 the
-            # process aborted instead), so it is refused before any training.
-            raise ParamsError("arch.hidden_dtype: mixed_bfloat16 needs a GPU or a CPU with bfloat16 instructions "
-                              "(AMX or AVX512-BF16), and this machine has neither: set it to float32")
+        self.check_hardware()
         inputs = keras.Input(shape=(steps, channels))
         residual = keras.layers.Flatten()(inputs)
         forecast = None
