@@ -33,12 +33,15 @@ recurrence runs step after step.
 ``search``: where one experiment of the horizon search (issue 25) spends its time, and the least of it a GPU
 would leave. The model's own and floor epochs are timed at ``--seq`` as in ``memory``; then the experiment is run
 as the search queues it (``stages.tools.horizon.point_settings``: ``dvc exp run --temp`` with the same ``-S``
-options), timed from the command's start to its end, and removed again (``dvc exp remove``), so that it never
-counts among the search's verdicts. Its stages' MLflow runs (tag ``dvc.exp``) split that time into the stages'
-runs and what lies outside them (DVC's bookkeeping, each stage's interpreter and imports); their
-``seed<N>.epochs_run`` give its epochs. A GPU could at most remove every epoch's arithmetic, epochs x (own -
-floor): what remains is a lower bound on the experiment's time with this CPU feeding an accelerator. It refuses
-to run beside a queue worker (a running search would share the cores, and could read the experiment).
+options), timed from the command's start to its end, and removed again (``dvc exp remove``); while it exists the
+search's reading of the experiments leaves it out (``stages.tools.horizon.TIMING_PREFIX``), so that it never
+counts among the verdicts. Its stages' MLflow runs (tag ``dvc.exp``: train_memory and evaluate_memory) split
+that time into those runs and what lies outside them: DVC's bookkeeping (the temporary copy, the cached
+``generate``'s checkout, the commit), each stage's interpreter and imports, and the ``report`` stage, which
+logs no run. Their ``seed<N>.epochs_run`` give its epochs. A GPU could at most remove every epoch's
+arithmetic, epochs x (own - floor): what is left is a lower bound on this one experiment's time with this CPU
+feeding an accelerator (one run: time it twice to see its spread). It refuses to run beside a queue worker (a
+running search would share the cores).
 
 Median seconds per epoch after each run's first; the two networks alternate round by round, so a busy
 machine slows both alike. Run it on a quiet machine.
@@ -178,7 +181,7 @@ class ExperimentTime:
     outside: float
     epochs: int
     removable: float
-    floor: float
+    left: float  # wall less removable: at least this, with the arithmetic free
 
 
 def experiment_time(wall_s: float, run_seconds: list[float], epochs: int, own_s: float, floor_s: float) -> ExperimentTime:
@@ -215,6 +218,8 @@ def experiment_runs(name: str, model: str) -> tuple[dict[str, float], int]:
 def active_workers() -> int:
     """How many dvc queue workers run now (`dvc queue status`'s last line)."""
     done = subprocess.run(["dvc", "queue", "status"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise CommandError(f"dvc queue status: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'failed'}")
     found = re.search(r"Worker status: (\d+) active", done.stdout)
     return int(found.group(1)) if found else 0
 
@@ -226,22 +231,25 @@ def search(args) -> None:
     configured = [name for name, spec in params.train_memory.arch if spec is not None]
     if args.model not in configured:
         raise CommandError(f"--model {args.model}: no train_memory.arch entry (have: {', '.join(configured)})")
+    busy = ("a dvc queue worker is running (a horizon search?): it would share the cores with the timing; "
+            "stop it first (`dvc queue stop`)")
     if active_workers():
-        raise CommandError("a dvc queue worker is running (a horizon search?): it would share the cores and could "
-                           "read this experiment; stop it first (`dvc queue stop`)")
+        raise CommandError(busy)
     steady, _ = alternated({kind: (lambda floor=(kind == "floor"): memory_epoch_times(
         args.model, args.seq, args.epochs, floor, args.budget)) for kind in ("own", "floor")}, args.rounds)
+    if active_workers():  # one started during the epochs' timing
+        raise CommandError(busy)
     name = f"gpu-floor-{args.model}-{args.seq}-{os.getpid()}"
     seeds = tuple(args.seeds)
     command = ["dvc", "exp", "run", "--temp", "--name", name, *point_settings(args.budget, args.model, args.seq, seeds)]
     print(" ".join(command), flush=True)
     started = time.perf_counter()
     try:
-        done = subprocess.run(command, stderr=subprocess.PIPE, text=True)  # DVC's progress goes on to stdout
+        # DVC's progress and a failing stage's own error line pass through as they come.
+        done = subprocess.run(command)
         wall = time.perf_counter() - started
         if done.returncode != 0:
-            reason = next((line for line in done.stderr.splitlines() if line.startswith("ERROR")), done.stderr.strip())
-            raise CommandError(f"{' '.join(command)}: {reason or 'failed'}")
+            raise CommandError(f"{' '.join(command)}: exit {done.returncode} (DVC's and the stage's errors above)")
         seconds, epochs = experiment_runs(name, args.model)
     finally:
         subprocess.run(["dvc", "exp", "remove", name], capture_output=True, text=True)
@@ -251,12 +259,12 @@ def search(args) -> None:
     print("|---|---:|")
     for run_name, run_s in sorted(seconds.items(), key=lambda kv: -kv[1]):
         print(f"| {run_name} | {run_s:.1f} |")
-    print("| model | budget | seq | seeds | epochs | experiment | in the stages' runs | outside them "
+    print("| model | budget | seq | seeds | epochs | experiment | in the stages' runs | outside them (DVC, start-up, report) "
           "| arithmetic a GPU could remove (at most) | left: at least | left / experiment |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {args.model} | {args.budget} | {args.seq} | {len(seeds)} | {split.epochs} | {split.wall:.1f} s "
-          f"| {split.in_runs:.1f} s | {split.outside:.1f} s | {split.removable:.1f} s | {split.floor:.1f} s "
-          f"| {split.floor / split.wall:.2f} |", flush=True)
+          f"| {split.in_runs:.1f} s | {split.outside:.1f} s | {split.removable:.1f} s | {split.left:.1f} s "
+          f"| {split.left / split.wall:.2f} |", flush=True)
 
 
 def panel(args) -> None:

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from stages.lib.config import load_params
+from stages.lib.errors import CommandError
 from tests.project import ROOT
 
 SCRIPT = str(ROOT / "benchmarks/gpu_floor.py")
@@ -62,9 +63,9 @@ def test_an_experiments_time_splits_into_its_runs_the_rest_and_what_a_gpu_could_
     # 200 s in all, of which stage runs of 150 and 20 s; 3 seeds of 40 epochs at 1.2 s, 0.2 s on the floor network.
     split = experiment_time(200.0, [150.0, 20.0], 120, 1.2, 0.2)
     assert split.in_runs == 170.0 and split.outside == 30.0
-    assert split.removable == pytest.approx(120.0) and split.floor == pytest.approx(80.0)
+    assert split.removable == pytest.approx(120.0) and split.left == pytest.approx(80.0)
     # A floor network slower than the model (noise on a tiny one) removes nothing; it never adds time.
-    assert experiment_time(50.0, [40.0], 10, 0.1, 0.12).floor == 50.0
+    assert experiment_time(50.0, [40.0], 10, 0.1, 0.12).left == 50.0
 
 
 def test_an_experiments_runs_and_epochs_are_read_from_the_mlflow_store(tmp_path, monkeypatch):
@@ -89,6 +90,12 @@ def test_an_experiments_runs_and_epochs_are_read_from_the_mlflow_store(tmp_path,
     logged("train_memory@gru", "hz-default-gru-147", 0, 500_000, [("seed0.epochs_run", 40)])  # another experiment
     seconds, epochs = experiment_runs("gpu-floor-gru-147-1", "gru")
     assert seconds == {"train_memory@gru": 90.0, "evaluate_memory": 6.5} and epochs == 58
+    with pytest.raises(CommandError, match=r"^no MLflow run is tagged dvc\.exp = gpu-floor-gru-64-2: "):
+        experiment_runs("gpu-floor-gru-64-2", "gru")
+    unfinished = client.create_run(memory, start_time=0, tags={"dvc.exp": "gpu-floor-gru-64-3"}, run_name="evaluate_memory")
+    with pytest.raises(CommandError, match=r"^MLflow run evaluate_memory of experiment gpu-floor-gru-64-3 has not ended$"):
+        experiment_runs("gpu-floor-gru-64-3", "gru")
+    assert unfinished.info.end_time is None
 
 
 @pytest.mark.parametrize("args, named", [(["panel", "--models", "nbeats_x"], "nbeats_x"),

@@ -64,6 +64,19 @@ def test_newest_run_wins_a_seq():
     assert row.experiment == "new" and bool(row.remembers_first) is True
 
 
+def test_a_timing_run_of_a_point_never_replaces_its_verdict():
+    """benchmarks/gpu_floor.py search repeats a search point (same seq and seeds) under a gpu-floor- name: while it
+    exists it must not win the point as the newest run."""
+    shown = exp_show(
+        ("main", run(70, {"lstm": False})),
+        ("hz-default-lstm-30", run(30, {"lstm": True}, timestamp="2026-01-01T00:00:00")),
+        ("gpu-floor-lstm-30-123", run(30, {"lstm": False}, timestamp="2026-02-01T00:00:00")),
+    )
+    assert [r["name"] for r in runs_from_exp_show(shown)] == ["main", "hz-default-lstm-30"]
+    (row,) = horizon_table(runs_from_exp_show(shown)).query("seq == 30").itertuples()
+    assert row.experiment == "hz-default-lstm-30" and bool(row.remembers_first) is True
+
+
 def test_never_remembering_is_said_in_words():
     table = horizon_table(runs_from_exp_show(exp_show(("main", run(70, {"lstm": False})))))
     found = horizons(table)

@@ -391,6 +391,8 @@ def test_the_gpu_floor_of_a_search_experiment_is_its_time_less_its_epochs_arithm
     assert 1 <= epochs <= 2  # one seed of the tiny params' at most 2 epochs
     assert 0 < in_runs < wall and outside == pytest.approx(wall - in_runs, abs=0.15)
     assert left == pytest.approx(wall - removable, abs=0.15) and share == pytest.approx(left / wall, abs=0.01)
+    own, floor = map(float, re.search(r"epochs: own ([\d.]+) s, floor ([\d.]+) s", done.stdout).groups())
+    assert removable == pytest.approx(epochs * max(0.0, own - floor), abs=0.05 + epochs * 0.001)  # rounded epochs
     shown = json.loads(sh("dvc", "exp", "show", "--json", "--all-commits").stdout)
     assert not [run for run in runs_from_exp_show(shown) if run["name"].startswith("gpu-floor-")]
 

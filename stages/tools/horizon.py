@@ -431,8 +431,14 @@ def confident_horizons(table: pd.DataFrame) -> dict[tuple[str, str], dict]:
 
 # ------------------------------------------------------------ pure parts
 
+# Experiments that benchmarks/gpu_floor.py runs to time a search point: they repeat one (same seq and seeds), and
+# as the newest of runs sharing seeds they would replace its row in the ledger while they exist.
+TIMING_PREFIX = "gpu-floor-"
+
+
 def runs_from_exp_show(shown: list[dict]) -> list[dict]:
-    """Every baseline commit and finished experiment in `dvc exp show --json` with its name, rev, params and metrics."""
+    """Every baseline commit and finished experiment in `dvc exp show --json` with its name, rev, params and metrics
+    (not a timing run's, ``TIMING_PREFIX``)."""
     runs = []
     for commit in shown:
         entries = [(commit.get("data") or {}, commit.get("name") or commit.get("rev"), commit.get("rev"), False)]
@@ -443,6 +449,8 @@ def runs_from_exp_show(shown: list[dict]) -> list[dict]:
                 data = rev.get("data") or {}
                 entries.append((data, data.get("name") or exp.get("name"), data.get("rev") or rev.get("rev"), True))
         for data, name, rev, experiment in entries:
+            if experiment and str(name).startswith(TIMING_PREFIX):
+                continue
             params = ((data.get("params") or {}).get("params.yaml") or {}).get("data")
             memory = ((data.get("metrics") or {}).get(MEMORY_METRICS) or {}).get("data")
             # Metrics of another seq than the params are stale (a workspace not yet reproduced).
