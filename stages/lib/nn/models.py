@@ -57,7 +57,8 @@ class ModelSpec(BaseModel):
 
     def check_hardware(self, key: str = "arch") -> None:
         """Raise ParamsError naming ``key`` (the spec's place in params.yaml) where this machine cannot run the
-        spec's arithmetic as asked; ``build`` calls it too, so a stage that knows the entry calls it first."""
+        spec's arithmetic as asked. A spec with such a need (NBeatsSpec's bfloat16) calls it in ``build`` too; a
+        stage that knows the entry calls it first, to name the entry."""
 
     def describe(self, steps: int) -> dict[str, float]:
         """Facts about the built model worth logging (e.g. receptive field)."""
