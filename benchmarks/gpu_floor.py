@@ -139,6 +139,14 @@ def memory_epoch_times(name: str, seq: int, epochs: int, floor: bool, budget: st
     return timer.times
 
 
+def check_memory_model(params, name: str, option: str) -> None:
+    """Any model with settings under train_memory.arch, listed in train_memory.models or not (the horizon search
+    runs them one at a time, -S 'train_memory.models=[gru]'); otherwise one line naming ``option``."""
+    configured = [n for n, spec in params.train_memory.arch if spec is not None]
+    if name not in configured:
+        raise CommandError(f"{option} {name}: no train_memory.arch entry (have: {', '.join(configured)})")
+
+
 def alternated(runs: dict[str, object], rounds: int) -> tuple[dict[str, float], dict[str, float]]:
     """Each run (name -> a function returning its epoch times) ``rounds`` times, in turn: the median epoch
     after each run's first, and the median first epoch."""
@@ -153,12 +161,8 @@ def alternated(runs: dict[str, object], rounds: int) -> tuple[dict[str, float], 
 
 def memory(args) -> None:
     params = load_params()
-    # Any model with settings under train_memory.arch, listed in train_memory.models or not: the horizon search
-    # runs them one at a time (-S 'train_memory.models=[gru]').
-    configured = [name for name, spec in params.train_memory.arch if spec is not None]
     for name in args.models:
-        if name not in configured:
-            raise CommandError(f"--models {name}: no train_memory.arch entry (have: {', '.join(configured)})")
+        check_memory_model(params, name, "--models")
     print(f"{args.epochs} epochs a run, {args.rounds} rounds; median seconds per epoch after the first")
     print("| model | budget | seq | XLA | own network | floor network | floor / own | first epoch, own / floor |")
     print("|---|---|---:|---|---:|---:|---:|---|")
@@ -178,10 +182,17 @@ class ExperimentTime:
     epochs' arithmetic a GPU could at most remove."""
     wall: float
     in_runs: float
-    outside: float
     epochs: int
     removable: float
-    left: float  # wall less removable: at least this, with the arithmetic free
+
+    @property
+    def outside(self) -> float:
+        return self.wall - self.in_runs
+
+    @property
+    def left(self) -> float:
+        """Wall less removable: at least this, with the arithmetic free."""
+        return self.wall - self.removable
 
 
 def experiment_time(wall_s: float, run_seconds: list[float], epochs: int, own_s: float, floor_s: float) -> ExperimentTime:
@@ -189,7 +200,7 @@ def experiment_time(wall_s: float, run_seconds: list[float], epochs: int, own_s:
     shrink to ``floor_s`` each on an accelerator (the floor network's epoch: Keras' loop stays)."""
     in_runs = sum(run_seconds)
     removable = epochs * max(0.0, own_s - floor_s)
-    return ExperimentTime(wall_s, in_runs, wall_s - in_runs, epochs, removable, wall_s - removable)
+    return ExperimentTime(wall_s, in_runs, epochs, removable)
 
 
 def experiment_runs(name: str, model: str) -> tuple[dict[str, float], int]:
@@ -225,12 +236,10 @@ def active_workers() -> int:
 
 
 def search(args) -> None:
-    from stages.tools.horizon import point_settings
+    from stages.tools.horizon import TIMING_PREFIX, point_settings
 
     params = load_params()
-    configured = [name for name, spec in params.train_memory.arch if spec is not None]
-    if args.model not in configured:
-        raise CommandError(f"--model {args.model}: no train_memory.arch entry (have: {', '.join(configured)})")
+    check_memory_model(params, args.model, "--model")
     busy = ("a dvc queue worker is running (a horizon search?): it would share the cores with the timing; "
             "stop it first (`dvc queue stop`)")
     if active_workers():
@@ -239,7 +248,7 @@ def search(args) -> None:
         args.model, args.seq, args.epochs, floor, args.budget)) for kind in ("own", "floor")}, args.rounds)
     if active_workers():  # one started during the epochs' timing
         raise CommandError(busy)
-    name = f"gpu-floor-{args.model}-{args.seq}-{os.getpid()}"
+    name = f"{TIMING_PREFIX}{args.model}-{args.seq}-{os.getpid()}"  # the prefix the search's reading leaves out
     seeds = tuple(args.seeds)
     command = ["dvc", "exp", "run", "--temp", "--name", name, *point_settings(args.budget, args.model, args.seq, seeds)]
     print(" ".join(command), flush=True)
