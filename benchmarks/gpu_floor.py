@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -240,6 +241,8 @@ def search(args) -> None:
 
     params = load_params()
     check_memory_model(params, args.model, "--model")
+    if shutil.which("dvc") is None:  # every step below runs dvc
+        raise CommandError("dvc is not on PATH: activate the environment the README installs (.venv)")
     busy = ("a dvc queue worker is running (a horizon search?): it would share the cores with the timing; "
             "stop it first (`dvc queue stop`)")
     if active_workers():

@@ -106,3 +106,11 @@ def test_a_model_it_cannot_time_is_one_line_naming_it(args, named):
     done = subprocess.run([sys.executable, SCRIPT, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and named in done.stderr.strip().splitlines()[-1]
     assert "Traceback" not in done.stderr
+
+
+def test_a_search_timing_without_dvc_on_path_is_one_line_saying_so(tmp_path):
+    done = subprocess.run([sys.executable, SCRIPT, "search", "--model", "gru", "--seq", "8"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PATH": str(tmp_path)})
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].endswith("dvc is not on PATH: activate the environment "
+                                                                                  "the README installs (.venv)")
+    assert "Traceback" not in done.stderr
