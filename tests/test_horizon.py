@@ -610,3 +610,19 @@ def test_the_search_starts_the_workers_again_while_a_point_waits_in_the_queue(tm
     # Look 1 queues the point and starts the workers; looks 2 and 3 find it queued; look 4 finds it running.
     assert calls == [("exp", "run"), ("queue", "start"), ("queue", "start"), ("queue", "start")], calls
     assert json.loads((tmp_path / "search.json").read_text())["default"]["experiments"] == 1
+
+
+def test_the_search_says_where_a_refined_horizon_stands_in_one_line():
+    """The progress line a refining search prints as it queues: the estimate the report would give now, with its
+    experiments and seeds counted; nothing for a model with no experiments at that budget."""
+    from stages.tools.horizon import estimate_line, horizon_estimate, per_seq, seed_outcomes
+
+    rows = [{"budget": "article", "model": "lstm", "seq": seq, "experiment": f"hz-article-lstm-{seq}",
+             "seed_list": (0, 1, 2), "remembers_first_fraction": share, "seeds": 3}
+            for seq, share in [(28, 1.0), (31, 2 / 3), (34, 2 / 3), (37, 1 / 3), (40, 1 / 3), (48, 1 / 3), (68, 0.0)]]
+    table = pd.DataFrame(rows)
+    h = horizon_estimate(seed_outcomes(per_seq(table)))
+    line = estimate_line(table, "lstm", "article")
+    assert line.startswith(f"50% horizon {h['horizon']:.1f}, 90% interval {h['low']:.0f} to {h['high']:.0f} (")
+    assert line.endswith(f", {h['method']} fit) from 7 experiments, 21 seeds") and 31 <= h["horizon"] <= 48
+    assert estimate_line(table, "gru", "article") == "" and estimate_line(table, "lstm", "default") == ""

@@ -1006,8 +1006,12 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
                 (pending if state in ("queued", "running") else todo).append((model, seq, name, point_seeds))
             if not pending and not todo:
                 break
+            refining = {model for model, seq, _, _ in steps if seq is None}
             for model, seq, name, point_seeds in todo:
-                print(f"horizon search: {budget}: {model}: queue seq={seq}, seeds {list(point_seeds)} ({name})", flush=True)
+                # While refining, where the interval stands now: the progress a user waits on.
+                now = f"; now {estimate_line(table, model, budget)}" if model in refining else ""
+                print(f"horizon search: {budget}: {model}: queue seq={seq}, seeds {list(point_seeds)} ({name}){now}",
+                      flush=True)
                 dvc("exp", "run", "--queue", "--name", name, *point_settings(budget, model, seq, point_seeds))
                 ran += 1
             if todo or not workers_started or any(states.get(name) == "queued" for _, _, name, _ in pending):
@@ -1026,14 +1030,20 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
         record_search(log_file, budget, models, highest, ran, time.monotonic() - started, before)
     for model in models:
         print(f"horizon search: {budget}: {model}: {outcome(verdicts_of(table, model, budget, seeds), highest=highest)}")
-        rows = table[(table["model"] == model) & (table["budget"] == budget)]
-        if max_experiments and not rows.empty:
-            h = horizon_estimate(seed_outcomes(per_seq(rows)))
-            if h.get("horizon") is not None:
-                print(f"horizon search: {budget}: {model}: 50% horizon {h['horizon']:.1f}, 90% interval "
-                      f"{h['low']:.0f} to {h['high']:.0f} (±{h['half_width']:.0%}, {h['method']} fit) "
-                      f"from {len(rows)} experiments")
+        if max_experiments and (line := estimate_line(table, model, budget)):
+            print(f"horizon search: {budget}: {model}: {line}")
     return runs  # what the report needs: no second `dvc exp show`
+
+
+def estimate_line(table: pd.DataFrame, model: str, budget: str) -> str:
+    """The 50% horizon of ``model`` at ``budget`` from ``table``'s experiments, with its interval, in one line;
+    empty where it has no experiments or no horizon yet."""
+    rows = table[(table["model"] == model) & (table["budget"] == budget)]
+    h = horizon_estimate(seed_outcomes(per_seq(rows))) if not rows.empty else {}
+    if h.get("horizon") is None:
+        return ""
+    return (f"50% horizon {h['horizon']:.1f}, 90% interval {h['low']:.0f} to {h['high']:.0f} "
+            f"({half_text(h)}, {h['method']} fit) from {len(rows)} experiments, {int(rows['seeds'].sum())} seeds")
 
 
 def keep(runs: list[dict], ledger: Path) -> None:
