@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
             **({  # Diebold-Mariano p-values (two-sided, per-origin MASE) behind the report's claims
                 "dm_p_vs_best_baseline": {n: dm(n, best_baseline) for n in names if n not in baselines},
                 "runner_up": runner_up, "dm_p_best_vs_runner_up": dm(best, runner_up),
+                # Every other forecaster against the best: how far "worse than the best" is a verdict.
+                "dm_p_vs_best": {n: dm(n, best) for n in names if n != best},
                 # Each two-season model against the same model with the article's window (summary.md).
                 "dm_p_windows": {auto: dm(auto, plain) for plain, auto in window_pairs(specs)
                                  if plain in losses and auto in losses},

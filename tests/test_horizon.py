@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 
@@ -595,7 +596,7 @@ def test_the_search_starts_the_workers_again_while_a_point_waits_in_the_queue(tm
     class Stop(Exception):
         pass
 
-    def shown_runs(all_commits):
+    def shown_runs(all_commits, timeout=None):
         try:
             return [], next(looks)
         except StopIteration:
@@ -626,3 +627,20 @@ def test_the_search_says_where_a_refined_horizon_stands_in_one_line():
     assert line.startswith(f"50% horizon {h['horizon']:.1f}, 90% interval {h['low']:.0f} to {h['high']:.0f} (")
     assert line.endswith(f", {h['method']} fit) from 7 experiments, 21 seeds") and 31 <= h["horizon"] <= 48
     assert estimate_line(table, "gru", "article") == "" and estimate_line(table, "lstm", "default") == ""
+
+
+def test_a_dvc_show_that_hangs_is_killed_as_one_line_and_tried_again(tmp_path, monkeypatch):
+    """DVC issue 8762: `dvc exp show` can wait for ever on a lock. Past its time it is killed, which reads as a
+    transient failure (tried again), and the time allowed follows the slowest show so far."""
+    from stages.lib.infra import cli
+    from stages.tools.horizon import HUNG_FLOOR_S, show_timeout, transient
+
+    fake = tmp_path / "dvc"
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    with pytest.raises(CommandError, match=r"^dvc exp show: no answer in 0.5 s$") as caught:
+        cli.dvc_json("exp", "show", timeout=0.5)
+    assert transient(str(caught.value)) and not transient("dvc exp show: ERROR: unexpected error")
+    assert show_timeout(0.0) is None  # nothing measured yet: no limit on the first show
+    assert show_timeout(3.0) == HUNG_FLOOR_S and show_timeout(60.0) == 300.0

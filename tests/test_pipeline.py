@@ -97,6 +97,9 @@ def test_repro_runs_every_stage_and_writes_metrics(project):
     # The best's claim carries its test: Diebold-Mariano over the origins, against the runner-up.
     assert seasonal["runner_up"] != seasonal["best"] and 0 < seasonal["dm_p_best_vs_runner_up"] <= 1
     assert f"against the runner-up, {seasonal['runner_up']} (" in report and "Diebold-Mariano test" in report
+    # And every other forecaster against the best (forecast.md's last column).
+    assert seasonal["dm_p_vs_best"][seasonal["runner_up"]] == seasonal["dm_p_best_vs_runner_up"]
+    assert seasonal["best"] not in seasonal["dm_p_vs_best"] and "| against ★ (DM) |" in report
     assert "## Memory experiment" in (repo / "reports/summary.md").read_text()
 
 

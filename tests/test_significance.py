@@ -240,3 +240,23 @@ def test_an_ensemble_shows_its_members_alone_and_what_their_spread_is_over():
                         "configurations (2 losses) and 1 seed; best 12.60)")
     assert lines[3].endswith("11.50 ± 0.25 (mean ± sd over seeds; best 11.20)") and len(lines) == 5
     assert members_lines({"naive": {"smape": 15.0}}) == []
+
+
+def test_every_forecaster_of_a_single_series_carries_its_diebold_mariano_test_against_the_best():
+    """forecast.md's last column: how far "worse than the best" is a verdict, per forecaster; none with one origin."""
+    from stages.report import forecast_table
+
+    scores = {"mae": 1.0, "mse": 1.0, "rmse": 1.0, "mape": 0.05, "smape": 0.05}
+    row = lambda mase: {"h1": {**scores, "mase": mase}, "all": {**scores, "mase": mase, "coverage_95": 0.9},  # noqa: E731
+                        "interval": "empirical", "persistence": {"persistent": False}}
+    f = {"best": "arima", "arima": row(0.537), "lstm": row(0.828), "tcn": row(0.817),
+         "dm_p_vs_best": {"lstm": 0.004, "tcn": 0.31}}
+    header, rule, *rows = forecast_table(f, ["arima", "lstm", "tcn"], [95])
+    assert header.endswith("| intervals | persistent | against ★ (DM) |") and rule.endswith("---|---|---|")
+    assert header.count("|") == rule.count("|") == rows[0].count("|")
+    assert rows[0].startswith("| **arima** ★ |") and rows[0].endswith("| best |")
+    assert rows[1].endswith("| no | p = 0.004 |")
+    assert rows[2].endswith("| no | p = 0.31, not significant at 5% |")
+    # One origin (holdout): no column, no test claimed.
+    untested = {k: v for k, v in f.items() if k != "dm_p_vs_best"}
+    assert "DM" not in forecast_table(untested, ["arima", "lstm"], [95])[0]

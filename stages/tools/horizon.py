@@ -860,7 +860,8 @@ def transient(message: str) -> bool:
     '.../.dvc/tmp/exps/tmpXXXX/.dvc' does not exist").
     """
     message = message.lower()
-    return "lock" in message or ("does not exist" in message and "tmp/exps" in message.replace("\\", "/"))
+    return ("lock" in message or ("does not exist" in message and "tmp/exps" in message.replace("\\", "/"))
+            or "no answer in" in message)  # a show killed as hung (`show_timeout`)
 
 
 def waiting_out_other_dvc(call, tries: int = 10, pause: float = 3.0):
@@ -892,9 +893,22 @@ def dvc(*args: str) -> None:
     waiting_out_other_dvc(once)
 
 
-def shown_runs(all_commits: bool) -> tuple[list[dict], dict[str, str]]:
+# `dvc exp show` can wait for ever on the experiments' lock as a queue worker finishes (DVC issue 8762; seen
+# once in CI: the search sat 13 minutes on a queue whose experiments had all ended). A show this many times
+# slower than the slowest one before it, and at least HUNG_FLOOR_S, is taken as hung: killed and tried again.
+HUNG_FACTOR, HUNG_FLOOR_S = 5.0, 120.0
+
+
+def show_timeout(slowest_s: float) -> float | None:
+    """How long the next `dvc exp show` may take before it counts as hung; no limit before one has answered
+    (a large repository's first show may be slow, and nothing measures it yet)."""
+    return max(HUNG_FLOOR_S, HUNG_FACTOR * slowest_s) if slowest_s > 0 else None
+
+
+def shown_runs(all_commits: bool, timeout: float | None = None) -> tuple[list[dict], dict[str, str]]:
     """Every run in `dvc exp show --json` (every commit's, or HEAD's), and every experiment's state."""
-    shown = waiting_out_other_dvc(lambda: cli.dvc_json("exp", "show", *(["--all-commits"] if all_commits else [])) or [])
+    shown = waiting_out_other_dvc(lambda: cli.dvc_json("exp", "show", *(["--all-commits"] if all_commits else []),
+                                                       timeout=timeout) or [])
     return runs_from_exp_show(shown), experiment_states(shown)
 
 
@@ -968,10 +982,12 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
     """
     started, ran = time.monotonic(), 0
     before = (read_json(log_file) if log_file.exists() else {}).get(budget, {})
-    workers_started = False
+    workers_started, slowest = False, 0.0
     try:
         while True:
-            runs, states = shown_runs(all_commits)
+            asked = time.monotonic()
+            runs, states = shown_runs(all_commits, show_timeout(slowest))
+            slowest = max(slowest, time.monotonic() - asked)  # tries killed as hung included: an upper bound
             keep(runs, ledger)
             table = horizon_table(runs, known=read_ledger(ledger), combine=False)  # one row per experiment
             pending, todo, steps = [], [], []

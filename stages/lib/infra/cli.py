@@ -15,9 +15,13 @@ from stages.lib.errors import USER_ERRORS, CommandError
 from stages.lib.infra import interrupts
 
 
-def dvc_json(*args: str) -> Any:
-    """Run `dvc <args> --json` and parse its output; a DVC failure becomes one CommandError line."""
-    done = subprocess.run(["dvc", *args, "--json"], capture_output=True, text=True)
+def dvc_json(*args: str, timeout: float | None = None) -> Any:
+    """Run `dvc <args> --json` and parse its output; a DVC failure, or no answer within ``timeout`` seconds
+    (the process is killed), becomes one CommandError line."""
+    try:
+        done = subprocess.run(["dvc", *args, "--json"], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise CommandError(f"dvc {' '.join(args)}: no answer in {timeout:g} s") from None
     if done.returncode != 0:
         reason = next((line for line in done.stderr.splitlines() if line.startswith("ERROR")), done.stderr.strip())
         raise CommandError(f"dvc {' '.join(args)}: {reason or 'failed'}")
