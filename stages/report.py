@@ -111,10 +111,11 @@ def forecast_table(f: dict, names: list[str], levels: list[int]) -> list[str]:
     columns = [(step, key, f"{title} {step}", template) for step in (steps[0], "all")
                for key, (title, template) in SCORES.items()]
     against = f.get("dm_p_vs_best")  # absent with one origin (holdout): nothing to test over
-    header = ["model", *(title for _, _, title, _ in columns), *(f"{lv}% cover" for lv in levels),
-              *(f"MSIS {lv}%" for lv in levels), "intervals", "persistent", *(["against ★ (DM)"] if against else [])]
-    lines = ["| " + " | ".join(header) + " |",
-             "|---|" + "---:|" * (len(header) - 3 - bool(against)) + "---|---|" + ("---|" if against else "")]
+    numbers = [*(title for _, _, title, _ in columns), *(f"{lv}% cover" for lv in levels),
+               *(f"MSIS {lv}%" for lv in levels)]
+    words = ["intervals", "persistent", *(["against ★ (DM)"] if against else [])]
+    lines = ["| " + " | ".join(["model", *numbers, *words]) + " |",
+             "|---|" + "---:|" * len(numbers) + "---|" * len(words)]
     for name in names:
         r = f[name]
         cells = [fmt(template, r[step].get(key)) for step, key, _, template in columns]
@@ -124,9 +125,11 @@ def forecast_table(f: dict, names: list[str], levels: list[int]) -> list[str]:
         flag = ("**yes**: " + ("lags one step" if p["lags_one_step"] else "") +
                 (", " if p["lags_one_step"] and p["near_zero_change"] else "") +
                 ("near-zero change" if p["near_zero_change"] else "")) if p["persistent"] else "no"
-        test = ("" if not against else " best |" if name == f["best"]
-                else f" {verdict(against[name])} |" if against.get(name) is not None else " — |")
-        lines.append(f"| {_mark(name, f['best'])} | " + " | ".join(cells) + f" | {r['interval']} | {flag} |" + test)
+        cells += [r["interval"], flag]
+        if against:
+            cells.append("best" if name == f["best"] else verdict(against[name]) if against.get(name) is not None
+                         else "—")
+        lines.append(f"| {_mark(name, f['best'])} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -1022,12 +1022,13 @@ def search(models: list[str], budget: str, seeds: tuple[int, ...], include: tupl
                 (pending if state in ("queued", "running") else todo).append((model, seq, name, point_seeds))
             if not pending and not todo:
                 break
-            refining = {model for model, seq, _, _ in steps if seq is None}
+            # While refining, where the interval stands now (the progress a user waits on): once per model and
+            # look, however many of its points are queued (each estimate is a bootstrap of a few seconds).
+            refining = {model for model, seq, _, _ in steps if seq is None} & {model for model, *_ in todo}
+            now = {model: f"; now {estimate_line(table, model, budget)}" for model in refining}
             for model, seq, name, point_seeds in todo:
-                # While refining, where the interval stands now: the progress a user waits on.
-                now = f"; now {estimate_line(table, model, budget)}" if model in refining else ""
-                print(f"horizon search: {budget}: {model}: queue seq={seq}, seeds {list(point_seeds)} ({name}){now}",
-                      flush=True)
+                print(f"horizon search: {budget}: {model}: queue seq={seq}, seeds {list(point_seeds)} ({name})"
+                      f"{now.get(model, '')}", flush=True)
                 dvc("exp", "run", "--queue", "--name", name, *point_settings(budget, model, seq, point_seeds))
                 ran += 1
             if todo or not workers_started or any(states.get(name) == "queued" for _, _, name, _ in pending):
